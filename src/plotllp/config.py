@@ -1,0 +1,154 @@
+"""Every setting of a training run, in one place (the command line and YAML files share it).
+
+Precedence, lowest first: the defaults below; the data set's preset (:data:`PRESETS`); a YAML file
+(``--config``); flags given on the command line. ``results.json`` records the resolved values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+
+import yaml
+
+from .errors import LLPInputError
+
+
+def _opt(default, help, choices=None):
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class TrainConfig:
+    # data and bags
+    dataset: str = _opt("moons", "data set: moons, digits")
+    data_dir: str = _opt("data", "folder of the data files (data sets read from disk)")
+    data_seed: int = _opt(0, "seed of synthetic data and of train/test splits")
+    noise: float = _opt(0.1, "two-moons noise (std of the Gaussian added to the points)")
+    train_size: int | None = _opt(None, "number of training instances (two-moons: default 2000 = 40 bags of 50)")
+    bag_size: int = _opt(50, "instances per bag (uniform random bags)")
+    bag_seed: int = _opt(0, "seed of the bag assignment (shared by every method compared)")
+    val_fraction: float = _opt(0.0, "fraction of whole bags held out for validation (0: none)")
+    # method
+    first_stage: str = _opt("dllp", "first-stage LLP learner", ["dllp"])
+    second_stage: str = _opt("plot", "second stage: PLOT, or none", ["plot", "none"])
+    labels: str = _opt("hard", "PLOT pseudo-labels: exact OT (hard) or entropic OT (soft)", ["hard", "soft"])
+    loss: str = _opt("sce", "PLOT loss: symmetric cross-entropy or cross-entropy", ["sce", "ce"])
+    mixup: bool = _opt(False, "mixup on the PLOT stage's inputs and pseudo-labels")
+    pseudo_source: str = _opt("ot", "PLOT targets from OT, or the mean of the model's own recent predictions "
+                                    "(the L_CE / L_SCE rows of the paper's Table 3)", ["ot", "predictions"])
+    ensemble: int = _opt(5, "PLOT target = mean of the last k pseudo-labels (paper Fig. 3, TD_OT_5)")
+    reg: float = _opt(1.0 / 25.0, "entropic regularisation 1/lambda of the soft labels")
+    sce_alpha: float = _opt(0.1, "SCE weight of cross-entropy")
+    sce_beta: float = _opt(1.0, "SCE weight of reverse cross-entropy")
+    mixup_alpha: float = _opt(1.0, "mixup lambda ~ Beta(alpha, alpha)")
+    # model
+    model: str = _opt("mlp", "network", ["mlp"])
+    width: int = _opt(64, "MLP hidden width")
+    depth: int = _opt(3, "MLP hidden layers")
+    # optimisation
+    epochs1: int = _opt(200, "first-stage epochs")
+    epochs2: int = _opt(100, "second-stage (PLOT) epochs")
+    lr: float = _opt(1e-3, "Adam learning rate of the first stage")
+    lr2: float | None = _opt(None, "Adam learning rate of the second stage (default: lr)")
+    beta1: float = _opt(0.9, "Adam beta1 (the paper's image setting: 0.5)")
+    beta2: float = _opt(0.999, "Adam beta2")
+    weight_decay: float = _opt(0.0, "Adam weight decay")
+    lr_halve_every: int = _opt(100, "halve the learning rate every this many epochs of a stage (0: never)")
+    batch_bags: int = _opt(4, "first stage: whole bags per step")
+    batch_size: int = _opt(128, "second stage: instances per step")
+    # run
+    seed: int = _opt(0, "seed of initialisation, minibatch order and mixup")
+    device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
+    out: str = _opt("runs/latest", "output folder (results.json, model.pt, config.yaml)")
+    quiet: bool = _opt(False, "print only the summary")
+
+    def validate(self) -> "TrainConfig":
+        for f in fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise LLPInputError(f"{f.name.replace('_', '-')} must be one of {', '.join(choices)}, "
+                                    f"got {getattr(self, f.name)!r}")
+        positive = ("bag_size", "batch_bags", "batch_size", "ensemble", "width", "depth", "lr", "reg", "mixup_alpha")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise LLPInputError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("epochs1", "epochs2", "lr_halve_every"):
+            if getattr(self, name) < 0:
+                raise LLPInputError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.epochs1 == 0 and self.epochs2 == 0:
+            raise LLPInputError("epochs1 and epochs2 are both 0: nothing to train")
+        if not 0 <= self.val_fraction < 1:
+            raise LLPInputError(f"val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.lr2 is not None and not self.lr2 > 0:
+            raise LLPInputError(f"lr2 must be positive, got {self.lr2}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+#: Settings per data set that replace the defaults above (chosen on held-out bags: benchmarks/moons.py).
+PRESETS: dict[str, dict] = {
+    "moons": {},
+    "digits": {"bag_size": 16, "epochs1": 100, "epochs2": 50, "width": 128},
+}
+
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def _coerce(name: str, value):
+    f = FIELDS[name]
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    if value is None:
+        if "None" in kind:
+            return None
+        raise LLPInputError(f"setting {name} cannot be empty")
+    try:
+        if kind.startswith("bool"):
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "yes", "1", "on"):
+                return True
+            if str(value).lower() in ("false", "no", "0", "off"):
+                return False
+            raise ValueError
+        if kind.startswith("int"):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if kind.startswith("float"):
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise LLPInputError(f"setting {name} must be {kind.split(' ')[0]}, got {value!r}") from None
+
+
+def load_yaml(path: str) -> dict:
+    """Settings from a YAML mapping (keys as on the command line, with - or _)."""
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise LLPInputError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise LLPInputError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise LLPInputError(f"config file {path} must hold a mapping of settings, not {type(data).__name__}")
+    return data
+
+
+def make_config(overrides: dict | None = None, yaml_settings: dict | None = None) -> TrainConfig:
+    """Resolve defaults < preset of the data set < YAML settings < explicit overrides."""
+    given: dict = {}
+    for source in (yaml_settings or {}, overrides or {}):
+        for key, value in source.items():
+            name = str(key).replace("-", "_")
+            if name not in FIELDS:
+                raise LLPInputError(f"unknown setting {key!r}")
+            given[name] = _coerce(name, value)
+    dataset = given.get("dataset", TrainConfig.dataset)
+    settings = {**PRESETS.get(dataset.split(":", 1)[0], {}), **given}
+    return TrainConfig(**settings).validate()

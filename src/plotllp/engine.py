@@ -1,0 +1,256 @@
+"""The training loop shared by every stage: device, optimiser, schedule, evaluation, logging.
+
+A stage (:mod:`plotllp.stages`) says what one epoch of training is; :func:`fit_stage` runs its
+epochs with Adam and a step schedule (halve the learning rate every ``lr_halve_every`` epochs, the
+paper's section 5.2), checks that the loss stays finite (a NaN stops the run loudly), evaluates
+after every epoch and prints one progress line per epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .bags import Bags, uniform_bags
+from .errors import LLPInputError, TrainingDivergedError
+from .ot import pseudo_labels
+
+__all__ = ["resolve_device", "LLPData", "predict_proba", "Evaluator", "OptimConfig", "fit_stage",
+           "LabelWindow", "EpochState"]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; otherwise the named device, checked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise LLPInputError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise LLPInputError(f"device {name!r} asked for but CUDA is not available here; use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise LLPInputError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA, nothing on CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class LLPData:
+    """Training instances and their bags, held on the training device.
+
+    ``members`` are the bags' instance indices in bag order (an instance in two bags appears
+    twice); PLOT's pseudo-labels are per member. ``hidden_labels`` of the members serve the
+    diagnostics only and may be ``None`` (real LLP data).
+    """
+
+    def __init__(self, x, bags: Bags, device: torch.device | str = "cpu", hidden_labels=None):
+        device = torch.device(device)
+        self.device = device
+        self.bags = bags
+        self.x = torch.as_tensor(np.asarray(x), dtype=torch.float32).to(device)
+        if bags.indices.max() >= self.x.shape[0]:
+            raise LLPInputError(f"bags refer to instance {int(bags.indices.max())} but there are only "
+                                f"{self.x.shape[0]} instances")
+        self.members = torch.from_numpy(bags.indices).to(device)
+        self.member_bag = torch.from_numpy(bags.bag_ids).to(device)
+        self.offsets = torch.from_numpy(bags.offsets).to(device)
+        self.sizes = torch.from_numpy(bags.sizes).to(device)
+        self.proportions = torch.from_numpy(bags.proportions).float().to(device)
+        self.hidden = None
+        if hidden_labels is not None:
+            self.hidden = torch.as_tensor(np.asarray(hidden_labels)[bags.indices], dtype=torch.long).to(device)
+
+    @property
+    def num_bags(self) -> int:
+        return self.bags.num_bags
+
+    @property
+    def num_members(self) -> int:
+        return int(self.members.numel())
+
+    @property
+    def num_classes(self) -> int:
+        return self.bags.num_classes
+
+    def bag_members(self, bag_sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(member positions, local bag index in [0, len(bag_sel))) of the selected bags; vectorised."""
+        lengths = self.sizes[bag_sel]
+        starts = self.offsets[bag_sel]
+        local = torch.repeat_interleave(torch.arange(bag_sel.numel(), device=self.device), lengths)
+        first = torch.cumsum(lengths, 0) - lengths
+        pos = starts[local] + torch.arange(local.numel(), device=self.device) - first[local]
+        return pos, local
+
+
+@torch.no_grad()
+def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    """(N, K) float32 softmax probabilities of ``model`` in eval mode, on ``x``'s device."""
+    was_training = model.training
+    model.eval()
+    out = []
+    with autocast(x.device):
+        for i in range(0, x.shape[0], batch_size):
+            out.append(torch.softmax(model(x[i:i + batch_size]).float(), dim=1))
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+class LabelWindow:
+    """The last ``k`` label matrices and their mean (the ensemble target of paper Fig. 3)."""
+
+    def __init__(self, k: int):
+        self.k = int(k)
+        self._items: list[torch.Tensor] = []
+
+    def push(self, q: torch.Tensor) -> None:
+        self._items.append(q)
+        if len(self._items) > self.k:
+            self._items.pop(0)
+
+    @property
+    def latest(self) -> torch.Tensor:
+        return self._items[-1]
+
+    def mean(self) -> torch.Tensor:
+        return torch.stack(self._items).mean(0) if len(self._items) > 1 else self._items[-1]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def state(self) -> list:
+        return [q.cpu() for q in self._items]
+
+
+@dataclass
+class EpochState:
+    """What a stage knows at the end of an epoch (anything missing the evaluator computes)."""
+    loss: float
+    train_probs: torch.Tensor | None = None
+    ot_labels: torch.Tensor | None = None
+    ot_ensemble: torch.Tensor | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class Evaluator:
+    """Per-epoch metrics (SPEC section 1): test accuracy, bag-level MAE on test bags built like the
+    training bags, the validation bags' MAE (no instance labels needed), and the training-set
+    diagnostics (accuracy of the model, of its OT labels, of the ensemble of the last k OT labels
+    against the hidden labels)."""
+
+    def __init__(self, x_test, y_test, bag_size: int, bag_seed: int, num_classes: int, device, *,
+                 labels: str = "hard", reg: float = 1 / 25, ensemble: int = 5, val: LLPData | None = None):
+        self.device = torch.device(device)
+        self.x_test = torch.as_tensor(np.asarray(x_test), dtype=torch.float32).to(self.device)
+        self.y_test = torch.as_tensor(np.asarray(y_test), dtype=torch.long).to(self.device)
+        y = np.asarray(y_test)
+        self.test_bags = uniform_bags(y, min(bag_size, y.size), num_classes=num_classes, seed=bag_seed)
+        self.test_members = torch.from_numpy(self.test_bags.indices).to(self.device)
+        self.test_bag_ids = torch.from_numpy(self.test_bags.bag_ids).to(self.device)
+        self.test_props = torch.from_numpy(self.test_bags.proportions).float().to(self.device)
+        self.hard = labels == "hard"
+        self.reg = reg
+        self.window = LabelWindow(ensemble)
+        self.val = val
+
+    @staticmethod
+    def bag_mae(probs: torch.Tensor, bag_ids: torch.Tensor, proportions: torch.Tensor) -> float:
+        """Mean over bags and classes of |mean predicted probability - true proportion|."""
+        m = proportions.shape[0]
+        sums = torch.zeros_like(proportions).index_add(0, bag_ids, probs)
+        sizes = torch.bincount(bag_ids, minlength=m).clamp_min(1)
+        return float((sums / sizes[:, None] - proportions).abs().mean())
+
+    def __call__(self, model, data: LLPData, state: EpochState) -> dict:
+        probs = predict_proba(model, self.x_test)
+        row = {"test_accuracy": float((probs.argmax(1) == self.y_test).float().mean()),
+               "bag_mae": self.bag_mae(probs[self.test_members], self.test_bag_ids, self.test_props)}
+        if self.val is not None:
+            vp = predict_proba(model, self.val.x[self.val.members])
+            row["val_bag_mae"] = self.bag_mae(vp, self.val.member_bag, self.val.proportions)
+        if data.hidden is not None:
+            train_probs = state.train_probs
+            if train_probs is None:
+                train_probs = predict_proba(model, data.x[data.members])
+            ot_labels, ensemble = state.ot_labels, state.ot_ensemble
+            if ot_labels is None:
+                _check_finite(train_probs, "training-set predictions")
+                ot_labels = pseudo_labels(train_probs, data.member_bag, data.proportions, hard=self.hard, reg=self.reg)
+                self.window.push(ot_labels)
+                ensemble = self.window.mean()
+            if ensemble is None:
+                ensemble = ot_labels
+            h = data.hidden
+            row["train_acc_model"] = float((train_probs.argmax(1) == h).float().mean())
+            row["train_acc_ot"] = float((ot_labels.argmax(1) == h).float().mean())
+            row["train_acc_ot_ensemble"] = float((ensemble.argmax(1) == h).float().mean())
+        return row
+
+
+@dataclass
+class OptimConfig:
+    """Adam with a step schedule: ``lr`` halved every ``halve_every`` epochs (0: constant)."""
+    lr: float = 1e-3
+    betas: tuple = (0.9, 0.999)
+    weight_decay: float = 0.0
+    halve_every: int = 100
+
+
+def _check_finite(t: torch.Tensor, what: str) -> None:
+    if not bool(torch.isfinite(t).all()):
+        raise TrainingDivergedError(f"{what} contain NaN or infinity: training diverged "
+                                    f"(try a lower learning rate)")
+
+
+def _fmt(row: dict) -> str:
+    parts = [f"loss {row['loss']:.4f}", f"test {100 * row['test_accuracy']:.2f}%", f"bag-mae {row['bag_mae']:.4f}"]
+    if "val_bag_mae" in row:
+        parts.append(f"val-mae {row['val_bag_mae']:.4f}")
+    if "train_acc_model" in row:
+        parts.append(f"train: model {100 * row['train_acc_model']:.1f}% ot {100 * row['train_acc_ot']:.1f}% "
+                     f"ens {100 * row['train_acc_ot_ensemble']:.1f}%")
+    return "  ".join(parts)
+
+
+def fit_stage(stage, model: torch.nn.Module, data: LLPData, optim: OptimConfig, *, epochs: int,
+              evaluator: Evaluator | None = None, log=print, seed: int = 0) -> list[dict]:
+    """Run ``epochs`` epochs of ``stage`` on ``model``; return one history row per epoch."""
+    model.to(data.device)
+    if data.device.type == "cuda" and data.x.dim() == 4:
+        model.to(memory_format=torch.channels_last)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=optim.halve_every or 10 ** 9, gamma=0.5)
+    stage.begin(model, data)
+    history = []
+    width = len(str(epochs))
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        state = stage.train_epoch(model, opt, data, rng)
+        if not math.isfinite(state.loss):
+            raise TrainingDivergedError(f"{stage.name} epoch {epoch}: the loss is {state.loss}; training diverged "
+                                        f"(try a lower learning rate)")
+        sched.step()
+        state = stage.end_epoch(model, data, state)
+        train_seconds = time.perf_counter() - t0
+        row = {"stage": stage.name, "epoch": epoch, "loss": state.loss, "lr": opt.param_groups[0]["lr"]}
+        if evaluator is not None:
+            row.update(evaluator(model, data, state))
+        row.update(state.extra)
+        row["seconds"] = train_seconds
+        history.append(row)
+        if log is not None and evaluator is not None:
+            log(f"{stage.name:<5} epoch {epoch:>{width}}/{epochs}  {_fmt(row)}  {train_seconds:.2f}s")
+    return history

@@ -1,0 +1,158 @@
+"""One whole run from a :class:`~plotllp.config.TrainConfig`: data, bags, first stage, PLOT, results.
+
+``train(config)`` is what ``plotllp train`` does. It writes into ``config.out``:
+``results.json`` (SPEC section 7), ``model.pt`` (final weights) and ``first_stage.pt``, and
+``config.yaml`` (every resolved setting, reusable with ``--config``). Files are written atomically
+(a temporary file renamed into place), so an interrupted run never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import yaml
+
+from .bags import uniform_bags
+from .config import TrainConfig
+from .data import load_dataset
+from .engine import Evaluator, LLPData, OptimConfig, resolve_device
+from .models import build_model
+from .stages import FIRST_STAGES, PLOT
+
+__all__ = ["train", "RunResult", "atomic_write", "atomic_torch_save"]
+
+
+@dataclass
+class RunResult:
+    results: dict
+    model: torch.nn.Module
+    first_stage_model: torch.nn.Module
+    dataset: object
+    out: str
+
+
+def atomic_write(path: str, text: str) -> None:
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_torch_save(obj, path: str) -> None:
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _summary(history: list[dict], seconds: float) -> dict:
+    last = history[-1]
+    out = {"test_accuracy": last["test_accuracy"], "bag_mae": last["bag_mae"], "seconds": seconds}
+    for key in ("val_bag_mae", "train_acc_model", "train_acc_ot", "train_acc_ot_ensemble"):
+        if key in last:
+            out[key] = last[key]
+    return out
+
+
+def train(cfg: TrainConfig, log=print, write: bool = True) -> RunResult:
+    """Run the configured first stage, then PLOT (unless ``second_stage == "none"``)."""
+    cfg.validate()
+    say = (lambda *a, **k: None) if cfg.quiet else log
+    device = resolve_device(cfg.device)
+    data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.data_seed, noise=cfg.noise,
+                        train_size=cfg.train_size)
+    k = data.num_classes
+    bags = uniform_bags(data.y_train, cfg.bag_size, num_classes=k, seed=cfg.bag_seed)
+    val = None
+    if cfg.val_fraction > 0:
+        bags, val_bags = bags.split(cfg.val_fraction, seed=cfg.bag_seed)
+        val = LLPData(data.x_train, val_bags, device)
+    train_data = LLPData(data.x_train, bags, device, hidden_labels=data.y_train)
+    evaluator = Evaluator(data.x_test, data.y_test, cfg.bag_size, cfg.bag_seed, k, device, labels=cfg.labels,
+                          reg=cfg.reg, ensemble=cfg.ensemble, val=val)
+    say(f"plotllp: {cfg.dataset}: {train_data.num_members} training instances in {bags.num_bags} bags of "
+        f"{cfg.bag_size}, {len(data.y_test)} test instances, {k} classes; device {device}")
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, data.input_shape, k, width=cfg.width, depth=cfg.depth).to(device)
+    betas = (cfg.beta1, cfg.beta2)
+    first = FIRST_STAGES[cfg.first_stage](cfg.epochs1, OptimConfig(cfg.lr, betas, cfg.weight_decay, cfg.lr_halve_every),
+                                          batch_bags=cfg.batch_bags)
+    t0 = time.perf_counter()
+    history = first.fit(model, train_data, evaluator=evaluator, log=say, seed=cfg.seed) if cfg.epochs1 > 0 else []
+    if not history:                      # no first-stage training: evaluate the initial network once
+        from .engine import EpochState
+        history = [{"stage": cfg.first_stage, "epoch": 0, "loss": float("nan"),
+                    **evaluator(model, train_data, EpochState(loss=float("nan")))}]
+        history[0]["loss"] = None
+    first_summary = _summary(history, time.perf_counter() - t0)
+    first_model = copy.deepcopy(model)
+
+    final_summary = first_summary
+    if cfg.second_stage == "plot" and cfg.epochs2 > 0:
+        second = PLOT(cfg.epochs2, OptimConfig(cfg.lr2 or cfg.lr, betas, cfg.weight_decay, cfg.lr_halve_every),
+                      labels=cfg.labels, loss=cfg.loss, mixup=cfg.mixup, ensemble=cfg.ensemble, reg=cfg.reg,
+                      sce_alpha=cfg.sce_alpha, sce_beta=cfg.sce_beta, mixup_alpha=cfg.mixup_alpha,
+                      batch_size=cfg.batch_size, pseudo_source=cfg.pseudo_source)
+        t1 = time.perf_counter()
+        evaluator.window = type(evaluator.window)(cfg.ensemble)
+        h2 = second.fit(model, train_data, evaluator=evaluator, log=say, seed=cfg.seed + 1)
+        history += h2
+        final_summary = _summary(h2, time.perf_counter() - t1)
+
+    results = {"config": cfg.to_dict(), "first_stage": first_summary, "final": dict(final_summary),
+               "history": history,
+               "data": {"train_instances": int(train_data.num_members), "bags": int(bags.num_bags),
+                        "test_instances": int(len(data.y_test)), "num_classes": int(k),
+                        "validation_bags": int(val.num_bags) if val is not None else 0},
+               "device": str(device), "plotllp_version": _version()}
+    results["final"]["seconds"] = final_summary["seconds"]
+    if write:
+        os.makedirs(cfg.out, exist_ok=True)
+        atomic_write(os.path.join(cfg.out, "results.json"), json.dumps(_jsonable(results), indent=1))
+        atomic_write(os.path.join(cfg.out, "config.yaml"), yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        meta = {"config": cfg.to_dict(), "input_shape": list(data.input_shape), "num_classes": k,
+                "class_names": list(data.class_names)}
+        atomic_torch_save({**meta, "state_dict": model.state_dict()}, os.path.join(cfg.out, "model.pt"))
+        atomic_torch_save({**meta, "state_dict": first_model.state_dict()}, os.path.join(cfg.out, "first_stage.pt"))
+    return RunResult(results, model, first_model, data, cfg.out)
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__

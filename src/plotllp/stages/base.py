@@ -1,0 +1,36 @@
+"""The interface every stage shares.
+
+A stage trains any ``torch.nn.Module`` that maps inputs to logits. It says what one epoch is
+(:meth:`Stage.train_epoch`) and what happens around the epochs (:meth:`Stage.begin`,
+:meth:`Stage.end_epoch`); :func:`plotllp.engine.fit_stage` owns the loop, the optimiser, the
+schedule, evaluation and logging. :meth:`Stage.fit` is the one-call form.
+"""
+
+from __future__ import annotations
+
+from ..engine import EpochState, Evaluator, LLPData, OptimConfig, fit_stage
+
+
+class Stage:
+    """Base class of first and second stages."""
+
+    name = "stage"
+
+    def __init__(self, epochs: int, optim: OptimConfig | None = None):
+        self.epochs = int(epochs)
+        self.optim = optim or OptimConfig()
+
+    def begin(self, model, data: LLPData) -> None:
+        """Called once before the first epoch."""
+
+    def train_epoch(self, model, optimizer, data: LLPData, rng) -> EpochState:
+        """One pass of optimisation; returns the epoch's mean loss (and anything it computed)."""
+        raise NotImplementedError
+
+    def end_epoch(self, model, data: LLPData, state: EpochState) -> EpochState:
+        """Called after each epoch's optimisation (PLOT updates its pseudo-labels here)."""
+        return state
+
+    def fit(self, model, data: LLPData, *, evaluator: Evaluator | None = None, log=print, seed: int = 0) -> list[dict]:
+        """Train ``model`` on ``data`` for ``self.epochs`` epochs; returns the per-epoch history."""
+        return fit_stage(self, model, data, self.optim, epochs=self.epochs, evaluator=evaluator, log=log, seed=seed)
