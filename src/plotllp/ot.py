@@ -94,6 +94,7 @@ def pseudo_labels(probs, bag_ids, proportions, *, hard: bool, reg: float | None 
         raise LLPInputError(f"probs must be a 2-d array (instances x classes), got shape {tuple(p_t.shape)}")
     n_inst, n_cls = p_t.shape
     props = validate_proportions(proportions, num_classes=n_cls)
+    props = props / props.sum(axis=1, keepdims=True)     # exact in float64 (float32 input sums to 1 +- 1e-7)
     m = props.shape[0]
     ids = validate_bag_ids(bag_ids, m)
     if ids.size != n_inst:

@@ -1,0 +1,111 @@
+"""End-to-end runs of the ``plotllp`` command and its one-line errors (SPEC section 7)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from plotllp.cli import main
+
+FAST = ["--epochs1", "4", "--epochs2", "2", "--device", "cpu"]
+
+
+def run_cli(args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "plotllp", *args], capture_output=True, text=True, timeout=300,
+                          cwd=cwd)
+
+
+@pytest.mark.parametrize("labels, mixup", [("hard", "--no-mixup"), ("soft", "--mixup")])
+def test_train_writes_results_json(tmp_path, labels, mixup):
+    out = tmp_path / "run"
+    r = run_cli(["train", "--dataset", "moons", "--bag-size", "50", "--bag-seed", "0", "--seed", "0",
+                 "--first-stage", "dllp", "--second-stage", "plot", "--labels", labels, "--loss", "sce", mixup,
+                 "--val-fraction", "0.1", "--out", str(out), *FAST])
+    assert r.returncode == 0, r.stderr
+    assert "test" in r.stdout and "results.json" in r.stdout
+    res = json.loads((out / "results.json").read_text())
+    cfg = res["config"]
+    assert cfg["labels"] == labels and cfg["mixup"] == (mixup == "--mixup") and cfg["epochs1"] == 4
+    assert {"ensemble", "reg", "sce_alpha", "lr", "batch_size"} <= set(cfg)      # defaults are recorded too
+    for part in ("first_stage", "final"):
+        assert 0 <= res[part]["test_accuracy"] <= 1 and res[part]["bag_mae"] >= 0 and res[part]["seconds"] > 0
+    hist = res["history"]
+    assert [h["stage"] for h in hist] == ["dllp"] * 4 + ["plot"] * 2
+    assert [h["epoch"] for h in hist] == [1, 2, 3, 4, 1, 2]
+    for h in hist:
+        for key in ("test_accuracy", "train_acc_model", "train_acc_ot", "train_acc_ot_ensemble", "val_bag_mae"):
+            assert 0 <= h[key] <= 1
+    assert res["final"]["test_accuracy"] == hist[-1]["test_accuracy"]
+    assert res["first_stage"]["test_accuracy"] == hist[3]["test_accuracy"]
+    assert res["data"]["bags"] == 36 and res["data"]["validation_bags"] == 4
+    assert (out / "model.pt").exists() and (out / "config.yaml").exists()
+    # one progress line per epoch
+    assert sum(line.startswith(("dllp ", "plot ")) for line in r.stdout.splitlines()) == 6
+
+
+def test_second_stage_none_and_yaml_config(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("dataset: digits\nbag-size: 16\nsecond_stage: none\nepochs1: 3\nwidth: 32\n")
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--epochs1", "2", "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["config"]["epochs1"] == 2          # the flag wins over the file
+    assert res["config"]["width"] == 32 and res["config"]["dataset"] == "digits"
+    assert res["final"] == res["first_stage"]
+    assert res["data"]["num_classes"] == 10
+
+
+def test_config_yaml_reproduces_run(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["train", "--quiet", "--out", str(a), *FAST]) == 0
+    assert main(["train", "--quiet", "--config", str(a / "config.yaml"), "--out", str(b)]) == 0
+    ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
+    assert ra["final"]["test_accuracy"] == rb["final"]["test_accuracy"]
+    assert [h["loss"] for h in ra["history"]] == [h["loss"] for h in rb["history"]]
+
+
+@pytest.mark.parametrize("args, code, msg", [
+    (["train", "--dataset", "no-such-dataset"], 2, "unknown dataset 'no-such-dataset'"),
+    (["train", "--no-such-option"], 2, "unrecognized arguments: --no-such-option"),
+    (["train", "--labels", "medium"], 2, "invalid choice: 'medium'"),
+    (["train", "--bag-size", "0"], 2, "bag-size must be positive"),
+    (["train", "--bag-size", "5000"], 2, "bag size 5000 is larger than the 2000 instances"),
+    (["train", "--device", "tpu"], 2, "device"),
+    (["train", "--config", "missing.yaml"], 2, "config file missing.yaml does not exist"),
+    (["train", "--config", "corrupt.yaml"], 2, "is not valid YAML"),
+    (["train", "--config", "unknown.yaml"], 2, "unknown setting 'learning_rate'"),
+    (["train", "--config", "badtype.yaml"], 2, "setting epochs1 must be int"),
+    (["train", "--epochs1", "2", "--epochs2", "1", "--lr", "1e12"], 3, "diverged"),
+    (["nonsense"], 2, "invalid choice: 'nonsense'"),
+])
+def test_bad_input_gives_one_line_error(tmp_path, args, code, msg):
+    (tmp_path / "corrupt.yaml").write_text("epochs1: [1, 2\n")
+    (tmp_path / "unknown.yaml").write_text("learning_rate: 0.1\n")
+    (tmp_path / "badtype.yaml").write_text("epochs1: many\n")
+    r = run_cli([*args, "--out", str(tmp_path / "o")] if args[0] == "train" else args, cwd=tmp_path)
+    assert r.returncode == code, (r.returncode, r.stderr)
+    assert "Traceback" not in r.stderr + r.stdout
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("plotllp: error:") and msg in lines[0], r.stderr
+
+
+def test_help_everywhere():
+    for args in (["--help"], ["train", "--help"], ["demo", "--help"]):
+        r = run_cli(args)
+        assert r.returncode == 0 and "usage: plotllp" in r.stdout
+    assert "--first-stage" in run_cli(["train", "--help"]).stdout
+
+
+def test_demo_writes_figure(tmp_path, monkeypatch):
+    import plotllp.cli as cli
+
+    real = cli.make_config
+    monkeypatch.setattr(cli, "make_config", lambda o, y=None: real({**o, "epochs1": 3, "epochs2": 2}, y))
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    png = out / "demo_moons.png"
+    assert png.exists() and png.stat().st_size > 10_000
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert os.path.exists(out / "results.json")

@@ -1,0 +1,67 @@
+import math
+
+import numpy as np
+import torch
+
+from plotllp.losses import (bag_mean_probs, mixup, proportion_loss, sample_mixup, soft_cross_entropy,
+                            symmetric_cross_entropy)
+
+
+def test_proportion_loss_hand_computed():
+    # two bags: rows 0,1 in bag 0 and row 2 in bag 1
+    logits = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0], [0.0, 100.0]])
+    bag = torch.tensor([0, 0, 1])
+    props = torch.tensor([[0.5, 0.5], [1.0, 0.0]])
+    # bag 0: mean of (0.5, 0.5) and (0.75, 0.25) = (0.625, 0.375); bag 1: (~0, ~1) clamped to 1e-8
+    want0 = -(0.5 * math.log(0.625) + 0.5 * math.log(0.375))
+    want1 = -math.log(1e-8)
+    got = proportion_loss(logits, bag, props)
+    assert abs(float(got) - (want0 + want1) / 2) < 1e-5
+    assert torch.allclose(bag_mean_probs(logits, bag, 2)[0], torch.tensor([0.625, 0.375]))
+
+
+def test_proportion_loss_minimum_at_matching_proportions():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0]], requires_grad=True)
+    props = bag_mean_probs(logits.detach(), torch.tensor([0, 0]), 1)
+    loss = proportion_loss(logits, torch.tensor([0, 0]), props)
+    loss.backward()
+    assert logits.grad.abs().max() < 1e-6
+
+
+def test_sce_hand_computed():
+    logits = torch.tensor([[math.log(0.7), math.log(0.2), math.log(0.1)]])
+    q = torch.tensor([[0.0, 1.0, 0.0]])
+    ce = -math.log(0.2)
+    rce = -(0.7 * math.log(1e-4) + 0.2 * math.log(1.0) + 0.1 * math.log(1e-4))
+    got = symmetric_cross_entropy(logits, q, alpha=0.1, beta=1.0)
+    assert abs(float(got) - (0.1 * ce + 1.0 * rce)) < 1e-5
+    got = symmetric_cross_entropy(logits, q, alpha=6.0, beta=0.1)
+    assert abs(float(got) - (6.0 * ce + 0.1 * rce)) < 1e-4
+
+
+def test_sce_clamps_prediction_at_1e7():
+    logits = torch.tensor([[0.0, -200.0]])
+    q = torch.tensor([[0.0, 1.0]])
+    ce = -math.log(1e-7)
+    rce = -(1.0 * math.log(1e-4))      # p = (1, 1e-7): 1 * log(1e-4) + 1e-7 * log(1)
+    got = symmetric_cross_entropy(logits, q, alpha=1.0, beta=1.0)
+    assert abs(float(got) - (ce + rce)) < 1e-3
+
+
+def test_soft_cross_entropy_hand_computed():
+    logits = torch.tensor([[math.log(0.25), math.log(0.75)]])
+    q = torch.tensor([[0.4, 0.6]])
+    want = -(0.4 * math.log(0.25) + 0.6 * math.log(0.75))
+    assert abs(float(soft_cross_entropy(logits, q)) - want) < 1e-6
+
+
+def test_mixup_hand_computed_and_sampled():
+    x = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
+    y = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    xm, ym = mixup(x, y, 0.25, torch.tensor([1, 0]))
+    assert torch.allclose(xm, torch.tensor([[0.25, 2.25], [0.75, 0.75]]))
+    assert torch.allclose(ym, torch.tensor([[0.25, 0.75], [0.75, 0.25]]))
+    xs, ys = sample_mixup(x, y, np.random.default_rng(0))
+    assert torch.allclose(ys.sum(1), torch.ones(2))
+    # y is the identity, so the mixed targets are the weights of the mixed inputs: the same lambda
+    assert torch.allclose(xs, ys @ x)

@@ -1,0 +1,155 @@
+import warnings
+
+import numpy as np
+import ot
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from plotllp.errors import LLPInputError
+from plotllp.ot import pseudo_labels
+
+
+def random_problem(rng, n_bags, n, k, concentration=0.3, floor=0.0):
+    sizes = n if np.ndim(n) else np.full(n_bags, n)
+    ids = np.repeat(np.arange(n_bags), sizes)
+    rng.shuffle(ids)                                   # members of a bag need not be contiguous
+    probs = rng.dirichlet(np.full(k, concentration), ids.size)
+    if floor:
+        probs = np.maximum(probs, floor)
+        probs /= probs.sum(1, keepdims=True)
+    y = rng.integers(0, k, ids.size)
+    counts = np.zeros((n_bags, k))
+    np.add.at(counts, (ids, y), 1)
+    return probs, ids, counts / counts.sum(1, keepdims=True), counts
+
+
+problems = st.tuples(st.integers(1, 4), st.integers(1, 40), st.integers(2, 12), st.integers(0, 10_000),
+                     st.sampled_from([0.05, 0.3, 1.0, 5.0]))
+
+
+@given(problems)
+def test_hard_labels_match_pot_optimum(problem):
+    n_bags, n, k, seed, conc = problem
+    probs, ids, props, counts = random_problem(np.random.default_rng(seed), n_bags, n, k, conc)
+    q = pseudo_labels(probs, ids, props, hard=True).numpy()
+    assert np.array_equal(q.sum(1), np.ones(len(ids))) and set(np.unique(q)) <= {0.0, 1.0}
+    for b in range(n_bags):
+        rows = ids == b
+        assert np.array_equal(q[rows].sum(0), counts[b])
+        cost = -np.log(np.maximum(probs[rows], 1e-300))
+        best = ot.emd2(np.full(rows.sum(), 1 / rows.sum()), props[b], cost)
+        mine = (q[rows] * cost).sum() / rows.sum()
+        assert mine <= best + 1e-6 * max(1.0, abs(best))
+
+
+@given(problems)
+def test_soft_labels_are_the_entropic_optimum(problem):
+    """Marginals met, and the optimality condition of entropic OT: log Q + C / eps = u_i + v_k
+    on the support (a Gibbs kernel scaled by rows and columns), which characterises the optimum."""
+    n_bags, n, k, seed, conc = problem
+    probs, ids, props, counts = random_problem(np.random.default_rng(seed), n_bags, n, k, conc, floor=1e-3)
+    q = pseudo_labels(probs, ids, props, hard=False).numpy()
+    assert np.isfinite(q).all()
+    assert np.allclose(q.sum(1), 1, atol=1e-9)
+    for b in range(n_bags):
+        rows = ids == b
+        assert np.allclose(q[rows].sum(0), counts[b], atol=1e-6)
+        assert (q[rows][:, counts[b] == 0] == 0).all()       # zero-proportion classes get zero mass
+        on = counts[b] > 0
+        logit = np.log(q[rows][:, on]) - np.log(probs[rows][:, on]) * 25
+        resid = logit - logit.mean(1, keepdims=True) - logit.mean(0, keepdims=True) + logit.mean()
+        assert np.abs(resid).max() < 1e-6
+
+
+def test_soft_labels_against_converged_sinkhorn_fixed_case():
+    rng = np.random.default_rng(3)
+    probs, ids, props, counts = random_problem(rng, 2, 20, 4, concentration=2.0)
+    q = pseudo_labels(probs, ids, props, hard=False).numpy()
+    for b in range(2):
+        rows = ids == b
+        on = counts[b] > 0
+        ref = ot.sinkhorn(np.full(20, 1 / 20), props[b][on], -np.log(probs[rows][:, on]), 1 / 25,
+                          method="sinkhorn_log", numItermax=200_000, stopThr=1e-13)
+        assert np.allclose(q[rows][:, on], ref * 20, atol=1e-7)
+
+
+def test_soft_labels_other_regularisation():
+    rng = np.random.default_rng(4)
+    probs, ids, props, counts = random_problem(rng, 1, 15, 3, concentration=1.0)
+    ref = ot.sinkhorn(np.full(15, 1 / 15), props[0], -np.log(probs), 0.5, method="sinkhorn_log",
+                      numItermax=100_000, stopThr=1e-14)
+    q = pseudo_labels(probs, ids, props, hard=False, reg=0.5).numpy()
+    assert np.allclose(q, ref * 15, atol=1e-8)
+
+
+@pytest.mark.parametrize("hard", [True, False])
+@pytest.mark.parametrize("n, k", [(1, 2), (1, 7), (3, 100), (128, 120), (2000, 3), (700, 10)])
+def test_edge_sizes_and_confident_predictions(hard, n, k):
+    rng = np.random.default_rng(n * k)
+    probs, ids, props, counts = random_problem(rng, 2, n, k, concentration=0.01)
+    probs = np.maximum(probs, 1e-30)                           # very confident predictions, down to 1e-30
+    probs /= probs.sum(1, keepdims=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                         # no "did not converge" either
+        q = pseudo_labels(probs, ids, props, hard=hard).numpy()
+    assert np.isfinite(q).all()
+    assert np.allclose(q.sum(1), 1, atol=1e-9)
+    for b in range(2):
+        assert np.allclose(q[ids == b].sum(0), counts[b], atol=1e-5 * n)
+
+
+def test_hard_large_bag_uses_network_simplex_and_is_exact():
+    rng = np.random.default_rng(5)
+    probs, ids, props, counts = random_problem(rng, 1, 1500, 4, concentration=0.5)
+    q = pseudo_labels(probs, ids, props, hard=True).numpy()
+    cost = -np.log(probs)
+    assert np.array_equal(q.sum(0), counts[0])
+    assert (q * cost).sum() / 1500 <= ot.emd2(np.full(1500, 1 / 1500), props[0], cost) + 1e-9
+
+
+def test_non_integer_counts_are_rounded_for_hard_labels():
+    probs = np.full((3, 2), 0.5)
+    q = pseudo_labels(probs, [0, 0, 0], [[0.5, 0.5]], hard=True).numpy()
+    assert sorted(q.sum(0).tolist()) == [1.0, 2.0]
+
+
+def test_torch_input_keeps_device_and_dtype():
+    rng = np.random.default_rng(6)
+    probs, ids, props, counts = random_problem(rng, 3, 8, 3)
+    t = torch.tensor(probs, dtype=torch.float32)
+    for hard in (True, False):
+        out = pseudo_labels(t, torch.tensor(ids), torch.tensor(props, dtype=torch.float32), hard=hard)
+        assert isinstance(out, torch.Tensor) and out.dtype == torch.float32 and out.device == t.device
+        ref = pseudo_labels(probs, ids, props, hard=hard).numpy()
+        assert np.allclose(out.numpy(), ref, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_input():
+    rng = np.random.default_rng(7)
+    probs, ids, props, counts = random_problem(rng, 3, 8, 3)
+    for hard in (True, False):
+        out = pseudo_labels(torch.tensor(probs, device="cuda"), ids, props, hard=hard)
+        assert out.is_cuda
+        assert np.allclose(out.cpu().numpy(), pseudo_labels(probs, ids, props, hard=hard).numpy(), atol=1e-8)
+
+
+@pytest.mark.parametrize("kwargs, msg", [
+    (dict(proportions=[[0.5, 0.6], [0.5, 0.5]]), "sum to"),
+    (dict(proportions=[[1.5, -0.5], [0.5, 0.5]]), "negative"),
+    (dict(proportions=[[np.nan, 1.0], [0.5, 0.5]]), "NaN"),
+    (dict(bag_ids=[0, 0, 5, 1]), "out of range"),
+    (dict(bag_ids=[0, 0, 0, 0]), "bag 1 has no instances"),
+    (dict(bag_ids=[0, 1, 1]), "bag_ids has 3 entries"),
+    (dict(probs=[[0.5, np.nan]] * 4), "NaN"),
+    (dict(probs=[[1.5, -0.5]] * 4), "negative"),
+    (dict(proportions=[[0.5, 0.5]] * 2, reg=-1.0, hard=False), "reg"),
+])
+def test_bad_inputs_raise_value_error(kwargs, msg):
+    args = dict(probs=np.full((4, 2), 0.5), bag_ids=[0, 0, 1, 1], proportions=[[0.5, 0.5], [1.0, 0.0]], hard=True)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=msg):
+        pseudo_labels(args.pop("probs"), args.pop("bag_ids"), args.pop("proportions"), **args)
+    assert issubclass(LLPInputError, ValueError)
