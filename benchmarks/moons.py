@@ -95,6 +95,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=128)
     args = ap.parse_args()
     torch.set_num_threads(1)
+    text = header("Two-moons: DLLP vs DLLP + PLOT (40 bags of 50, 5 seeds)")   # provenance of the code that runs
     t_start = time.time()
     regimes = {"full": args.epochs1, "early": args.early_epochs}
     grid = sorted(args.epochs2_grid)
@@ -131,7 +132,6 @@ def main():
                     table.setdefault((noise, regime, name), []).append(test_accuracy(m, ds))
         print(f"noise {noise}: done ({time.time() - t_start:.0f}s)", flush=True)
 
-    text = header("Two-moons: DLLP vs DLLP + PLOT (40 bags of 50, 5 seeds)")
     text += (f"\nTest accuracy (%) on 2000 independent test points, mean (std) over {args.seeds} seeds; each seed "
              f"draws its own data, bags and initialisation. MLP with 3 hidden ReLU layers of {args.width}, Adam lr "
              f"{args.lr}; DLLP {args.batch_bags} bags per step; PLOT {args.batch_size} instances per step, SCE "
