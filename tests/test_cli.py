@@ -109,3 +109,30 @@ def test_demo_writes_figure(tmp_path, monkeypatch):
     assert png.exists() and png.stat().st_size > 10_000
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert os.path.exists(out / "results.json")
+
+
+def test_plot_only_from_an_earlier_first_stage(tmp_path):
+    """A first stage trained elsewhere (here: an earlier run's first_stage.pt), then PLOT alone."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["train", "--quiet", "--second-stage", "none", "--out", str(a), *FAST]) == 0
+    assert main(["train", "--quiet", "--init", str(a / "first_stage.pt"), "--epochs1", "0", "--epochs2", "2",
+                 "--device", "cpu", "--out", str(b)]) == 0
+    ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
+    # the PLOT-only run starts exactly where the first run's first stage ended
+    assert rb["first_stage"]["test_accuracy"] == ra["first_stage"]["test_accuracy"]
+    assert [h["stage"] for h in rb["history"]] == ["dllp", "plot", "plot"]
+
+
+@pytest.mark.parametrize("content, msg", [(None, "does not exist"), (b"not a checkpoint", "is not a model file"),
+                                          ("wrong-width", "do not fit the network")])
+def test_bad_init_file(tmp_path, content, msg):
+    path = tmp_path / "w.pt"
+    if content == "wrong-width":
+        import torch
+        from plotllp.models import MLP
+        torch.save(MLP(2, 2, width=8).state_dict(), path)
+    elif content is not None:
+        path.write_bytes(content)
+    r = run_cli(["train", "--init", str(path), "--out", str(tmp_path / "o"), *FAST])
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and msg in r.stderr, r.stderr

@@ -46,6 +46,8 @@ class TrainConfig:
     model: str = _opt("mlp", "network", ["mlp"])
     width: int = _opt(64, "MLP hidden width")
     depth: int = _opt(3, "MLP hidden layers")
+    init: str | None = _opt(None, "start from the weights in this file (model.pt or first_stage.pt of an earlier "
+                                  "run, or a saved state_dict); with --epochs1 0, PLOT continues that model")
     # optimisation
     epochs1: int = _opt(200, "first-stage epochs")
     epochs2: int = _opt(100, "second-stage (PLOT) epochs")

@@ -22,11 +22,12 @@ import yaml
 from .bags import uniform_bags
 from .config import TrainConfig
 from .data import load_dataset
-from .engine import Evaluator, LLPData, OptimConfig, resolve_device
+from .errors import DataFileError, LLPInputError
+from .engine import EpochState, Evaluator, LLPData, OptimConfig, resolve_device
 from .models import build_model
 from .stages import FIRST_STAGES, PLOT
 
-__all__ = ["train", "RunResult", "atomic_write", "atomic_torch_save"]
+__all__ = ["train", "RunResult", "atomic_write", "atomic_torch_save", "load_weights"]
 
 
 @dataclass
@@ -68,6 +69,25 @@ def atomic_torch_save(obj, path: str) -> None:
         raise
 
 
+def load_weights(model: torch.nn.Module, path: str) -> None:
+    """Load weights saved by plotllp (``model.pt``, ``first_stage.pt``) or a plain state_dict."""
+    if not os.path.isfile(path):
+        raise DataFileError(f"model file {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many kinds for a file that is not a checkpoint
+        raise DataFileError(f"{path} is not a model file saved by torch ({type(e).__name__})") from None
+    state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataFileError(f"{path} holds no state_dict of network weights")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise LLPInputError(f"the weights in {path} do not fit the network --model {type(model).__name__} "
+                            f"({first[1].strip() if len(first) > 1 else first[0]})") from None
+
+
 def _summary(history: list[dict], seconds: float) -> dict:
     last = history[-1]
     out = {"test_accuracy": last["test_accuracy"], "bag_mae": last["bag_mae"], "seconds": seconds}
@@ -97,17 +117,18 @@ def train(cfg: TrainConfig, log=print, write: bool = True) -> RunResult:
         f"{cfg.bag_size}, {len(data.y_test)} test instances, {k} classes; device {device}")
 
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, data.input_shape, k, width=cfg.width, depth=cfg.depth).to(device)
+    model = build_model(cfg.model, data.input_shape, k, width=cfg.width, depth=cfg.depth)
+    if cfg.init:
+        load_weights(model, cfg.init)
+    model.to(device)
     betas = (cfg.beta1, cfg.beta2)
     first = FIRST_STAGES[cfg.first_stage](cfg.epochs1, OptimConfig(cfg.lr, betas, cfg.weight_decay, cfg.lr_halve_every),
                                           batch_bags=cfg.batch_bags)
     t0 = time.perf_counter()
     history = first.fit(model, train_data, evaluator=evaluator, log=say, seed=cfg.seed) if cfg.epochs1 > 0 else []
     if not history:                      # no first-stage training: evaluate the initial network once
-        from .engine import EpochState
-        history = [{"stage": cfg.first_stage, "epoch": 0, "loss": float("nan"),
+        history = [{"stage": cfg.first_stage, "epoch": 0, "loss": None,
                     **evaluator(model, train_data, EpochState(loss=float("nan")))}]
-        history[0]["loss"] = None
     first_summary = _summary(history, time.perf_counter() - t0)
     first_model = copy.deepcopy(model)
 
