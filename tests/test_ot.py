@@ -153,3 +153,18 @@ def test_bad_inputs_raise_value_error(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         pseudo_labels(args.pop("probs"), args.pop("bag_ids"), args.pop("proportions"), **args)
     assert issubclass(LLPInputError, ValueError)
+
+
+@pytest.mark.parametrize("hard", [True, False])
+def test_unequal_bag_sizes(hard):
+    rng = np.random.default_rng(8)
+    sizes = np.array([1, 5, 17, 33, 700, 2])
+    probs, ids, props, counts = random_problem(rng, len(sizes), sizes, 6, concentration=0.5)
+    q = pseudo_labels(probs, ids, props, hard=hard).numpy()
+    assert np.allclose(q.sum(1), 1, atol=1e-9)
+    for b in range(len(sizes)):
+        assert np.allclose(q[ids == b].sum(0), counts[b], atol=1e-6)
+    if not hard:   # each bag is solved as if alone: padding in a size bucket changes nothing
+        for b in (1, 4):
+            alone = pseudo_labels(probs[ids == b], np.zeros(sizes[b], int), props[b:b + 1], hard=False).numpy()
+            assert np.allclose(q[ids == b], alone, atol=1e-8)
