@@ -12,7 +12,8 @@ first-stage network. Test accuracy: mean and std over the seeds.
 
 Settings are chosen on held-out bags, never on the test set: the number of PLOT epochs (from
 ``--epochs2-grid``) is picked per (noise, regime, labels, mixup) by the mean bag-level proportion
-error (MAE) on 4 held-out bags of the 40, over the seeds, with training on the other 36 bags. The
+error (MAE) on 4 held-out bags of the 40, averaged over the seeds and over ``--val-splits`` different
+held-out draws per seed, with training on the other 36 bags. The
 reported runs then train on all 40 bags with the chosen setting.
 
 Run: ``python benchmarks/moons.py``; writes ``benchmarks/results/moons.md``.
@@ -89,6 +90,8 @@ def main():
     ap.add_argument("--epochs1", type=int, default=200, help="DLLP epochs of the full first stage")
     ap.add_argument("--early-epochs", type=int, default=5, help="DLLP epochs of the early-stopped first stage")
     ap.add_argument("--epochs2-grid", type=int, nargs="+", default=[10, 25, 50, 100])
+    ap.add_argument("--val-splits", type=int, default=2,
+                    help="held-out splits per seed for the selection (4 other bags each time)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--batch-bags", type=int, default=4)
@@ -103,9 +106,9 @@ def main():
     for noise in args.noises:
         # 1. selection on held-out bags: train on 36 bags, score PLOT epochs by the 4 held-out bags' MAE
         scores = {}
-        for seed in range(args.seeds):
+        for seed, split in itertools.product(range(args.seeds), range(args.val_splits)):
             ds = moons(n_train=2000, noise=noise, seed=seed)
-            tr_bags, va_bags = uniform_bags(ds.y_train, 50, seed=seed).split(0.1, seed=seed)
+            tr_bags, va_bags = uniform_bags(ds.y_train, 50, seed=seed).split(0.1, seed=1000 * split + seed)
             val = LLPData(ds.x_train, va_bags, "cpu")
             for regime, e1 in regimes.items():
                 m0, data = run_first(ds, tr_bags, e1, seed, args)
@@ -137,7 +140,8 @@ def main():
              f"{args.lr}; DLLP {args.batch_bags} bags per step; PLOT {args.batch_size} instances per step, SCE "
              f"(alpha 0.1, beta 1.0), ensemble of the last 5 OT labels. First stage: `full` = {args.epochs1} DLLP "
              f"epochs, `early` = {args.early_epochs}. PLOT epochs chosen from {grid} by the proportion error on 4 "
-             f"held-out bags (training on the other 36), never on the test set; chosen values in brackets.\n")
+             f"held-out bags (training on the other 36; {args.val_splits} draws of held-out bags per seed), never on the "
+             f"test set; chosen values in brackets.\n")
     for noise in args.noises:
         text += f"\n## noise {noise}\n\n| method | first stage `full` | first stage `early` |\n| --- | --- | --- |\n"
         names = ["DLLP"] + [f"DLLP + PLOT ({lab}{', mixup' if mix else ''})" for lab, mix in VARIANTS]
