@@ -184,7 +184,7 @@ class Evaluator:
                 train_probs = predict_proba(model, data.x[data.members])
             ot_labels, ensemble = state.ot_labels, state.ot_ensemble
             if ot_labels is None:
-                _check_finite(train_probs, "training-set predictions")
+                check_finite(train_probs, "training-set predictions")
                 ot_labels = pseudo_labels(train_probs, data.member_bag, data.proportions, hard=self.hard, reg=self.reg)
                 self.window.push(ot_labels)
                 ensemble = self.window.mean()
@@ -206,7 +206,7 @@ class OptimConfig:
     halve_every: int = 100
 
 
-def _check_finite(t: torch.Tensor, what: str) -> None:
+def check_finite(t: torch.Tensor, what: str) -> None:
     if not bool(torch.isfinite(t).all()):
         raise TrainingDivergedError(f"{what} contain NaN or infinity: training diverged "
                                     f"(try a lower learning rate)")

@@ -8,7 +8,9 @@ schedule, evaluation and logging. :meth:`Stage.fit` is the one-call form.
 
 from __future__ import annotations
 
-from ..engine import EpochState, Evaluator, LLPData, OptimConfig, fit_stage
+import torch
+
+from ..engine import EpochState, Evaluator, LLPData, OptimConfig, autocast, fit_stage
 
 
 class Stage:
@@ -19,6 +21,17 @@ class Stage:
     def __init__(self, epochs: int, optim: OptimConfig | None = None):
         self.epochs = int(epochs)
         self.optim = optim or OptimConfig()
+
+    @staticmethod
+    def step(model, optimizer, x: torch.Tensor, loss_fn) -> torch.Tensor:
+        """One optimiser step on ``loss_fn(model(x))`` (bf16 autocast on CUDA); the detached loss."""
+        with autocast(x.device):
+            logits = model(x)
+        loss = loss_fn(logits)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
 
     def begin(self, model, data: LLPData) -> None:
         """Called once before the first epoch."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..engine import EpochState, LLPData, OptimConfig, autocast
+from ..engine import EpochState, LLPData, OptimConfig
 from ..losses import proportion_loss
 from .base import Stage
 
@@ -32,12 +32,7 @@ class DLLP(Stage):
             x = data.x[data.members[pos]]
             if self.augment is not None:
                 x = self.augment(x)
-            with autocast(data.device):
-                logits = model(x)
-            loss = proportion_loss(logits, local, data.proportions[sel])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach()
+            props = data.proportions[sel]
+            total += self.step(model, optimizer, x, lambda logits: proportion_loss(logits, local, props))
             steps += 1
         return EpochState(loss=float(total) / max(steps, 1))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from ..engine import EpochState, LabelWindow, LLPData, OptimConfig, _check_finite, autocast, predict_proba
+from ..engine import EpochState, LabelWindow, LLPData, OptimConfig, check_finite, predict_proba
 from ..errors import LLPInputError
 from ..losses import sample_mixup, soft_cross_entropy, symmetric_cross_entropy
 from ..ot import DEFAULT_REG, pseudo_labels
@@ -55,7 +55,7 @@ class PLOT(Stage):
 
     def _relabel(self, model, data: LLPData):
         probs = predict_proba(model, data.x[data.members])
-        _check_finite(probs, "training-set predictions")
+        check_finite(probs, "training-set predictions")
         q = pseudo_labels(probs, data.member_bag, data.proportions, hard=self.hard, reg=self.reg).float()
         self.ot_window.push(q)
         self.targets.push(q if self.source == "ot" else probs)
@@ -83,13 +83,7 @@ class PLOT(Stage):
                 x = self.augment(x)
             if self.mixup and x.shape[0] > 1:
                 x, y = sample_mixup(x, y, rng, self.mixup_alpha)
-            with autocast(data.device):
-                logits = model(x)
-            loss = self.loss(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.detach()
+            total += self.step(model, optimizer, x, lambda logits, y=y: self.loss(logits, y))
             steps += 1
         return EpochState(loss=float(total) / max(steps, 1))
 
