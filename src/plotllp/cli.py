@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from .config import FIELDS, TrainConfig, load_yaml, make_config
+from .config import FIELDS, PRESETS, load_yaml, make_config
 from .errors import LLPInputError, PlotLLPError, TrainingDivergedError
 
 
@@ -22,23 +22,24 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad command line as one line (no usage dump) and exit code 2."""
 
     def error(self, message):
-        self.exit(2, f"plotllp: error: {message} (see plotllp {self.prog.split()[-1]} --help)\n"
-                  if " " in self.prog else f"plotllp: error: {message} (see plotllp --help)\n")
+        self.exit(2, f"plotllp: error: {message} (see {self.prog} --help)\n")
+
+
+#: first field of each section of TrainConfig -> the heading in --help
+SECTIONS = {"dataset": "data and bags", "first_stage": "method", "model": "model", "epochs1": "optimisation",
+            "seed": "run"}
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML file of settings (same keys as these flags); "
                                                      "flags given here override it")
-    groups = {}
+    g = None
     for name, f in FIELDS.items():
-        section = ("data and bags" if list(FIELDS).index(name) < list(FIELDS).index("first_stage") else
-                   "method" if list(FIELDS).index(name) < list(FIELDS).index("model") else
-                   "model" if list(FIELDS).index(name) < list(FIELDS).index("epochs1") else
-                   "optimisation" if list(FIELDS).index(name) < list(FIELDS).index("seed") else "run")
-        g = groups.setdefault(section, p.add_argument_group(section))
+        if name in SECTIONS:                 # TrainConfig lists its fields section by section
+            g = p.add_argument_group(SECTIONS[name])
         flag = "--" + name.replace("_", "-")
         default = f.default
-        help_ = f.metadata["help"] + (f" (default: {default})" if default not in (None, False) else "")
+        help_ = f.metadata["help"] + (f" (default: {default})" if default is not None and default is not False else "")
         if str(f.type).startswith("bool"):
             g.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_)
         else:
@@ -57,7 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     tr = sub.add_parser("train", help="train a first stage and PLOT; writes OUT/results.json",
                         description="Train a first-stage LLP learner, then the PLOT second stage, and write "
-                        "results.json, model.pt, first_stage.pt and config.yaml into --out.")
+                        "results.json, model.pt, first_stage.pt and config.yaml into --out.",
+                        epilog="Per data set, some defaults are replaced by its preset: "
+                        + "; ".join(f"{d}: " + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in p.items())
+                                    for d, p in PRESETS.items() if p)
+                        + ". A --config file and flags override presets.")
     _add_train_options(tr)
     demo = sub.add_parser("demo", help="two-moons in the paper's setting: DLLP then PLOT, with a figure",
                           description="Two-moons, 40 bags of 50 points (the paper's section 5.1): DLLP, then PLOT. "

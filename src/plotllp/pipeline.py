@@ -150,7 +150,6 @@ def train(cfg: TrainConfig, log=print, write: bool = True) -> RunResult:
                         "test_instances": int(len(data.y_test)), "num_classes": int(k),
                         "validation_bags": int(val.num_bags) if val is not None else 0},
                "device": str(device), "plotllp_version": _version()}
-    results["final"]["seconds"] = final_summary["seconds"]
     if write:
         os.makedirs(cfg.out, exist_ok=True)
         atomic_write(os.path.join(cfg.out, "results.json"), json.dumps(_jsonable(results), indent=1))
