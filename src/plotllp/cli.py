@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     for d, p in PRESETS.items() if p)
                         + ". A --config file and flags override presets.")
     _add_train_options(tr)
+    data = sub.add_parser("data", help="describe a data set as JSON (sizes, classes, shape, channel mean and std)",
+                          description="Read a data set from its official files and print, as JSON, the train "
+                          "and test sizes, the class names, the input shape and the per-channel mean and std.")
+    data.add_argument("dataset", help="moons, digits, mnist, fashion_mnist, cifar10, cifar100 or svhn")
+    data.add_argument("--data-dir", default="data", help="folder (or archive) of the data files (default: data)")
     demo = sub.add_parser("demo", help="two-moons in the paper's setting: DLLP then PLOT, with a figure",
                           description="Two-moons, 40 bags of 50 points (the paper's section 5.1): DLLP, then PLOT. "
                           "Prints the first-stage and final test accuracy and draws the decision boundaries "
@@ -90,6 +95,27 @@ def cmd_train(args) -> int:
         print(f"final ({cfg.first_stage} + plot): test accuracy {100 * r['final']['test_accuracy']:.2f}%  "
               f"bag MAE {r['final']['bag_mae']:.4f}  ({r['final']['seconds']:.1f}s)")
     print(f"wrote {os.path.join(cfg.out, 'results.json')}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    import json
+
+    import numpy as np
+
+    from .data import load_dataset
+
+    ds = load_dataset(args.dataset, data_dir=args.data_dir)
+    if ds.is_image:
+        mean, std = ds.normalization
+    else:
+        mean, std = ds.x_train.mean(0).tolist(), ds.x_train.std(0).tolist()
+    info = {"dataset": ds.name, "train_size": int(len(ds.y_train)), "test_size": int(len(ds.y_test)),
+            "num_classes": ds.num_classes, "class_names": list(ds.class_names), "shape": list(ds.input_shape),
+            "dtype": str(ds.x_train.dtype), "mean": [round(float(v), 4) for v in np.ravel(mean)],
+            "std": [round(float(v), 4) for v in np.ravel(std)],
+            "train_class_counts": np.bincount(ds.y_train, minlength=ds.num_classes).tolist()}
+    print(json.dumps(info, indent=1))
     return 0
 
 
@@ -120,7 +146,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        return {"train": cmd_train, "demo": cmd_demo}[args.command](args)
+        return {"train": cmd_train, "data": cmd_data, "demo": cmd_demo}[args.command](args)
     except TrainingDivergedError as e:
         print(f"plotllp: error: {e}", file=sys.stderr)
         return 3

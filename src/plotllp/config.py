@@ -21,11 +21,12 @@ def _opt(default, help, choices=None):
 @dataclass
 class TrainConfig:
     # data and bags
-    dataset: str = _opt("moons", "data set: moons, digits")
+    dataset: str = _opt("moons", "data set: moons, digits, mnist, fashion_mnist, cifar10, cifar100, svhn")
     data_dir: str = _opt("data", "folder of the data files (data sets read from disk)")
     data_seed: int = _opt(0, "seed of synthetic data and of train/test splits")
     noise: float = _opt(0.1, "two-moons noise (std of the Gaussian added to the points)")
-    train_size: int | None = _opt(None, "number of training instances (two-moons: default 2000 = 40 bags of 50)")
+    train_size: int | None = _opt(None, "use a fixed, seeded subset of this many training instances "
+                                        "(two-moons: the number drawn, default 2000 = 40 bags of 50)")
     bag_size: int = _opt(50, "instances per bag (uniform random bags)")
     bag_seed: int = _opt(0, "seed of the bag assignment (shared by every method compared)")
     val_fraction: float = _opt(0.0, "fraction of whole bags held out for validation (0: none)")
@@ -43,7 +44,7 @@ class TrainConfig:
     sce_beta: float = _opt(1.0, "SCE weight of reverse cross-entropy")
     mixup_alpha: float = _opt(1.0, "mixup lambda ~ Beta(alpha, alpha)")
     # model
-    model: str = _opt("mlp", "network", ["mlp"])
+    model: str = _opt("mlp", "network", ["mlp", "small-cnn", "conv-large", "wrn-28-2"])
     width: int = _opt(64, "MLP hidden width")
     depth: int = _opt(3, "MLP hidden layers")
     init: str | None = _opt(None, "start from the weights in this file (model.pt or first_stage.pt of an earlier "

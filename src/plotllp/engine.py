@@ -46,6 +46,14 @@ def autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
+def as_input_tensor(x, device) -> torch.Tensor:
+    """Inputs on the training device: uint8 images stay uint8 (4x less memory; the network's
+    :class:`~plotllp.models.Normalized` wrapper scales them), anything else becomes float32."""
+    arr = np.asarray(x)
+    t = torch.from_numpy(np.ascontiguousarray(arr))
+    return t.to(device) if t.dtype == torch.uint8 else t.to(device=device, dtype=torch.float32)
+
+
 class LLPData:
     """Training instances and their bags, held on the training device.
 
@@ -58,7 +66,7 @@ class LLPData:
         device = torch.device(device)
         self.device = device
         self.bags = bags
-        self.x = torch.as_tensor(np.asarray(x), dtype=torch.float32).to(device)
+        self.x = as_input_tensor(x, device)
         if bags.indices.max() >= self.x.shape[0]:
             raise LLPInputError(f"bags refer to instance {int(bags.indices.max())} but there are only "
                                 f"{self.x.shape[0]} instances")
@@ -151,7 +159,7 @@ class Evaluator:
     def __init__(self, x_test, y_test, bag_size: int, bag_seed: int, num_classes: int, device, *,
                  labels: str = "hard", reg: float = 1 / 25, ensemble: int = 5, val: LLPData | None = None):
         self.device = torch.device(device)
-        self.x_test = torch.as_tensor(np.asarray(x_test), dtype=torch.float32).to(self.device)
+        self.x_test = as_input_tensor(x_test, self.device)
         self.y_test = torch.as_tensor(np.asarray(y_test), dtype=torch.long).to(self.device)
         y = np.asarray(y_test)
         self.test_bags = uniform_bags(y, min(bag_size, y.size), num_classes=num_classes, seed=bag_seed)

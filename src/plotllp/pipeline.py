@@ -117,7 +117,8 @@ def train(cfg: TrainConfig, log=print, write: bool = True) -> RunResult:
         f"{cfg.bag_size}, {len(data.y_test)} test instances, {k} classes; device {device}")
 
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, data.input_shape, k, width=cfg.width, depth=cfg.depth)
+    model = build_model(cfg.model, data.input_shape, k, width=cfg.width, depth=cfg.depth,
+                        normalization=data.normalization)
     if cfg.init:
         load_weights(model, cfg.init)
     model.to(device)
@@ -155,7 +156,7 @@ def train(cfg: TrainConfig, log=print, write: bool = True) -> RunResult:
         atomic_write(os.path.join(cfg.out, "results.json"), json.dumps(_jsonable(results), indent=1))
         atomic_write(os.path.join(cfg.out, "config.yaml"), yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         meta = {"config": cfg.to_dict(), "input_shape": list(data.input_shape), "num_classes": k,
-                "class_names": list(data.class_names)}
+                "class_names": list(data.class_names), "normalization": data.normalization}
         atomic_torch_save({**meta, "state_dict": model.state_dict()}, os.path.join(cfg.out, "model.pt"))
         atomic_torch_save({**meta, "state_dict": first_model.state_dict()}, os.path.join(cfg.out, "first_stage.pt"))
     return RunResult(results, model, first_model, data, cfg.out)

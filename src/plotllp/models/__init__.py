@@ -5,18 +5,36 @@ from __future__ import annotations
 from torch import nn
 
 from ..errors import LLPInputError
+from .convnets import ConvLarge, Normalized, SmallCNN, WideResNet
 from .mlp import MLP
 
-__all__ = ["MLP", "build_model", "MODELS"]
+__all__ = ["MLP", "ConvLarge", "WideResNet", "SmallCNN", "Normalized", "build_model", "MODELS"]
+
+
+def _image(cls, **kw):
+    def build(shape, k, width=64, depth=3):
+        if len(shape) != 3:
+            raise LLPInputError(f"model needs images (channels, height, width), got inputs of shape {tuple(shape)}")
+        return cls(in_channels=shape[0], num_classes=k, **kw)
+    return build
+
 
 #: name -> builder(input_shape, num_classes, width, depth)
 MODELS = {
     "mlp": lambda shape, k, width=64, depth=3: MLP.for_input(shape, k, width=width, depth=depth),
+    "conv-large": _image(ConvLarge),
+    "wrn-28-2": _image(WideResNet, depth=28, widen=2),
+    "small-cnn": _image(SmallCNN),
 }
 
 
-def build_model(name: str, input_shape, num_classes: int, *, width: int = 64, depth: int = 3) -> nn.Module:
-    """A fresh network called ``name`` for inputs of ``input_shape`` (without the batch dimension)."""
+def build_model(name: str, input_shape, num_classes: int, *, width: int = 64, depth: int = 3,
+                normalization=None) -> nn.Module:
+    """A fresh network called ``name`` for inputs of ``input_shape`` (without the batch dimension).
+
+    With ``normalization = (mean, std)`` (raw uint8 images), the network is wrapped in :class:`Normalized`.
+    """
     if name not in MODELS:
         raise LLPInputError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
-    return MODELS[name](tuple(input_shape), num_classes, width=width, depth=depth)
+    net = MODELS[name](tuple(input_shape), num_classes, width=width, depth=depth)
+    return Normalized(net, *normalization) if normalization is not None else net

@@ -82,7 +82,7 @@ class PLOT(Stage):
             if self.augment is not None:
                 x = self.augment(x)
             if self.mixup and x.shape[0] > 1:
-                x, y = sample_mixup(x, y, rng, self.mixup_alpha)
+                x, y = sample_mixup(x.float(), y, rng, self.mixup_alpha)     # uint8 pixels mix as floats
             total += self.step(model, optimizer, x, lambda logits, y=y: self.loss(logits, y))
             steps += 1
         return EpochState(loss=float(total) / max(steps, 1))
