@@ -151,3 +151,20 @@ def test_train_size_subset_is_fixed(tmp_path):
     a = load_dataset("fashion_mnist", data_dir=SHARED, train_size=500, seed=3)
     b = load_dataset("fashion_mnist", data_dir=SHARED, train_size=500, seed=3)
     assert len(a.y_train) == 500 and np.array_equal(a.x_train, b.x_train) and len(a.y_test) == 10000
+
+
+def test_random_crop_flip_is_a_translation_and_flip():
+    import torch
+
+    from plotllp.augment import random_crop_flip
+
+    torch.manual_seed(0)
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8) + 1
+    out = random_crop_flip(x, pad=2)
+    assert out.shape == x.shape
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(2):     # each output is one crop of the padded image, flipped or not
+        crops = [padded[i, :, a:a + 8, b:b + 8] for a in range(5) for b in range(5)]
+        assert any(torch.equal(out[i], c) or torch.equal(out[i], c.flip(2)) for c in crops)
+    u8 = torch.randint(0, 255, (4, 1, 6, 6), dtype=torch.uint8)
+    assert random_crop_flip(u8).dtype == torch.uint8

@@ -30,6 +30,9 @@ class TrainConfig:
     bag_size: int = _opt(50, "instances per bag (uniform random bags)")
     bag_seed: int = _opt(0, "seed of the bag assignment (shared by every method compared)")
     val_fraction: float = _opt(0.0, "fraction of whole bags held out for validation (0: none)")
+    augment: str = _opt("auto", "augmentation of image batches on the device: random crop with 4-pixel padding "
+                                "(and horizontal flip); auto = crop-flip on CIFAR, none elsewhere",
+                        ["auto", "none", "crop", "crop-flip"])
     # method
     first_stage: str = _opt("dllp", "first-stage LLP learner", ["dllp"])
     second_stage: str = _opt("plot", "second stage: PLOT, or none", ["plot", "none"])

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import yaml
 
+from .augment import resolve_augment
 from .bags import uniform_bags
 from .config import TrainConfig
 from .data import load_dataset
@@ -123,8 +124,9 @@ def train(cfg: TrainConfig, log=print, write: bool = True) -> RunResult:
         load_weights(model, cfg.init)
     model.to(device)
     betas = (cfg.beta1, cfg.beta2)
+    augment = resolve_augment(cfg.augment, cfg.dataset) if data.is_image else None
     first = FIRST_STAGES[cfg.first_stage](cfg.epochs1, OptimConfig(cfg.lr, betas, cfg.weight_decay, cfg.lr_halve_every),
-                                          batch_bags=cfg.batch_bags)
+                                          batch_bags=cfg.batch_bags, augment=augment)
     t0 = time.perf_counter()
     history = first.fit(model, train_data, evaluator=evaluator, log=say, seed=cfg.seed) if cfg.epochs1 > 0 else []
     if not history:                      # no first-stage training: evaluate the initial network once
@@ -138,7 +140,7 @@ def train(cfg: TrainConfig, log=print, write: bool = True) -> RunResult:
         second = PLOT(cfg.epochs2, OptimConfig(cfg.lr2 or cfg.lr, betas, cfg.weight_decay, cfg.lr_halve_every),
                       labels=cfg.labels, loss=cfg.loss, mixup=cfg.mixup, ensemble=cfg.ensemble, reg=cfg.reg,
                       sce_alpha=cfg.sce_alpha, sce_beta=cfg.sce_beta, mixup_alpha=cfg.mixup_alpha,
-                      batch_size=cfg.batch_size, pseudo_source=cfg.pseudo_source)
+                      batch_size=cfg.batch_size, pseudo_source=cfg.pseudo_source, augment=augment)
         t1 = time.perf_counter()
         evaluator.window = type(evaluator.window)(cfg.ensemble)
         h2 = second.fit(model, train_data, evaluator=evaluator, log=say, seed=cfg.seed + 1)
