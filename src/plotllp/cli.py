@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                         + "; ".join(f"{d}: " + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in p.items())
                                     for d, p in PRESETS.items() if p)
                         + ". A --config file and flags override presets.")
+    tr.add_argument("--resume", action="store_true", help="continue the interrupted run in --out from its "
+                    "checkpoint (same settings); a finished run is reported as such")
     _add_train_options(tr)
     data = sub.add_parser("data", help="describe a data set as JSON (sizes, classes, shape, channel mean and std)",
                           description="Read a data set from its official files and print, as JSON, the train "
@@ -85,9 +87,13 @@ def cmd_train(args) -> int:
     settings = {k: v for k, v in vars(args).items() if k in FIELDS}
     yaml_settings = load_yaml(args.config) if args.config else None
     cfg = make_config(settings, yaml_settings)
-    from .pipeline import train
+    from .pipeline import CHECKPOINT, train
 
-    res = train(cfg)
+    done = os.path.join(cfg.out, "results.json")
+    if args.resume and os.path.exists(done) and not os.path.exists(os.path.join(cfg.out, CHECKPOINT)):
+        print(f"plotllp: the run in {cfg.out} has already finished; nothing to resume ({done})")
+        return 0
+    res = train(cfg, resume=args.resume)
     r = res.results
     print(f"first stage ({cfg.first_stage}): test accuracy {100 * r['first_stage']['test_accuracy']:.2f}%  "
           f"bag MAE {r['first_stage']['bag_mae']:.4f}  ({r['first_stage']['seconds']:.1f}s)")

@@ -136,8 +136,11 @@ class LabelWindow:
     def __len__(self) -> int:
         return len(self._items)
 
-    def state(self) -> list:
+    def state_dict(self) -> list:
         return [q.cpu() for q in self._items]
+
+    def load_state_dict(self, items: list, device) -> None:
+        self._items = [q.to(device) for q in items]
 
 
 @dataclass
@@ -170,6 +173,12 @@ class Evaluator:
         self.reg = reg
         self.window = LabelWindow(ensemble)
         self.val = val
+
+    def state_dict(self) -> dict:
+        return {"window": self.window.state_dict()}
+
+    def load_state_dict(self, state: dict, device) -> None:
+        self.window.load_state_dict(state["window"], device)
 
     @staticmethod
     def bag_mae(probs: torch.Tensor, bag_ids: torch.Tensor, proportions: torch.Tensor) -> float:
@@ -231,8 +240,14 @@ def _fmt(row: dict) -> str:
 
 
 def fit_stage(stage, model: torch.nn.Module, data: LLPData, optim: OptimConfig, *, epochs: int,
-              evaluator: Evaluator | None = None, log=print, seed: int = 0) -> list[dict]:
-    """Run ``epochs`` epochs of ``stage`` on ``model``; return one history row per epoch."""
+              evaluator: Evaluator | None = None, log=print, seed: int = 0, on_epoch_end=None,
+              resume: dict | None = None) -> list[dict]:
+    """Run ``epochs`` epochs of ``stage`` on ``model``; return one history row per epoch.
+
+    ``on_epoch_end(loop_state)`` is called after every epoch with everything the loop needs to go
+    on later (optimiser, schedule, random-number states, the stage's and evaluator's state, the
+    history); passing that dict back as ``resume`` continues the loop exactly where it was.
+    """
     model.to(data.device)
     if data.device.type == "cuda" and data.x.dim() == 4:
         model.to(memory_format=torch.channels_last)
@@ -240,10 +255,22 @@ def fit_stage(stage, model: torch.nn.Module, data: LLPData, optim: OptimConfig, 
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=optim.halve_every or 10 ** 9, gamma=0.5)
-    stage.begin(model, data)
-    history = []
+    if resume is None:
+        stage.begin(model, data)
+        history, start = [], 1
+    else:
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        rng.bit_generator.state = resume["numpy_rng"]
+        torch.set_rng_state(resume["torch_rng"])
+        if resume.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(resume["cuda_rng"])
+        stage.load_state_dict(resume["stage"], data.device)
+        if evaluator is not None and resume.get("evaluator") is not None:
+            evaluator.load_state_dict(resume["evaluator"], data.device)
+        history, start = list(resume["history"]), int(resume["epoch"]) + 1
     width = len(str(epochs))
-    for epoch in range(1, epochs + 1):
+    for epoch in range(start, epochs + 1):
         t0 = time.perf_counter()
         model.train()
         state = stage.train_epoch(model, opt, data, rng)
@@ -261,4 +288,11 @@ def fit_stage(stage, model: torch.nn.Module, data: LLPData, optim: OptimConfig, 
         history.append(row)
         if log is not None and evaluator is not None:
             log(f"{stage.name:<5} epoch {epoch:>{width}}/{epochs}  {_fmt(row)}  {train_seconds:.2f}s")
+        if on_epoch_end is not None:
+            on_epoch_end({"epoch": epoch, "history": history, "optimizer": opt.state_dict(),
+                          "scheduler": sched.state_dict(), "numpy_rng": rng.bit_generator.state,
+                          "torch_rng": torch.get_rng_state(),
+                          "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                          "stage": stage.state_dict(),
+                          "evaluator": evaluator.state_dict() if evaluator is not None else None})
     return history

@@ -28,7 +28,7 @@ from .engine import EpochState, Evaluator, LLPData, OptimConfig, resolve_device
 from .models import build_model
 from .stages import FIRST_STAGES, PLOT
 
-__all__ = ["train", "RunResult", "atomic_write", "atomic_torch_save", "load_weights"]
+__all__ = ["train", "RunResult", "atomic_write", "atomic_torch_save", "load_weights", "load_checkpoint"]
 
 
 @dataclass
@@ -70,6 +70,31 @@ def atomic_torch_save(obj, path: str) -> None:
         raise
 
 
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = "plotllp-checkpoint-1"
+#: settings that may differ between a run and its resumption
+RESUMABLE_CHANGES = {"out", "device", "quiet"}
+
+
+def load_checkpoint(path: str, cfg: TrainConfig) -> dict:
+    """The checkpoint of an interrupted run with the same settings as ``cfg``, checked."""
+    if not os.path.isfile(path):
+        raise LLPInputError(f"nothing to resume: {path} does not exist (the run finished, or never started)")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, foreign or corrupt files raise many kinds
+        raise DataFileError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}); "
+                            f"remove it to start the run afresh") from None
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        raise DataFileError(f"{path} is not a plotllp checkpoint")
+    old, new = ck["config"], cfg.to_dict()
+    for key in new:
+        if key not in RESUMABLE_CHANGES and old.get(key) != new[key]:
+            raise LLPInputError(f"the checkpoint in {cfg.out} was made with {key.replace('_', '-')}={old.get(key)!r}, "
+                                f"not {new[key]!r}; resume with the same settings, or choose another --out")
+    return ck
+
+
 def load_weights(model: torch.nn.Module, path: str) -> None:
     """Load weights saved by plotllp (``model.pt``, ``first_stage.pt``) or a plain state_dict."""
     if not os.path.isfile(path):
@@ -98,8 +123,13 @@ def _summary(history: list[dict], seconds: float) -> dict:
     return out
 
 
-def train(cfg: TrainConfig, log=print, write: bool = True) -> RunResult:
-    """Run the configured first stage, then PLOT (unless ``second_stage == "none"``)."""
+def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False) -> RunResult:
+    """Run the configured first stage, then PLOT (unless ``second_stage == "none"``).
+
+    After every epoch the whole state of the run is written atomically to ``OUT/checkpoint.pt``;
+    ``resume=True`` continues from it (on CPU the results equal those of an uninterrupted run).
+    The checkpoint is removed once the run has finished and its results are written.
+    """
     cfg.validate()
     say = (lambda *a, **k: None) if cfg.quiet else log
     device = resolve_device(cfg.device)
@@ -117,35 +147,73 @@ def train(cfg: TrainConfig, log=print, write: bool = True) -> RunResult:
     say(f"plotllp: {cfg.dataset}: {train_data.num_members} training instances in {bags.num_bags} bags of "
         f"{cfg.bag_size}, {len(data.y_test)} test instances, {k} classes; device {device}")
 
+    ckpt_path = os.path.join(cfg.out, CHECKPOINT)
+    ck = load_checkpoint(ckpt_path, cfg) if resume else None
+    if write and not resume and os.path.exists(ckpt_path):
+        raise LLPInputError(f"{cfg.out} holds an interrupted run ({CHECKPOINT}); add --resume to continue it, "
+                            f"or choose another --out")
+
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.input_shape, k, width=cfg.width, depth=cfg.depth,
                         normalization=data.normalization)
-    if cfg.init:
+    if cfg.init and ck is None:
         load_weights(model, cfg.init)
     model.to(device)
     betas = (cfg.beta1, cfg.beta2)
     augment = resolve_augment(cfg.augment, cfg.dataset) if data.is_image else None
-    first = FIRST_STAGES[cfg.first_stage](cfg.epochs1, OptimConfig(cfg.lr, betas, cfg.weight_decay, cfg.lr_halve_every),
-                                          batch_bags=cfg.batch_bags, augment=augment)
-    t0 = time.perf_counter()
-    history = first.fit(model, train_data, evaluator=evaluator, log=say, seed=cfg.seed) if cfg.epochs1 > 0 else []
-    if not history:                      # no first-stage training: evaluate the initial network once
-        history = [{"stage": cfg.first_stage, "epoch": 0, "loss": None,
-                    **evaluator(model, train_data, EpochState(loss=float("nan")))}]
-    first_summary = _summary(history, time.perf_counter() - t0)
-    first_model = copy.deepcopy(model)
 
+    def saver(phase, prior_seconds, t_start, extra):
+        def save(loop):
+            if write:
+                loop["elapsed"] = prior_seconds + time.perf_counter() - t_start
+                atomic_torch_save({"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "phase": phase,
+                                   "model": model.state_dict(), "loop": loop, **extra}, ckpt_path)
+        return save
+
+    # -- first stage (or where a checkpoint left it) --
+    if ck is None or ck["phase"] == "first":
+        first = FIRST_STAGES[cfg.first_stage](cfg.epochs1, OptimConfig(cfg.lr, betas, cfg.weight_decay,
+                                                                       cfg.lr_halve_every),
+                                              batch_bags=cfg.batch_bags, augment=augment)
+        loop = None
+        if ck is not None:
+            model.load_state_dict(ck["model"])
+            loop = ck["loop"]
+            say(f"plotllp: resuming the first stage after epoch {loop['epoch']} from {ckpt_path}")
+        prior = loop["elapsed"] if loop else 0.0
+        t0 = time.perf_counter()
+        history = first.fit(model, train_data, evaluator=evaluator, log=say, seed=cfg.seed,
+                            on_epoch_end=saver("first", prior, t0, {}), resume=loop) if cfg.epochs1 > 0 else []
+        if not history:                      # no first-stage training: evaluate the initial network once
+            history = [{"stage": cfg.first_stage, "epoch": 0, "loss": None,
+                        **evaluator(model, train_data, EpochState(loss=float("nan")))}]
+        first_summary = _summary(history, prior + time.perf_counter() - t0)
+        first_model = copy.deepcopy(model)
+    else:
+        first_model = copy.deepcopy(model)
+        first_model.load_state_dict(ck["first_model"])
+        model.load_state_dict(ck["model"])
+        history, first_summary = list(ck["first_history"]), dict(ck["first_summary"])
+
+    # -- second stage --
     final_summary = first_summary
     if cfg.second_stage == "plot" and cfg.epochs2 > 0:
         second = PLOT(cfg.epochs2, OptimConfig(cfg.lr2 or cfg.lr, betas, cfg.weight_decay, cfg.lr_halve_every),
                       labels=cfg.labels, loss=cfg.loss, mixup=cfg.mixup, ensemble=cfg.ensemble, reg=cfg.reg,
                       sce_alpha=cfg.sce_alpha, sce_beta=cfg.sce_beta, mixup_alpha=cfg.mixup_alpha,
                       batch_size=cfg.batch_size, pseudo_source=cfg.pseudo_source, augment=augment)
+        loop = ck["loop"] if ck is not None and ck["phase"] == "second" else None
+        if loop is None:
+            evaluator.window = type(evaluator.window)(cfg.ensemble)
+        else:
+            say(f"plotllp: resuming PLOT after epoch {loop['epoch']} from {ckpt_path}")
+        prior = loop["elapsed"] if loop else 0.0
+        extra = {"first_model": first_model.state_dict(), "first_history": history, "first_summary": first_summary}
         t1 = time.perf_counter()
-        evaluator.window = type(evaluator.window)(cfg.ensemble)
-        h2 = second.fit(model, train_data, evaluator=evaluator, log=say, seed=cfg.seed + 1)
-        history += h2
-        final_summary = _summary(h2, time.perf_counter() - t1)
+        h2 = second.fit(model, train_data, evaluator=evaluator, log=say, seed=cfg.seed + 1,
+                        on_epoch_end=saver("second", prior, t1, extra), resume=loop)
+        history = history + h2
+        final_summary = _summary(h2, prior + time.perf_counter() - t1)
 
     results = {"config": cfg.to_dict(), "first_stage": first_summary, "final": dict(final_summary),
                "history": history,
@@ -161,6 +229,8 @@ def train(cfg: TrainConfig, log=print, write: bool = True) -> RunResult:
                 "class_names": list(data.class_names), "normalization": data.normalization}
         atomic_torch_save({**meta, "state_dict": model.state_dict()}, os.path.join(cfg.out, "model.pt"))
         atomic_torch_save({**meta, "state_dict": first_model.state_dict()}, os.path.join(cfg.out, "first_stage.pt"))
+        if os.path.exists(ckpt_path):        # the run is complete: results.json and the weights hold it now
+            os.unlink(ckpt_path)
     return RunResult(results, model, first_model, data, cfg.out)
 
 

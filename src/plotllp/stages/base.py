@@ -44,6 +44,16 @@ class Stage:
         """Called after each epoch's optimisation (PLOT updates its pseudo-labels here)."""
         return state
 
-    def fit(self, model, data: LLPData, *, evaluator: Evaluator | None = None, log=print, seed: int = 0) -> list[dict]:
-        """Train ``model`` on ``data`` for ``self.epochs`` epochs; returns the per-epoch history."""
-        return fit_stage(self, model, data, self.optim, epochs=self.epochs, evaluator=evaluator, log=log, seed=seed)
+    def state_dict(self) -> dict:
+        """What the stage carries from epoch to epoch (saved in checkpoints)."""
+        return {}
+
+    def load_state_dict(self, state: dict, device) -> None:
+        """Restore :meth:`state_dict` (on resuming a run)."""
+
+    def fit(self, model, data: LLPData, *, evaluator: Evaluator | None = None, log=print, seed: int = 0,
+            on_epoch_end=None, resume: dict | None = None) -> list[dict]:
+        """Train ``model`` on ``data`` for ``self.epochs`` epochs; returns the per-epoch history.
+        ``on_epoch_end`` and ``resume``: see :func:`plotllp.engine.fit_stage`."""
+        return fit_stage(self, model, data, self.optim, epochs=self.epochs, evaluator=evaluator, log=log, seed=seed,
+                         on_epoch_end=on_epoch_end, resume=resume)

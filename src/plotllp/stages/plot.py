@@ -66,6 +66,13 @@ class PLOT(Stage):
         self.ot_window = LabelWindow(self.ot_window.k)
         self._relabel(model, data)
 
+    def state_dict(self) -> dict:
+        return {"targets": self.targets.state_dict(), "ot_window": self.ot_window.state_dict()}
+
+    def load_state_dict(self, state: dict, device) -> None:
+        self.targets.load_state_dict(state["targets"], device)
+        self.ot_window.load_state_dict(state["ot_window"], device)
+
     def loss(self, logits, targets):
         if self.loss_name == "sce":
             return symmetric_cross_entropy(logits, targets, self.sce_alpha, self.sce_beta)

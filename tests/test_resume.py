@@ -1,0 +1,86 @@
+"""Checkpoints: a run killed with SIGKILL mid-epoch and resumed ends with the same results as an
+uninterrupted run (on CPU); bad or foreign checkpoints give one-line errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+ARGS = ["train", "--dataset", "moons", "--epochs1", "30", "--epochs2", "12", "--labels", "soft", "--mixup",
+        "--val-fraction", "0.1", "--device", "cpu"]
+METRICS = ("loss", "test_accuracy", "bag_mae", "val_bag_mae", "train_acc_model", "train_acc_ot", "train_acc_ot_ensemble")
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "plotllp", *args], capture_output=True, text=True, timeout=600)
+
+
+def kill_when(out, line_start):
+    """Start the run (resuming if asked) and SIGKILL it once it has printed a line starting so."""
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "plotllp", *ARGS, "--out", str(out), *(
+        ["--resume"] if os.path.exists(os.path.join(out, "checkpoint.pt")) else [])],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith(line_start):
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen[-5:])
+    return seen
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    r = cli(*ARGS, "--out", str(full))
+    assert r.returncode == 0, r.stderr
+    kill_when(cut, "dllp  epoch 12/30")                  # killed in the first stage ...
+    assert os.path.exists(cut / "checkpoint.pt") and not os.path.exists(cut / "results.json")
+    lines = kill_when(cut, "plot  epoch  5/12")           # ... and again in PLOT, after resuming
+    assert any("resuming the first stage" in line for line in lines)
+    r = cli(*ARGS, "--out", str(cut), "--resume")
+    assert r.returncode == 0, r.stderr
+    assert "resuming PLOT" in r.stdout
+    a, b = (json.loads((d / "results.json").read_text()) for d in (full, cut))
+    assert [(h["stage"], h["epoch"]) for h in a["history"]] == [(h["stage"], h["epoch"]) for h in b["history"]]
+    for ha, hb in zip(a["history"], b["history"]):
+        assert {k: ha[k] for k in METRICS} == {k: hb[k] for k in METRICS}
+    for part in ("first_stage", "final"):
+        assert a[part]["test_accuracy"] == b[part]["test_accuracy"] and a[part]["bag_mae"] == b[part]["bag_mae"]
+    assert not os.path.exists(cut / "checkpoint.pt")      # removed once the run finished
+    r = cli(*ARGS, "--out", str(cut), "--resume")
+    assert r.returncode == 0 and "already finished" in r.stdout
+
+
+@pytest.mark.parametrize("case, msg", [
+    ("missing", "nothing to resume"),
+    ("corrupt", "corrupt or unreadable"),
+    ("foreign", "not a plotllp checkpoint"),
+    ("changed", "was made with labels='hard', not 'soft'"),
+    ("fresh-over-interrupted", "holds an interrupted run"),
+])
+def test_bad_checkpoints(tmp_path, case, msg):
+    import torch
+
+    out = tmp_path / "o"
+    out.mkdir()
+    args = ["train", "--epochs1", "3", "--epochs2", "1", "--device", "cpu", "--out", str(out), "--labels", "soft"]
+    if case == "corrupt":
+        (out / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
+    elif case == "foreign":
+        torch.save({"state_dict": {}}, out / "checkpoint.pt")
+    elif case in ("changed", "fresh-over-interrupted"):
+        kill_args = ["train", "--epochs1", "200", "--device", "cpu", "--out", str(out), "--labels", "hard"]
+        proc = subprocess.Popen([sys.executable, "-u", "-m", "plotllp", *kill_args], stdout=subprocess.PIPE, text=True)
+        for line in proc.stdout:
+            if line.startswith("dllp  epoch   3/"):
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+        proc.wait(timeout=60)
+    r = cli(*args, *([] if case == "fresh-over-interrupted" else ["--resume"]))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and msg in r.stderr, r.stderr
