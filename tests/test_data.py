@@ -168,3 +168,40 @@ def test_random_crop_flip_is_a_translation_and_flip():
         assert any(torch.equal(out[i], c) or torch.equal(out[i], c.flip(2)) for c in crops)
     u8 = torch.randint(0, 255, (4, 1, 6, 6), dtype=torch.uint8)
     assert random_crop_flip(u8).dtype == torch.uint8
+
+
+def test_download_from_a_local_server(tmp_path):
+    """--download against a local HTTP server serving a file the test wrote: verified by MD5,
+    kept on success, never kept when the checksum is wrong, one-line error when unreachable."""
+    import functools
+    import hashlib
+    import http.server
+    import threading
+
+    from plotllp.data.download import download
+
+    served = tmp_path / "served"
+    write_cifar100(served / "cifar-100-python")
+    with tarfile.open(served / "cifar-100-python.tar.gz", "w:gz") as tar:
+        tar.add(served / "cifar-100-python", arcname="cifar-100-python")
+    md5 = hashlib.md5((served / "cifar-100-python.tar.gz").read_bytes()).hexdigest()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/cifar-100-python.tar.gz"
+        dest = tmp_path / "data"
+        paths = download("cifar100", str(dest), log=lambda *a, **k: None,
+                         sources={"cifar100": ("", [(url, "cifar-100-python.tar.gz", md5)])})
+        assert paths == [str(dest / "cifar-100-python.tar.gz")]
+        assert load_dataset("cifar100", data_dir=str(dest)).x_train.shape == (40, 3, 32, 32)
+        with pytest.raises(DataFileError, match="expected 0000"):
+            download("cifar100", str(tmp_path / "bad"), log=lambda *a, **k: None,
+                     sources={"cifar100": ("", [(url, "cifar-100-python.tar.gz", "0" * 32)])})
+        assert not any((tmp_path / "bad").iterdir())          # nothing half-downloaded is left behind
+        with pytest.raises(DataFileError, match="cannot download"):
+            download("cifar100", str(tmp_path / "gone"), log=lambda *a, **k: None,
+                     sources={"cifar100": ("", [(url.replace(".tar.gz", ".nope"), "x.tar.gz", md5)])})
+    finally:
+        server.shutdown()

@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "and test sizes, the class names, the input shape and the per-channel mean and std.")
     data.add_argument("dataset", help="moons, digits, mnist, fashion_mnist, cifar10, cifar100 or svhn")
     data.add_argument("--data-dir", default="data", help="folder (or archive) of the data files (default: data)")
+    data.add_argument("--download", action="store_true", help="fetch the official files into --data-dir first "
+                      "(MD5 checksums verified; files already there are kept)")
     demo = sub.add_parser("demo", help="two-moons in the paper's setting: DLLP then PLOT, with a figure",
                           description="Two-moons, 40 bags of 50 points (the paper's section 5.1): DLLP, then PLOT. "
                           "Prints the first-stage and final test accuracy and draws the decision boundaries "
@@ -111,7 +113,7 @@ def cmd_data(args) -> int:
 
     from .data import load_dataset
 
-    ds = load_dataset(args.dataset, data_dir=args.data_dir)
+    ds = load_dataset(args.dataset, data_dir=args.data_dir, download=args.download)
     if ds.is_image:
         mean, std = ds.normalization
     else:

@@ -23,6 +23,7 @@ class TrainConfig:
     # data and bags
     dataset: str = _opt("moons", "data set: moons, digits, mnist, fashion_mnist, cifar10, cifar100, svhn")
     data_dir: str = _opt("data", "folder of the data files (data sets read from disk)")
+    download: bool = _opt(False, "fetch the data set's official files into --data-dir first (checksums verified)")
     data_seed: int = _opt(0, "seed of synthetic data and of train/test splits")
     noise: float = _opt(0.1, "two-moons noise (std of the Gaussian added to the points)")
     train_size: int | None = _opt(None, "use a fixed, seeded subset of this many training instances "

@@ -134,7 +134,7 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
     say = (lambda *a, **k: None) if cfg.quiet else log
     device = resolve_device(cfg.device)
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.data_seed, noise=cfg.noise,
-                        train_size=cfg.train_size)
+                        train_size=cfg.train_size, download=cfg.download)
     k = data.num_classes
     bags = uniform_bags(data.y_train, cfg.bag_size, num_classes=k, seed=cfg.bag_seed)
     val = None

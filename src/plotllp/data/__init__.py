@@ -20,9 +20,10 @@ PLANNED = ("table:FILE",)
 
 
 def load_dataset(name: str, *, data_dir: str | None = None, seed: int = 0, noise: float = 0.1,
-                 train_size: int | None = None) -> Dataset:
+                 train_size: int | None = None, download: bool = False) -> Dataset:
     """Load data set ``name``. ``seed`` draws synthetic data, splits and the ``train_size`` subset;
-    ``noise`` is two-moons' noise. Images get their training set's per-channel mean and std."""
+    ``noise`` is two-moons' noise. Images get their training set's per-channel mean and std.
+    ``download``: fetch the official files into ``data_dir`` first (checksums verified)."""
     if train_size is not None and train_size < 1:
         raise LLPInputError(f"train-size must be positive, got {train_size}")
     if name == "moons":
@@ -31,6 +32,9 @@ def load_dataset(name: str, *, data_dir: str | None = None, seed: int = 0, noise
         ds = digits(seed=seed)
     elif name in IMAGE_DATASETS:
         data_dir = data_dir or "data"
+        if download:
+            from .download import download as fetch_files
+            fetch_files(name, data_dir)
         if name in ("mnist", "fashion_mnist"):
             ds = load_idx_dataset(name, data_dir)
         elif name in ("cifar10", "cifar100"):
