@@ -2,7 +2,6 @@
 formats that the tests write themselves (CIFAR-100, SVHN, IDX), plus missing and corrupt files."""
 
 import gzip
-import io
 import json
 import os
 import pickle
