@@ -99,6 +99,12 @@ class TrainConfig:
 PRESETS: dict[str, dict] = {
     "moons": {"epochs2": 50},      # PLOT epochs chosen on held-out bags (benchmarks/results/moons.md, noise 0.2)
     "digits": {"bag_size": 16, "epochs1": 100, "epochs2": 50, "width": 128},
+    # the paper's image setting (section 5.2; SPEC section 5): conv-large, Adam (0.5, 0.999), lr 1e-4 halved
+    # every 100 epochs; SCE weights of the reference code for CIFAR-10 (0.1, 1.0) and CIFAR-100 (6.0, 0.1)
+    "cifar10": {"model": "conv-large", "bag_size": 64, "lr": 1e-4, "beta1": 0.5, "lr_halve_every": 100},
+    "cifar100": {"model": "conv-large", "bag_size": 64, "lr": 1e-4, "beta1": 0.5, "lr_halve_every": 100,
+                 "sce_alpha": 6.0, "sce_beta": 0.1},
+    "svhn": {"model": "conv-large", "bag_size": 64, "lr": 1e-4, "beta1": 0.5, "lr_halve_every": 100},
 }
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}
