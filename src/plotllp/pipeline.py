@@ -133,6 +133,11 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
     cfg.validate()
     say = (lambda *a, **k: None) if cfg.quiet else log
     device = resolve_device(cfg.device)
+    ckpt_path = os.path.join(cfg.out, CHECKPOINT)
+    ck = load_checkpoint(ckpt_path, cfg) if resume else None
+    if write and not resume and os.path.exists(ckpt_path):
+        raise LLPInputError(f"{cfg.out} holds an interrupted run ({CHECKPOINT}); add --resume to continue it, "
+                            f"or choose another --out")
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.data_seed, noise=cfg.noise,
                         train_size=cfg.train_size, download=cfg.download)
     k = data.num_classes
@@ -146,12 +151,6 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
                           reg=cfg.reg, ensemble=cfg.ensemble, val=val)
     say(f"plotllp: {cfg.dataset}: {train_data.num_members} training instances in {bags.num_bags} bags of "
         f"{cfg.bag_size}, {len(data.y_test)} test instances, {k} classes; device {device}")
-
-    ckpt_path = os.path.join(cfg.out, CHECKPOINT)
-    ck = load_checkpoint(ckpt_path, cfg) if resume else None
-    if write and not resume and os.path.exists(ckpt_path):
-        raise LLPInputError(f"{cfg.out} holds an interrupted run ({CHECKPOINT}); add --resume to continue it, "
-                            f"or choose another --out")
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.input_shape, k, width=cfg.width, depth=cfg.depth,
