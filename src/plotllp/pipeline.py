@@ -40,13 +40,15 @@ class RunResult:
     out: str
 
 
-def atomic_write(path: str, text: str) -> None:
+def _atomic(path: str, write) -> None:
+    """Write ``path`` through a temporary file in the same folder, synced, then renamed into place:
+    a reader (or a crash) sees the old file or the new one, never half of one."""
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -56,18 +58,12 @@ def atomic_write(path: str, text: str) -> None:
         raise
 
 
+def atomic_write(path: str, text: str) -> None:
+    _atomic(path, lambda fh: fh.write(text.encode()))
+
+
 def atomic_torch_save(obj, path: str) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _atomic(path, lambda fh: torch.save(obj, fh))
 
 
 CHECKPOINT = "checkpoint.pt"
