@@ -109,6 +109,20 @@ def test_hard_large_bag_uses_network_simplex_and_is_exact():
     assert (q * cost).sum() / 1500 <= ot.emd2(np.full(1500, 1 / 1500), props[0], cost) + 1e-9
 
 
+@pytest.mark.parametrize("n,k", [(90, 10), (200, 10), (300, 100), (600, 100)])   # both solvers, either side
+def test_hard_labels_match_emd_on_both_sides_of_the_solver_switch(n, k):
+    rng = np.random.default_rng(n + k)
+    probs, ids, props, counts = random_problem(rng, 2, n, k, concentration=0.5)
+    probs[ids == 1] = probs[ids == 1][0]                    # bag 1: all rows equal, every plan ties
+    q = pseudo_labels(probs, ids, props, hard=True).numpy()
+    assert set(np.unique(q)) <= {0.0, 1.0} and np.allclose(q.sum(1), 1)
+    cost = -np.log(probs)
+    for b in range(2):
+        assert np.array_equal(q[ids == b].sum(0), counts[b])
+        best = ot.emd2(np.full(n, 1 / n), props[b], cost[ids == b])
+        assert (q[ids == b] * cost[ids == b]).sum() / n <= best + 1e-9
+
+
 def test_non_integer_counts_are_rounded_for_hard_labels():
     probs = np.full((3, 2), 0.5)
     q = pseudo_labels(probs, [0, 0, 0], [[0.5, 0.5]], hard=True).numpy()
