@@ -287,7 +287,9 @@ def fit_stage(stage, model: torch.nn.Module, data: LLPData, optim: OptimConfig, 
         train_seconds = time.perf_counter() - t0
         row = {"stage": stage.name, "epoch": epoch, "loss": state.loss, "lr": opt.param_groups[0]["lr"]}
         if evaluator is not None:
+            t1 = time.perf_counter()
             row.update(evaluator(model, data, state))
+            row["eval_seconds"] = time.perf_counter() - t1
         row.update(state.extra)
         row["seconds"] = train_seconds
         history.append(row)

@@ -16,6 +16,8 @@ The network of the first stage goes on training on instance-level pseudo-labels:
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from ..engine import EpochState, LabelWindow, LLPData, OptimConfig, check_finite, predict_proba
@@ -54,11 +56,15 @@ class PLOT(Stage):
         self.ot_window = LabelWindow(ensemble)    # OT labels, for the diagnostics
 
     def _relabel(self, model, data: LLPData):
+        t0 = time.perf_counter()
         probs = predict_proba(model, data.x[data.members])
         check_finite(probs, "training-set predictions")
+        t1 = time.perf_counter()
         q = pseudo_labels(probs, data.member_bag, data.proportions, hard=self.hard, reg=self.reg).float()
+        t2 = time.perf_counter()
         self.ot_window.push(q)
         self.targets.push(q if self.source == "ot" else probs)
+        self.timing = {"predict_seconds": t1 - t0, "ot_seconds": t2 - t1}
         return probs, q
 
     def begin(self, model, data: LLPData) -> None:
@@ -97,4 +103,5 @@ class PLOT(Stage):
     def end_epoch(self, model, data: LLPData, state: EpochState) -> EpochState:
         probs, q = self._relabel(model, data)
         state.train_probs, state.ot_labels, state.ot_ensemble = probs, q, self.ot_window.mean()
+        state.extra.update(self.timing)     # seconds of the relabelling pass: prediction, then the OT solve
         return state
