@@ -1,0 +1,1 @@
+"""Configurations and runners of the paper's experiments (tables and figures)."""
