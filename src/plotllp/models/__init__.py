@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from torch import nn
 
 from ..errors import LLPInputError
-from .convnets import ConvLarge, Normalized, SmallCNN, WideResNet
+from .convnets import ConvLarge, Normalized, SmallCNN, WideResNet, features
+from .gan import ConvGenerator, GANDiscriminator, MLPGenerator, build_generator, sample_noise
 from .mlp import MLP
 
-__all__ = ["MLP", "ConvLarge", "WideResNet", "SmallCNN", "Normalized", "build_model", "MODELS"]
+__all__ = ["MLP", "ConvLarge", "WideResNet", "SmallCNN", "Normalized", "GANDiscriminator", "ConvGenerator",
+           "MLPGenerator", "build_model", "build_generator", "sample_noise", "features", "frozen_bn_stats", "MODELS"]
+
+
+@contextlib.contextmanager
+def frozen_bn_stats(model: nn.Module):
+    """Inside, BatchNorm layers in training mode normalise with the batch's statistics but do not
+    update their running statistics (LLP-VAT's ``_disable_tracking_bn_stats``); restored on exit."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.track_running_stats for m in norms]
+    for m in norms:
+        m.track_running_stats = False
+    try:
+        yield model
+    finally:
+        for m, flag in zip(norms, saved):
+            m.track_running_stats = flag
 
 
 def _image(cls, **kw):
@@ -25,6 +44,7 @@ MODELS = {
     "conv-large": _image(ConvLarge),
     "wrn-28-2": _image(WideResNet, depth=28, widen=2),
     "small-cnn": _image(SmallCNN),
+    "gan-d": _image(GANDiscriminator),
 }
 
 

@@ -70,9 +70,13 @@ class WideResNet(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="leaky_relu")
 
-    def forward(self, x):
+    def features(self, x):
+        """The pooled penultimate representation (what the last linear layer sees)."""
         x = self.act(self.bn(self.blocks(self.conv(x))))
-        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+
+    def forward(self, x):
+        return self.fc(self.features(x))
 
 
 class SmallCNN(nn.Module):
@@ -101,8 +105,21 @@ class Normalized(nn.Module):
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
-    def forward(self, x):
+    def normalize(self, x):
+        """Pixels (uint8 or float in [0, 255]) to the normalised inputs the wrapped network sees."""
         x = (x.float() / 255.0 - self.mean) / self.std
-        if x.is_cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+        return x.contiguous(memory_format=torch.channels_last) if x.is_cuda else x
+
+    def forward(self, x):
+        return self.net(self.normalize(x))
+
+    def features(self, x):
+        """The wrapped network's penultimate features (see :func:`plotllp.models.features`)."""
+        return features(self.net, self.normalize(x))
+
+
+def features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The representation a network's last layer sees: ``model.features(x)`` where it has one
+    (every network here does), else its logits. LLP-GAN's feature matching uses it."""
+    f = getattr(model, "features", None)
+    return f(x) if callable(f) else model(x)

@@ -25,7 +25,11 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x.flatten(1))
+        return self.net(x.flatten(1).float())
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's activations (what the output layer sees)."""
+        return self.net[:-1](x.flatten(1).float())
 
     @classmethod
     def for_input(cls, input_shape, num_classes: int, **kw) -> "MLP":
