@@ -12,15 +12,30 @@ r"""Losses of the first and second stages, as pure functions of tensors.
 - :func:`soft_cross_entropy` -- plain CE with soft targets, :math:`-\sum_k q_k \log p_k`.
 - :func:`mixup` -- Zhang et al. (2018): :math:`\tilde x = \lambda x + (1-\lambda) x_{\pi}`,
   :math:`\tilde y = \lambda y + (1-\lambda) y_{\pi}`, :math:`\lambda \sim \mathrm{Beta}(\alpha, \alpha)`.
+- :func:`vat_loss` -- virtual adversarial training (Miyato et al., 2018) as LLP-VAT uses it (Tsai and
+  Lin, 2020; SPEC section 3): :math:`KL(p(\cdot|x) \,\|\, p(\cdot|x + r_{adv}))` with
+  :math:`r_{adv} = \epsilon\, g / \|g\|`, :math:`g = \nabla_r KL(p(\cdot|x) \| p(\cdot|x + r))|_{r = \xi d}`
+  from a random unit direction :math:`d` (one power iteration); :func:`vat_weight` is its ramp.
+- :func:`gan_discriminator_loss`, :func:`feature_matching_loss` -- LLP-GAN (Liu et al., 2019; SPEC
+  section 3): with :math:`\ell(x) = \log\sum_k e^{f_k(x)}` the real/fake score (the implicit K+1-th
+  class), :math:`L_D = -E_{real}[\ell] + E_{real}[\operatorname{softplus}(\ell)] + E_{fake}[\operatorname{softplus}(\ell)]`
+  (plus the proportion loss on the real bags); :math:`L_G = \| E_{real}[h(x)] - E_{fake}[h(G(z))] \|^2`
+  on the discriminator's penultimate features :math:`h`.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
+from .engine import autocast
+from .models import features, frozen_bn_stats
+
 __all__ = ["bag_mean_probs", "proportion_loss", "symmetric_cross_entropy", "soft_cross_entropy", "mixup",
-           "sample_mixup"]
+           "sample_mixup", "vat_loss", "vat_weight", "vat_perturbation", "gan_discriminator_loss",
+           "feature_matching_loss"]
 
 PROPORTION_CLAMP = 1e-8
 SCE_PRED_CLAMP = 1e-7
@@ -72,3 +87,102 @@ def sample_mixup(x: torch.Tensor, y: torch.Tensor, rng, alpha: float = 1.0) -> t
     lam = float(rng.beta(alpha, alpha))
     perm = torch.from_numpy(rng.permutation(x.shape[0])).to(x.device)
     return mixup(x, y, lam, perm)
+
+
+# -- LLP-VAT ---------------------------------------------------------------------------------
+VAT_XI = 1e-6
+VAT_EPS = 6.0
+VAT_WEIGHT = 0.05
+VAT_RAMP = 0.4
+
+
+def vat_weight(progress: float, max_weight: float = VAT_WEIGHT, ramp: float = VAT_RAMP) -> float:
+    """LLP-VAT's weight ramp: ``max_weight * exp(-5 (1 - t)^2)`` with ``t = min(1, progress / ramp)``,
+    ``progress`` in [0, 1] the fraction of training done (full weight after the first ``ramp``)."""
+    t = 1.0 if ramp <= 0 else min(1.0, max(0.0, progress) / ramp)
+    return float(max_weight * math.exp(-5.0 * (1.0 - t) ** 2))
+
+
+def _unit(d: torch.Tensor, fallback: torch.Tensor | None = None) -> torch.Tensor:
+    """Each sample's direction scaled to unit L2 norm (LLP-VAT's ``_l2_normalize``). The gradients of
+    the power iteration are tiny (of the order of ``xi``), so each row is first divided by its largest
+    entry: the reference's ``/ (norm + 1e-8)`` would shrink them below unit norm. Rows that are exactly
+    zero take the row of ``fallback`` (the previous direction)."""
+    flat = d.flatten(1)
+    tiny = torch.finfo(flat.dtype).tiny
+    flat = flat / flat.abs().amax(1, keepdim=True).clamp_min(tiny)
+    norm = flat.norm(dim=1, keepdim=True)
+    flat = flat / norm.clamp_min(tiny)
+    if fallback is not None:
+        flat = torch.where(norm > 0, flat, fallback.flatten(1))
+    return flat.view_as(d)
+
+
+def _perturbable(model, x):
+    """(network, inputs) where the perturbation is added: after :class:`~plotllp.models.Normalized`'s
+    pixel normalisation when the model has one (so ``eps`` is in normalised units, as in the reference
+    code), else on the float inputs."""
+    if callable(getattr(model, "normalize", None)) and isinstance(getattr(model, "net", None), torch.nn.Module):
+        return model.net, model.normalize(x)
+    return model, x.float()
+
+
+def _kl(clean_logp: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """KL(p_clean || softmax(logits)), averaged over the batch (``kl_div(..., reduction="batchmean")``)."""
+    return F.kl_div(F.log_softmax(logits.float(), dim=1), clean_logp, reduction="batchmean", log_target=True)
+
+
+def vat_perturbation(model, x: torch.Tensor, clean_logits: torch.Tensor | None = None, *, xi: float = VAT_XI,
+                     eps: float = VAT_EPS, power_iterations: int = 1) -> torch.Tensor:
+    """The virtual adversarial perturbation r_adv (in the space :func:`_perturbable` names): norm ``eps``
+    per sample. BatchNorm running statistics are not updated (:func:`plotllp.models.frozen_bn_stats`);
+    the model's parameters receive no gradient. The power iteration runs in float32 (``xi`` is below
+    bf16's resolution)."""
+    net, inputs = _perturbable(model, x)
+    inputs = inputs.detach()
+    with frozen_bn_stats(model):
+        if clean_logits is None:
+            with torch.no_grad(), autocast(inputs.device):
+                clean_logits = net(inputs)
+        clean_logp = F.log_softmax(clean_logits.detach().float(), dim=1)
+        d = _unit(torch.rand_like(inputs) - 0.5)
+        for _ in range(power_iterations):
+            d.requires_grad_(True)
+            dist = _kl(clean_logp, net(inputs + xi * d))
+            (grad,) = torch.autograd.grad(dist, d)
+            d = _unit(grad.detach(), fallback=d.detach())
+    return eps * d
+
+
+def vat_loss(model, x: torch.Tensor, clean_logits: torch.Tensor | None = None, *, xi: float = VAT_XI,
+             eps: float = VAT_EPS, power_iterations: int = 1) -> torch.Tensor:
+    """LLP-VAT's consistency loss KL(p(.|x) || p(.|x + r_adv)), batch mean (see the module docstring).
+
+    ``clean_logits``: the model's logits on ``x`` from the training forward pass, used without gradient
+    (computed here, without gradient, when not given). BatchNorm statistics stay as they were.
+    """
+    net, inputs = _perturbable(model, x)
+    if clean_logits is None:
+        with torch.no_grad(), frozen_bn_stats(model), autocast(inputs.device):
+            clean_logits = net(inputs)
+    r_adv = vat_perturbation(model, x, clean_logits, xi=xi, eps=eps, power_iterations=power_iterations)
+    clean_logp = F.log_softmax(clean_logits.detach().float(), dim=1)
+    with frozen_bn_stats(model), autocast(inputs.device):
+        adv_logits = net(inputs.detach() + r_adv)
+    return _kl(clean_logp, adv_logits)
+
+
+# -- LLP-GAN ---------------------------------------------------------------------------------
+def gan_discriminator_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
+    """The unsupervised part of LLP-GAN's discriminator loss (module docstring): with
+    ``l = logsumexp(logits)``, ``-mean(l_real) + mean(softplus(l_real)) + mean(softplus(l_fake))``.
+    (This is ``-log D(x_real) - log(1 - D(G(z)))`` with ``D = e^l / (e^l + 1)``.)"""
+    l_real = torch.logsumexp(logits_real.float(), dim=1)
+    l_fake = torch.logsumexp(logits_fake.float(), dim=1)
+    return -l_real.mean() + F.softplus(l_real).mean() + F.softplus(l_fake).mean()
+
+
+def feature_matching_loss(features_real: torch.Tensor, features_fake: torch.Tensor) -> torch.Tensor:
+    """LLP-GAN's generator loss: the squared distance between the batch means of the discriminator's
+    features on real and on generated inputs, ``|| mean(h_real) - mean(h_fake) ||^2``."""
+    return (features_real.float().mean(0) - features_fake.float().mean(0)).pow(2).sum()
