@@ -241,6 +241,10 @@ def _fmt(row: dict) -> str:
     if "train_acc_model" in row:
         parts.append(f"train: model {100 * row['train_acc_model']:.1f}% ot {100 * row['train_acc_ot']:.1f}% "
                      f"ens {100 * row['train_acc_ot_ensemble']:.1f}%")
+    if "g_loss" in row:
+        parts.append(f"gan: D {row['d_unsup_loss']:.4f} + prop {row['proportion_loss']:.4f}  G {row['g_loss']:.4f}")
+    if "vat_loss" in row:
+        parts.append(f"vat {row['vat_loss']:.4f} (w {row['vat_weight']:.3f})")
     return "  ".join(parts)
 
 
