@@ -35,7 +35,7 @@ class TrainConfig:
                                 "(and horizontal flip); auto = crop-flip on CIFAR, none elsewhere",
                         ["auto", "none", "crop", "crop-flip"])
     # method
-    first_stage: str = _opt("dllp", "first-stage LLP learner", ["dllp"])
+    first_stage: str = _opt("dllp", "first-stage LLP learner: DLLP, LLP-VAT or LLP-GAN", ["dllp", "vat", "gan"])
     second_stage: str = _opt("plot", "second stage: PLOT, or none", ["plot", "none"])
     labels: str = _opt("hard", "PLOT pseudo-labels: exact OT (hard) or entropic OT (soft)", ["hard", "soft"])
     loss: str = _opt("sce", "PLOT loss: symmetric cross-entropy or cross-entropy", ["sce", "ce"])
@@ -47,8 +47,15 @@ class TrainConfig:
     sce_alpha: float = _opt(0.1, "SCE weight of cross-entropy")
     sce_beta: float = _opt(1.0, "SCE weight of reverse cross-entropy")
     mixup_alpha: float = _opt(1.0, "mixup lambda ~ Beta(alpha, alpha)")
+    vat_xi: float = _opt(1e-6, "LLP-VAT: size of the probe step of the power iteration")
+    vat_eps: float | None = _opt(None, "LLP-VAT: size of the adversarial perturbation (default: the reference 6.0 "
+                                       "for 32x32x3 normalised pixels, scaled by sqrt(input size / 3072))")
+    vat_weight: float = _opt(0.05, "LLP-VAT: weight of the VAT loss after the ramp")
+    vat_ramp: float = _opt(0.4, "LLP-VAT: fraction of the first stage over which the weight ramps up")
+    gan_z_dim: int = _opt(100, "LLP-GAN: size of the generator's noise z ~ U[-1, 1]")
     # model
-    model: str = _opt("mlp", "network", ["mlp", "small-cnn", "conv-large", "wrn-28-2"])
+    model: str = _opt("mlp", "network (gan-d: LLP-GAN's discriminator for images)",
+                      ["mlp", "small-cnn", "conv-large", "wrn-28-2", "gan-d"])
     width: int = _opt(64, "MLP hidden width")
     depth: int = _opt(3, "MLP hidden layers")
     init: str | None = _opt(None, "start from the weights in this file (model.pt or first_stage.pt of an earlier "
@@ -76,7 +83,8 @@ class TrainConfig:
             if choices and getattr(self, f.name) not in choices:
                 raise LLPInputError(f"{f.name.replace('_', '-')} must be one of {', '.join(choices)}, "
                                     f"got {getattr(self, f.name)!r}")
-        positive = ("bag_size", "batch_bags", "batch_size", "ensemble", "width", "depth", "lr", "reg", "mixup_alpha")
+        positive = ("bag_size", "batch_bags", "batch_size", "ensemble", "width", "depth", "lr", "reg", "mixup_alpha",
+                    "vat_xi", "gan_z_dim")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise LLPInputError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
@@ -87,6 +95,10 @@ class TrainConfig:
             raise LLPInputError("epochs1 and epochs2 are both 0: nothing to train")
         if not 0 <= self.val_fraction < 1:
             raise LLPInputError(f"val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.vat_eps is not None and not self.vat_eps > 0:
+            raise LLPInputError(f"vat-eps must be positive, got {self.vat_eps}")
+        if self.vat_weight < 0 or not 0 <= self.vat_ramp <= 1:
+            raise LLPInputError(f"vat-weight must be >= 0 and vat-ramp in [0, 1], got {self.vat_weight}, {self.vat_ramp}")
         if self.lr2 is not None and not self.lr2 > 0:
             raise LLPInputError(f"lr2 must be positive, got {self.lr2}")
         return self

@@ -119,6 +119,14 @@ def _summary(history: list[dict], seconds: float) -> dict:
     return out
 
 
+def make_first_stage(cfg: TrainConfig, augment=None):
+    """The first stage ``cfg.first_stage`` with the run's settings."""
+    optim = OptimConfig(cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay, cfg.lr_halve_every)
+    options = {"vat": {"xi": cfg.vat_xi, "eps": cfg.vat_eps, "max_weight": cfg.vat_weight, "ramp": cfg.vat_ramp},
+               "gan": {"z_dim": cfg.gan_z_dim}}.get(cfg.first_stage, {})
+    return FIRST_STAGES[cfg.first_stage](cfg.epochs1, optim, batch_bags=cfg.batch_bags, augment=augment, **options)
+
+
 def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False) -> RunResult:
     """Run the configured first stage, then PLOT (unless ``second_stage == "none"``).
 
@@ -167,9 +175,7 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
 
     # -- first stage (or where a checkpoint left it) --
     if ck is None or ck["phase"] == "first":
-        first = FIRST_STAGES[cfg.first_stage](cfg.epochs1, OptimConfig(cfg.lr, betas, cfg.weight_decay,
-                                                                       cfg.lr_halve_every),
-                                              batch_bags=cfg.batch_bags, augment=augment)
+        first = make_first_stage(cfg, augment)
         loop = None
         if ck is not None:
             model.load_state_dict(ck["model"])
