@@ -8,7 +8,8 @@ conv-large, Adam (0.5, 0.999), lr 1e-4 halved every 100 epochs, crop + flip.
 
 The paper does not state the number of epochs or the first stage's batch; these configurations use
 400 first-stage epochs with 2 bags per step (the LLP-VAT reference code, whose protocol the paper's
-baselines follow) and 100 PLOT epochs on batches of 128 instances, with hard (exact OT) labels.
+baselines follow) and 100 PLOT epochs on batches of 128 instances, with hard (exact OT) labels. The LLP-GAN
+cells use LLP-GAN's discriminator (``gan-d``) as the classifier, which PLOT then continues to train.
 Every value is an ordinary setting: override it on the command line.
 
 ``python -m plotllp.experiments.paper [FOLDER]`` writes the YAML files (default ``configs/paper``).
@@ -69,6 +70,8 @@ def table_cells() -> dict[str, tuple[dict, str]]:
                 for plot in (False, True):
                     settings = {"dataset": dataset, "bag_size": bag, "first_stage": first,
                                 "second_stage": "plot" if plot else "none", **PROTOCOL, **SCE[dataset]}
+                    if first == "gan":          # LLP-GAN's classifier is its discriminator; PLOT continues it
+                        settings["model"] = "gan-d"
                     paper = PAPER[(dataset, first, plot)][i]
                     method = name + (" + PLOT" if plot else "")
                     cells[f"{table}/{dataset}_bag{bag}_{first}_{'plot' if plot else 'none'}.yaml"] = (
