@@ -10,7 +10,7 @@ stage is); proportions come from the true labels.
   Sinkhorn ``ot.batch.solve_batch(..., method="log_sinkhorn")`` (target: at least 10x faster, with
   row sums and per-bag class masses within 1e-5).
 
-Run: ``python benchmarks/ot.py [--repeats 3]``; writes ``benchmarks/results/ot.md``.
+Run: ``python benchmarks/ot_solvers.py [--repeats 3]``; writes ``benchmarks/results/ot.md``.
 """
 
 from __future__ import annotations
@@ -20,14 +20,12 @@ import os
 import sys
 import time
 
-# This file is named ot.py: keep its folder off the path while importing POT's `ot`.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-import numpy as np  # noqa: E402
-import ot  # noqa: E402
-import ot.batch  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import ot
+import ot.batch
+import torch
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, _HERE)
 from _common import header, write  # noqa: E402
 from plotllp.ot import pseudo_labels
