@@ -35,7 +35,8 @@ def machine() -> str:
     except OSError:
         pass
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
-    return f"{os.cpu_count()} CPU cores ({cpu}){gpu}, torch {torch.__version__}, Python {platform.python_version()}"
+    return (f"{os.cpu_count()} CPU cores ({cpu}){gpu}, torch {torch.__version__} ({torch.get_num_threads()} "
+            f"threads), Python {platform.python_version()}")
 
 
 def header(title: str) -> str:
