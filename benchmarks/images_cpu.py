@@ -113,13 +113,31 @@ def main():
     torch.set_num_threads(os.cpu_count() or 1)
     text = header("Real images on CPU: DLLP vs DLLP + PLOT")
     raw_path = os.path.join(RESULTS, "images_cpu.json")
-    raw = json.load(open(raw_path)) if os.path.exists(raw_path) else {}
+    raw = {}
+    if os.path.exists(raw_path):
+        with open(raw_path) as f:
+            raw = json.load(f)
     t_start = time.perf_counter()
 
     def log(msg):
         print(f"[{time.perf_counter() - t_start:7.0f}s] {msg}", flush=True)
 
     rows: dict = {}
+    finished = raw.pop("partial", [])              # runs of an interrupted invocation
+    done = {r["tag"]: r for runs in [*raw.values(), finished] for r in runs if "tag" in r}
+
+    def once(settings, tag):
+        """Run one setting, or reuse its result from an earlier (interrupted) invocation at this commit."""
+        if tag in done and done[tag]["commit"] == commit():
+            log(f"{tag}: kept from an earlier invocation")
+            return done[tag]
+        out = {**run(settings, tag, log), "tag": tag}
+        finished.append(out)
+        with open(raw_path, "w") as f:               # after every run: an interruption loses at most one
+            json.dump({**raw, "partial": finished}, f, indent=1)
+        done[tag] = out
+        return out
+
     if args.only in (None, "fashion"):
         for bag in args.bag_sizes:
             for seed in range(args.seeds):
@@ -127,12 +145,12 @@ def main():
                                 model="mlp", width=256, bag_size=bag, batch_bags=max(1, 256 // bag),
                                 batch_size=128, epochs1=args.epochs1, epochs2=args.epochs2, lr=1e-3,
                                 val_fraction=0.1, seed=seed, bag_seed=seed, labels="hard")
-                rows.setdefault(("Fashion-MNIST, MLP", bag), []).append(run(settings, f"fashion_b{bag}_s{seed}", log))
+                rows.setdefault(("Fashion-MNIST, MLP", bag), []).append(once(settings, f"fashion_b{bag}_s{seed}"))
     if args.only in (None, "cifar"):
         settings = dict(dataset="cifar10", data_dir=args.data_dir, model="small-cnn", bag_size=64, batch_bags=4,
                         batch_size=128, epochs1=args.cifar_epochs1, epochs2=args.cifar_epochs2, lr=1e-3, beta1=0.9,
                         val_fraction=0.1, seed=0, bag_seed=0, labels="hard", train_size=args.cifar_train_size)
-        rows[("CIFAR-10, small CNN", 64)] = [run(settings, "cifar10_b64_s0", log)]
+        rows[("CIFAR-10, small CNN", 64)] = [once(settings, "cifar10_b64_s0")]
     raw.update({f"{name} | {bag}": runs for (name, bag), runs in rows.items()})
     with open(raw_path, "w") as f:
         json.dump(raw, f, indent=1)

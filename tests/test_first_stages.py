@@ -143,6 +143,20 @@ def test_generators_shapes():
     assert out.shape == (5, 3, 32, 32) and out.min() >= 0 and out.max() <= 255
     assert build_generator((1, 28, 28), pixels=True).eval()(torch.rand(2, 100)).shape == (2, 1, 28, 28)
     assert build_generator((2,), pixels=False).eval()(torch.rand(3, 100)).shape == (3, 2)
+    mlp_pixels = build_generator((1, 28, 28), pixels=True, kind="mlp").eval()(torch.rand(4, 100) * 2 - 1)
+    assert mlp_pixels.shape == (4, 1, 28, 28) and mlp_pixels.min() >= 0 and mlp_pixels.max() <= 255
+    with pytest.raises(ValueError, match="raw images"):
+        build_generator((5,), pixels=False, kind="conv")
+
+
+def test_gan_stage_picks_the_generator_for_the_classifier():
+    from plotllp.models import ConvGenerator, MLPGenerator
+    data = small_image_data()
+    for model, kind, expected in [(Normalized(MLP(768, 4), (0.5,) * 3, (0.25,) * 3), "auto", MLPGenerator),
+                                  (image_model(), "auto", ConvGenerator), (image_model(), "mlp", MLPGenerator)]:
+        stage = GAN(1, batch_bags=2, generator=kind)
+        stage.begin(model, data)
+        assert isinstance(stage.generator, expected)
 
 
 @pytest.mark.parametrize("stage_cls, kw", [(VAT, {"eps": 0.5}), (GAN, {"z_dim": 8})])

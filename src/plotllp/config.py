@@ -53,6 +53,8 @@ class TrainConfig:
     vat_weight: float = _opt(0.05, "LLP-VAT: weight of the VAT loss after the ramp")
     vat_ramp: float = _opt(0.4, "LLP-VAT: fraction of the first stage over which the weight ramps up")
     gan_z_dim: int = _opt(100, "LLP-GAN: size of the generator's noise z ~ U[-1, 1]")
+    gan_generator: str = _opt("auto", "LLP-GAN's generator: conv (the paper's, for images), mlp, or auto (mlp beside "
+                                      "an MLP classifier, conv for images otherwise)", ["auto", "conv", "mlp"])
     # model
     model: str = _opt("mlp", "network (gan-d: LLP-GAN's discriminator for images)",
                       ["mlp", "small-cnn", "conv-large", "wrn-28-2", "gan-d"])

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .engine import autocast
-from .models import features, frozen_bn_stats
+from .models import frozen_bn_stats
 
 __all__ = ["bag_mean_probs", "proportion_loss", "symmetric_cross_entropy", "soft_cross_entropy", "mixup",
            "sample_mixup", "vat_loss", "vat_weight", "vat_perturbation", "gan_discriminator_loss",

@@ -67,27 +67,35 @@ class ConvGenerator(nn.Module):
 
 
 class MLPGenerator(nn.Module):
-    """A small generator for flat data (two-moons, tables): :math:`z \\sim U[-1, 1]^{d_z}` -> two hidden
-    layers (BatchNorm, leaky ReLU 0.2) -> the data's features (linear output)."""
+    """A small generator for flat data and for images beside an MLP classifier:
+    :math:`z \\sim U[-1, 1]^{d_z}` -> two hidden layers (BatchNorm, leaky ReLU 0.2) -> the data's shape;
+    a linear output for features, or ``255 * sigmoid`` for pixels (``pixels=True``)."""
 
-    def __init__(self, out_shape, z_dim: int = 100, width: int = 128):
+    def __init__(self, out_shape, z_dim: int = 100, width: int = 128, pixels: bool = False):
         super().__init__()
-        self.z_dim, self.out_shape = z_dim, tuple(out_shape)
+        self.z_dim, self.out_shape, self.pixels = z_dim, tuple(out_shape), bool(pixels)
         self.net = nn.Sequential(
             nn.Linear(z_dim, width), nn.BatchNorm1d(width), nn.LeakyReLU(0.2),
             nn.Linear(width, width), nn.BatchNorm1d(width), nn.LeakyReLU(0.2),
             nn.Linear(width, math.prod(self.out_shape)))
 
     def forward(self, z):
-        return self.net(z).view(-1, *self.out_shape)
+        out = self.net(z).view(-1, *self.out_shape)
+        return 255.0 * torch.sigmoid(out.float()) if self.pixels else out
 
 
-def build_generator(input_shape, *, pixels: bool, z_dim: int = 100) -> nn.Module:
-    """The generator for inputs of ``input_shape``: :class:`ConvGenerator` for raw images (``pixels``,
-    shape (C, H, W)), else :class:`MLPGenerator`."""
-    if pixels and len(input_shape) == 3:
+def build_generator(input_shape, *, pixels: bool, z_dim: int = 100, kind: str = "auto") -> nn.Module:
+    """The generator for inputs of ``input_shape``. ``kind``: ``conv`` (:class:`ConvGenerator`, images
+    only), ``mlp`` (:class:`MLPGenerator`; 500 hidden units for pixels, 128 for features), or ``auto``:
+    conv for raw images of shape (C, H, W), else mlp."""
+    if kind not in ("auto", "conv", "mlp"):
+        raise ValueError(f"generator kind must be auto, conv or mlp, got {kind!r}")
+    image = pixels and len(input_shape) == 3
+    if kind == "conv" or (kind == "auto" and image):
+        if not image:
+            raise ValueError(f"a conv generator needs raw images (C, H, W), got inputs of shape {tuple(input_shape)}")
         return ConvGenerator(input_shape, z_dim)
-    return MLPGenerator(input_shape, z_dim)
+    return MLPGenerator(input_shape, z_dim, width=500 if pixels else 128, pixels=pixels)
 
 
 def sample_noise(n: int, z_dim: int, device) -> torch.Tensor:

@@ -24,40 +24,47 @@ import torch
 from ..engine import EpochState, LLPData, OptimConfig, autocast
 from ..errors import TrainingDivergedError
 from ..losses import feature_matching_loss, gan_discriminator_loss, proportion_loss
-from ..models import build_generator, features, frozen_bn_stats, sample_noise
+from ..models import MLP, build_generator, features, frozen_bn_stats, sample_noise
 from .base import Stage
 
 
 class GAN(Stage):
     """LLP-GAN (module docstring). ``generator``: a module mapping (N, z_dim) noise to inputs like the
-    data's; by default :func:`plotllp.models.build_generator` for the data (images: pixels in [0, 255])."""
+    data's, or the kind :func:`plotllp.models.build_generator` builds for the data: ``conv`` (the paper's,
+    for images), ``mlp``, or ``auto`` (mlp beside an MLP classifier, the data's default otherwise)."""
 
     name = "gan"
 
     def __init__(self, epochs: int, optim: OptimConfig | None = None, *, batch_bags: int = 4, augment=None,
-                 generator: torch.nn.Module | None = None, z_dim: int = 100):
+                 generator: torch.nn.Module | str = "auto", z_dim: int = 100):
         super().__init__(epochs, optim)
         self.batch_bags, self.augment = int(batch_bags), augment
-        self.generator, self.z_dim = generator, int(z_dim)
+        self.kind = generator if isinstance(generator, str) else None
+        self.generator = None if isinstance(generator, str) else generator
+        self.z_dim = int(z_dim)
         self.g_opt = None
         self._spec = None
 
-    def _setup(self, shape, pixels: bool, device) -> None:
+    def _setup(self, shape, pixels: bool, device, kind: str = "auto") -> None:
         if self.generator is None:
-            self.generator = build_generator(shape, pixels=pixels, z_dim=self.z_dim)
-        self._spec = {"shape": list(shape), "pixels": bool(pixels)}
+            self.generator = build_generator(shape, pixels=pixels, z_dim=self.z_dim, kind=kind)
+        self._spec = {"shape": list(shape), "pixels": bool(pixels), "kind": kind}
         self.generator.to(device)
         self.g_opt = torch.optim.Adam(self.generator.parameters(), lr=self.optim.lr, betas=tuple(self.optim.betas))
 
     def begin(self, model, data: LLPData) -> None:
-        self._setup(tuple(data.x.shape[1:]), data.x.dtype == torch.uint8, data.device)
+        kind = self.kind or "auto"
+        if kind == "auto":
+            inner = getattr(model, "net", model)
+            kind = "mlp" if isinstance(inner, MLP) or isinstance(model, MLP) else "auto"
+        self._setup(tuple(data.x.shape[1:]), data.x.dtype == torch.uint8, data.device, kind)
 
     def state_dict(self) -> dict:
         return {"spec": self._spec, "generator": self.generator.state_dict(), "g_opt": self.g_opt.state_dict()}
 
     def load_state_dict(self, state: dict, device) -> None:
         with torch.random.fork_rng(devices=[]):          # building the generator must not move the restored RNG
-            self._setup(tuple(state["spec"]["shape"]), state["spec"]["pixels"], device)
+            self._setup(tuple(state["spec"]["shape"]), state["spec"]["pixels"], device, state["spec"]["kind"])
         self.generator.load_state_dict(state["generator"])
         self.g_opt.load_state_dict(state["g_opt"])
 
