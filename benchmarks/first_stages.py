@@ -122,12 +122,26 @@ def main():
         print(f"[{time.perf_counter() - t_start:7.0f}s] {msg}", flush=True)
 
     new: dict = {}
+    finished = raw.pop("partial", [])
+    done = {r["tag"]: r for r in finished if "tag" in r}
+
+    def once(settings, tag):
+        """Run one setting, or reuse its result from an interrupted invocation at this commit."""
+        if tag in done and done[tag]["commit"] == commit():
+            log(f"{tag}: kept from an earlier invocation")
+            return done[tag]
+        out = {**run(settings, tag, log), "tag": tag}
+        finished.append(out)
+        with open(raw_path, "w") as f:               # after every run: an interruption loses at most one
+            json.dump({**raw, "partial": finished}, f, indent=1)
+        return out
+
     if args.only in (None, "moons"):
         for stage in args.stages:
             for seed in range(args.moons_seeds):
                 settings = {"dataset": "moons", "first_stage": stage, "val_fraction": 0.1, "seed": seed,
                             "bag_seed": seed, "data_seed": seed, **STAGE_OPTIM[stage], "lr2": 1e-3, "beta2": 0.999}
-                new.setdefault(f"two-moons | 50 | {stage}", []).append(run(settings, f"moons_{stage}_s{seed}", log))
+                new.setdefault(f"two-moons | 50 | {stage}", []).append(once(settings, f"moons_{stage}_s{seed}"))
     if args.only in (None, "fashion"):
         for bag in args.bag_sizes:
             for stage in args.stages:
@@ -138,7 +152,7 @@ def main():
                                 "first_stage": stage, **STAGE_OPTIM[stage], "lr2": 1e-3, "val_fraction": 0.1,
                                 "seed": seed, "bag_seed": seed}
                     new.setdefault(f"Fashion-MNIST | {bag} | {stage}", []).append(
-                        run(settings, f"fashion_b{bag}_{stage}_s{seed}", log))
+                        once(settings, f"fashion_b{bag}_{stage}_s{seed}"))
     raw.update(new)
     with open(raw_path, "w") as f:
         json.dump(raw, f, indent=1)
