@@ -110,7 +110,7 @@ def main():
     ap.add_argument("--cifar-epochs2", type=int, default=4)
     ap.add_argument("--cifar-train-size", type=int, default=None)
     args = ap.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
     text = header("Real images on CPU: DLLP vs DLLP + PLOT")
     raw_path = os.path.join(RESULTS, "images_cpu.json")
     raw = {}
