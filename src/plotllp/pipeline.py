@@ -21,7 +21,7 @@ import yaml
 
 from .augment import resolve_augment
 from .bags import uniform_bags
-from .config import TrainConfig
+from .config import TrainConfig, make_config
 from .data import load_dataset
 from .errors import DataFileError, LLPInputError
 from .engine import EpochState, Evaluator, LLPData, OptimConfig, resolve_device
@@ -108,6 +108,26 @@ def load_weights(model: torch.nn.Module, path: str) -> None:
         first = str(e).strip().splitlines()
         raise LLPInputError(f"the weights in {path} do not fit the network --model {type(model).__name__} "
                             f"({first[1].strip() if len(first) > 1 else first[0]})") from None
+
+
+def load_run(run_dir: str):
+    """``(config, model, first_stage_model)`` of a finished run folder (``results.json``, ``model.pt``,
+    ``first_stage.pt``), the networks rebuilt from the saved settings, on the CPU, in eval mode."""
+    path = os.path.join(run_dir, "model.pt")
+    if not os.path.isfile(path):
+        raise DataFileError(f"{run_dir} holds no model.pt (give the --out folder of a finished plotllp train run)")
+    try:
+        meta = torch.load(path, map_location="cpu", weights_only=True)
+        cfg = make_config(meta["config"])
+        shape, k, norm = meta["input_shape"], int(meta["num_classes"]), meta.get("normalization")
+    except (KeyError, TypeError, RuntimeError, ValueError) as e:
+        raise DataFileError(f"{path} is not a model saved by plotllp train ({type(e).__name__})") from None
+    models = []
+    for name in ("model.pt", "first_stage.pt"):
+        m = build_model(cfg.model, shape, k, width=cfg.width, depth=cfg.depth, normalization=norm)
+        load_weights(m, os.path.join(run_dir, name))
+        models.append(m.eval())
+    return cfg, models[0], models[1]
 
 
 def _summary(history: list[dict], seconds: float) -> dict:
