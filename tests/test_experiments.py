@@ -85,6 +85,9 @@ def test_grid_expansion_names_and_validation(tmp_path):
     assert [n for n, _ in cells] == ["first_stage-dllp_labels-hard_seed-0_seed-3", "first_stage-dllp_labels-hard_seed-0_seed-4",
                                      "first_stage-dllp_labels-soft_seed-0_seed-3", "first_stage-dllp_labels-soft_seed-0_seed-4"]
     assert cells[1][1]["seed"] == cells[1][1]["bag_seed"] == cells[1][1]["data_seed"] == 4 and cells[1][1]["epochs2"] == 1
+    (tmp_path / "z.yaml").write_text("grid:\n  bag: [{bag_size: 16, batch_bags: 16}, {bag_size: 64, batch_bags: 4}]\n")
+    cells = sweep.expand([str(tmp_path / "z.yaml")])
+    assert [(n, c["bag_size"], c["batch_bags"]) for n, c in cells] == [("bag-16-16", 16, 16), ("bag-64-4", 64, 4)]
     (tmp_path / "bad.yaml").write_text("grid: {bag_size: [16, -1]}\n")
     from plotllp.errors import LLPInputError
     with pytest.raises(LLPInputError, match="bag-size must be positive"):

@@ -9,6 +9,9 @@ values, on top of the file's ``base`` settings::
       first_stage: [dllp, vat, gan]
       seeds: [0, 1, 2]         # "seeds" sets seed, bag_seed and data_seed together
 
+A grid value may be a mapping of settings that go together (``bag: [{bag_size: 16, batch_bags: 16},
+{bag_size: 64, batch_bags: 4}]``); the cell's name joins its values.
+
 Any other file is one cell (a ``plotllp train --config`` file). ``--seeds`` multiplies every cell by
 seeds. A cell's folder is ``OUT/<name>``: a cell whose ``results.json`` exists is skipped; one whose
 ``checkpoint.pt`` exists (an interrupted run) is resumed with ``plotllp train --resume``; the rest
@@ -60,9 +63,12 @@ def expand(files, seeds=None, overrides=None) -> list[tuple[str, dict]]:
                 for k, v in zip(keys, combo):
                     if k == "seeds":
                         settings.update({s: v for s in SEED_KEYS})
+                    elif isinstance(v, dict):          # several settings that go together
+                        settings.update(v)
                     else:
                         settings[k] = v
-                name = "_".join(_name_part("seed" if k == "seeds" else k, v) for k, v in zip(keys, combo))
+                name = "_".join(_name_part("seed" if k == "seeds" else k, "-".join(map(str, v.values())) if isinstance(
+                    v, dict) else v) for k, v in zip(keys, combo))
                 cells.append((f"{spec.get('name', stem)}_{name}" if len(files) > 1 else name, settings))
         else:
             cells.append((stem, dict(spec)))
