@@ -29,6 +29,11 @@ class TrainConfig:
     train_size: int | None = _opt(None, "use a fixed, seeded subset of this many training instances "
                                         "(two-moons: the number drawn, default 2000 = 40 bags of 50)")
     bag_size: int = _opt(50, "instances per bag (uniform random bags)")
+    bags: str = _opt("uniform", "how bags are formed from the labelled data set (experiments): uniform random bags; "
+                                "dirichlet (label-skewed, proportions ~ Dirichlet(--bag-alpha)); clustered (k-means "
+                                "on the inputs); replacement (drawn with replacement)",
+                     ["uniform", "dirichlet", "clustered", "replacement"])
+    bag_alpha: float = _opt(1.0, "Dirichlet alpha of --bags dirichlet (small: few classes per bag)")
     bag_seed: int = _opt(0, "seed of the bag assignment (shared by every method compared)")
     val_fraction: float = _opt(0.0, "fraction of whole bags held out for validation (0: none)")
     augment: str = _opt("auto", "augmentation of image batches on the device: random crop with 4-pixel padding "
@@ -85,7 +90,7 @@ class TrainConfig:
             if choices and getattr(self, f.name) not in choices:
                 raise LLPInputError(f"{f.name.replace('_', '-')} must be one of {', '.join(choices)}, "
                                     f"got {getattr(self, f.name)!r}")
-        positive = ("bag_size", "batch_bags", "batch_size", "ensemble", "width", "depth", "lr", "reg", "mixup_alpha",
+        positive = ("bag_size", "bag_alpha", "batch_bags", "batch_size", "ensemble", "width", "depth", "lr", "reg", "mixup_alpha",
                     "vat_xi", "gan_z_dim")
         for name in positive:
             if not getattr(self, name) > 0:

@@ -20,7 +20,7 @@ import torch
 import yaml
 
 from .augment import resolve_augment
-from .bags import uniform_bags
+from .bags import Bags, clustered_bags, dirichlet_bags, sampled_bags, uniform_bags
 from .config import TrainConfig, make_config
 from .data import load_dataset
 from .errors import DataFileError, LLPInputError
@@ -139,6 +139,18 @@ def _summary(history: list[dict], seconds: float) -> dict:
     return out
 
 
+def make_bags(cfg: TrainConfig, data) -> Bags:
+    """The training bags of ``cfg.bags`` kind from the data set's (otherwise hidden) labels."""
+    y, k = data.y_train, data.num_classes
+    if cfg.bags == "dirichlet":
+        return dirichlet_bags(y, cfg.bag_size, alpha=cfg.bag_alpha, num_classes=k, seed=cfg.bag_seed)
+    if cfg.bags == "clustered":
+        return clustered_bags(data.x_train, y, cfg.bag_size, num_classes=k, seed=cfg.bag_seed)
+    if cfg.bags == "replacement":
+        return sampled_bags(y, cfg.bag_size, num_classes=k, seed=cfg.bag_seed)
+    return uniform_bags(y, cfg.bag_size, num_classes=k, seed=cfg.bag_seed)
+
+
 def make_first_stage(cfg: TrainConfig, augment=None):
     """The first stage ``cfg.first_stage`` with the run's settings."""
     optim = OptimConfig(cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay, cfg.lr_halve_every)
@@ -165,7 +177,7 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.data_seed, noise=cfg.noise,
                         train_size=cfg.train_size, download=cfg.download)
     k = data.num_classes
-    bags = uniform_bags(data.y_train, cfg.bag_size, num_classes=k, seed=cfg.bag_seed)
+    bags = make_bags(cfg, data)
     val = None
     if cfg.val_fraction > 0:
         bags, val_bags = bags.split(cfg.val_fraction, seed=cfg.bag_seed)
