@@ -78,6 +78,8 @@ class TrainConfig:
     lr_halve_every: int = _opt(100, "halve the learning rate every this many epochs of a stage (0: never)")
     batch_bags: int = _opt(4, "first stage: whole bags per step")
     batch_size: int = _opt(128, "second stage: instances per step")
+    chunk_size: int = _opt(16384, "DLLP: a step over more rows than this (huge bags) runs in exact chunks of this "
+                                  "many rows, bounding memory (0: never)")
     # run
     seed: int = _opt(0, "seed of initialisation, minibatch order and mixup")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
@@ -95,7 +97,7 @@ class TrainConfig:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise LLPInputError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        for name in ("epochs1", "epochs2", "lr_halve_every"):
+        for name in ("epochs1", "epochs2", "lr_halve_every", "chunk_size"):
             if getattr(self, name) < 0:
                 raise LLPInputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.epochs1 == 0 and self.epochs2 == 0:

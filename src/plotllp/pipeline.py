@@ -155,7 +155,8 @@ def make_first_stage(cfg: TrainConfig, augment=None):
     """The first stage ``cfg.first_stage`` with the run's settings."""
     optim = OptimConfig(cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay, cfg.lr_halve_every)
     options = {"vat": {"xi": cfg.vat_xi, "eps": cfg.vat_eps, "max_weight": cfg.vat_weight, "ramp": cfg.vat_ramp},
-               "gan": {"z_dim": cfg.gan_z_dim, "generator": cfg.gan_generator}}.get(cfg.first_stage, {})
+               "gan": {"z_dim": cfg.gan_z_dim, "generator": cfg.gan_generator},
+               "dllp": {"chunk_size": cfg.chunk_size or None}}.get(cfg.first_stage, {})
     return FIRST_STAGES[cfg.first_stage](cfg.epochs1, optim, batch_bags=cfg.batch_bags, augment=augment, **options)
 
 
