@@ -28,6 +28,13 @@ class TrainConfig:
     noise: float = _opt(0.1, "two-moons noise (std of the Gaussian added to the points)")
     train_size: int | None = _opt(None, "use a fixed, seeded subset of this many training instances "
                                         "(two-moons: the number drawn, default 2000 = 40 bags of 50)")
+    bag_column: str | None = _opt(None, "table:FILE data: the column naming each row's bag")
+    features: str | None = _opt(None, "table:FILE data: comma-separated feature columns (default: every other "
+                                      "numeric column)")
+    proportions: str | None = _opt(None, "table:FILE data: CSV of bag id + one column per class (proportions or counts)")
+    label_column: str | None = _opt(None, "table:FILE data: instance labels to aggregate into the bags' proportions "
+                                          "(experiments; a --test-fraction of the bags becomes the test set)")
+    test_fraction: float = _opt(0.2, "table:FILE data with --label-column: fraction of the bags held out for testing")
     bag_size: int = _opt(50, "instances per bag (uniform random bags)")
     bags: str = _opt("uniform", "how bags are formed from the labelled data set (experiments): uniform random bags; "
                                 "dirichlet (label-skewed, proportions ~ Dirichlet(--bag-alpha)); clustered (k-means "
@@ -102,6 +109,8 @@ class TrainConfig:
                 raise LLPInputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.epochs1 == 0 and self.epochs2 == 0:
             raise LLPInputError("epochs1 and epochs2 are both 0: nothing to train")
+        if not 0 <= self.test_fraction < 1:
+            raise LLPInputError(f"test-fraction must be in [0, 1), got {self.test_fraction}")
         if not 0 <= self.val_fraction < 1:
             raise LLPInputError(f"val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.vat_eps is not None and not self.vat_eps > 0:

@@ -132,16 +132,26 @@ def load_run(run_dir: str):
 
 def _summary(history: list[dict], seconds: float) -> dict:
     last = history[-1]
-    out = {"test_accuracy": last["test_accuracy"], "bag_mae": last["bag_mae"], "seconds": seconds}
-    for key in ("val_bag_mae", "train_acc_model", "train_acc_ot", "train_acc_ot_ensemble"):
+    out = {"seconds": seconds}
+    for key in ("test_accuracy", "bag_mae", "train_bag_mae", "val_bag_mae", "train_acc_model", "train_acc_ot",
+                "train_acc_ot_ensemble"):
         if key in last:
             out[key] = last[key]
     return out
 
 
+def table_options(cfg: TrainConfig) -> dict:
+    return {"bag_column": cfg.bag_column, "features": cfg.features, "label_column": cfg.label_column,
+            "proportions": cfg.proportions, "test_fraction": cfg.test_fraction}
+
+
 def make_bags(cfg: TrainConfig, data) -> Bags:
     """The training bags of ``cfg.bags`` kind from the data set's (otherwise hidden) labels."""
     y, k = data.y_train, data.num_classes
+    if getattr(data, "bags", None) is not None:          # a table: its bag column made the bags
+        if cfg.bags != "uniform":
+            raise LLPInputError("--bags applies to labelled data sets; a table's bags come from --bag-column")
+        return data.bags
     if cfg.bags == "dirichlet":
         return dirichlet_bags(y, cfg.bag_size, alpha=cfg.bag_alpha, num_classes=k, seed=cfg.bag_seed)
     if cfg.bags == "clustered":
@@ -176,7 +186,7 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
         raise LLPInputError(f"{cfg.out} holds an interrupted run ({CHECKPOINT}); add --resume to continue it, "
                             f"or choose another --out")
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.data_seed, noise=cfg.noise,
-                        train_size=cfg.train_size, download=cfg.download)
+                        train_size=cfg.train_size, download=cfg.download, table_options=table_options(cfg))
     k = data.num_classes
     bags = make_bags(cfg, data)
     val = None
@@ -187,7 +197,8 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
     evaluator = Evaluator(data.x_test, data.y_test, cfg.bag_size, cfg.bag_seed, k, device, labels=cfg.labels,
                           reg=cfg.reg, ensemble=cfg.ensemble, val=val)
     say(f"plotllp: {cfg.dataset}: {train_data.num_members} training instances in {bags.num_bags} bags of "
-        f"{cfg.bag_size}, {len(data.y_test)} test instances, {k} classes; device {device}")
+        f"{cfg.bag_size if getattr(data, 'bags', None) is None else 'various sizes'}, "
+        f"{0 if data.y_test is None else len(data.y_test)} test instances, {k} classes; device {device}")
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.input_shape, k, width=cfg.width, depth=cfg.depth,
@@ -252,7 +263,7 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
     results = {"config": cfg.to_dict(), "first_stage": first_summary, "final": dict(final_summary),
                "history": history,
                "data": {"train_instances": int(train_data.num_members), "bags": int(bags.num_bags),
-                        "test_instances": int(len(data.y_test)), "num_classes": int(k),
+                        "test_instances": 0 if data.y_test is None else int(len(data.y_test)), "num_classes": int(k),
                         "validation_bags": int(val.num_bags) if val is not None else 0},
                "device": str(device), "plotllp_version": _version()}
     if write:
@@ -260,7 +271,8 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
         atomic_write(os.path.join(cfg.out, "results.json"), json.dumps(_jsonable(results), indent=1))
         atomic_write(os.path.join(cfg.out, "config.yaml"), yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         meta = {"config": cfg.to_dict(), "input_shape": list(data.input_shape), "num_classes": k,
-                "class_names": list(data.class_names), "normalization": data.normalization}
+                "class_names": list(data.class_names), "normalization": data.normalization,
+                "feature_names": getattr(data, "feature_names", None)}
         atomic_torch_save({**meta, "state_dict": model.state_dict()}, os.path.join(cfg.out, "model.pt"))
         atomic_torch_save({**meta, "state_dict": first_model.state_dict()}, os.path.join(cfg.out, "first_stage.pt"))
         if os.path.exists(ckpt_path):        # the run is complete: results.json and the weights hold it now
