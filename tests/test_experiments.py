@@ -123,18 +123,17 @@ def test_sweep_skips_finished_and_resumes_a_killed_cell(tmp_path):
     assert len(res["history"]) == 403 and not (cell / "checkpoint.pt").exists()
 
 
-def test_every_figure_writes_an_image(tmp_path):
+def test_every_figure_writes_an_image(tmp_path, capsys):
+    from plotllp.cli import main
     runs = []
     for labels in ("hard", "soft"):
         out = tmp_path / labels
-        r = cli("train", "--dataset", "moons", "--epochs1", "3", "--epochs2", "2", "--labels", labels,
-                "--device", "cpu", "--quiet", "--out", str(out))
-        assert r.returncode == 0, r.stderr
+        assert main(["train", "--dataset", "moons", "--epochs1", "3", "--epochs2", "2", "--labels", labels,
+                     "--device", "cpu", "--quiet", "--out", str(out)]) == 0
         runs.append(str(out))
     for kind, args in (("boundaries", runs), ("curves", runs[:1]), ("labels", runs), ("bag-size", [str(tmp_path)])):
         stem = tmp_path / "figs" / kind
-        r = cli("figure", kind, *args, "--out", str(stem))
-        assert r.returncode == 0, r.stderr
+        assert main(["figure", kind, *args, "--out", str(stem)]) == 0, capsys.readouterr().err
         for ext in (".png", ".svg"):
             assert os.path.getsize(str(stem) + ext) > 5000, (kind, ext)
     with open(str(tmp_path / "figs" / "curves.png"), "rb") as f:
