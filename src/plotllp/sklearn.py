@@ -196,7 +196,10 @@ class LLPClassifier(ClassifierMixin, BaseEstimator):
             raise LLPInputError("score needs bags= and proportions= (or instance labels y)")
         return float(np.mean(self.predict(X) == np.asarray(y)))
 
-    def __sklearn_tags__(self):
+    def _more_tags(self):                      # scikit-learn < 1.6
+        return {"requires_y": False}
+
+    def __sklearn_tags__(self):                # scikit-learn >= 1.6
         tags = super().__sklearn_tags__()
         tags.target_tags.required = False
         return tags
