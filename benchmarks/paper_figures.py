@@ -63,10 +63,14 @@ def main():
         run(["train", *common, "--init", f"{RUNS}/fig4_first/first_stage.pt", "--epochs1", "0", "--epochs2", "10",
              "--labels", labels, "--out", f"{RUNS}/fig4_{labels}"], cmds)
     run(["figure", "labels", f"{RUNS}/fig4_hard", f"{RUNS}/fig4_soft", "--out", f"{FIG}/fig4_fashion.png"], cmds)
-    for f in ("fig2_moons", "fig3_fashion", "fig4_fashion"):        # keep the small PNGs only
+    from PIL import Image
+
+    for f in ("fig2_moons", "fig3_fashion", "fig4_fashion"):        # keep small PNGs only (64-colour palette)
         svg = os.path.join(FIG, f + ".svg")
         if os.path.exists(svg):
             os.remove(svg)
+        png = os.path.join(FIG, f + ".png")
+        Image.open(png).convert("RGB").convert("P", palette=Image.ADAPTIVE, colors=64).save(png, optimize=True)
     lines = [f"- two-moons (noise 0.2), {s}: {a:.2f} -> + PLOT {b:.2f}"
              for s, (a, b) in zip(("DLLP", "LLP-VAT", "LLP-GAN"), map(acc, moons))]
     f3 = acc(f"{RUNS}/fig3")

@@ -28,8 +28,12 @@ def decision_boundaries(panels, x, y, path: str, *, title: str | None = None, re
     grid = torch.from_numpy(np.c_[gx.ravel(), gy.ravel()].astype(np.float32))
     k = int(y.max()) + 1
     cmap = ListedColormap([COLORS[i % len(COLORS)] for i in range(k)])
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
-    for ax, (name, model) in zip(axes[0], panels):
+    ncols = len(panels) if len(panels) <= 3 else 2          # more panels: pairs (first stage, + PLOT) per row
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 4.2 * nrows), squeeze=False)
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    for ax, (name, model) in zip(axes.ravel(), panels):
         dev = next(model.parameters()).device
         z = predict_proba(model, grid.to(dev)).argmax(1).cpu().numpy().reshape(gx.shape)
         pred = predict_proba(model, torch.from_numpy(x).to(dev)).argmax(1).cpu().numpy()
