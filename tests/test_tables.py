@@ -106,3 +106,17 @@ def test_proportions_file_in_proportions_form(tables, tmp_path):
             str(d / "props.csv"), "--features", "alcohol,flavanoids,proline", "--epochs1", "2", "--epochs2", "1",
             "--device", "cpu", "--out", str(tmp_path / "p"))
     assert r.returncode == 0, r.stderr
+
+
+def test_parquet_table(tables, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+    d, _ = tables
+    cols = {k: [r[k] for r in csv.DictReader(open(d / "rows.csv"))] for k in ["clinic", *NAMES]}
+    table = pa.table({"clinic": cols["clinic"], **{n: [float(v) for v in cols[n]] for n in NAMES}})
+    pq.write_table(table, tmp_path / "rows.parquet")
+    r = cli("train", "--dataset", f"table:{tmp_path / 'rows.parquet'}", "--bag-column", "clinic", "--proportions",
+            str(d / "counts.csv"), "--epochs1", "2", "--epochs2", "1", "--device", "cpu", "--out", str(tmp_path / "q"))
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "q" / "results.json").read_text())
+    assert res["data"]["bags"] == 20 and res["data"]["train_instances"] == 178
