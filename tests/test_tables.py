@@ -71,6 +71,20 @@ def test_train_from_a_label_column_holds_out_whole_bags(tables, tmp_path):
     assert 0 <= res["final"]["test_accuracy"] <= 1
 
 
+def test_feature_bags_from_two_columns(tables, tmp_path):
+    d, _ = tables
+    rows = list(csv.reader(open(d / "rows.csv")))
+    header = rows[0] + ["shift"]
+    body = [r + [str(i % 2)] for i, r in enumerate(rows[1:])]
+    write_csv(tmp_path / "rows2.csv", header, body)
+    r = cli("train", "--dataset", f"table:{tmp_path / 'rows2.csv'}", "--bag-column", "clinic,shift", "--label-column",
+            "label", "--test-fraction", "0", "--epochs1", "2", "--epochs2", "1", "--device", "cpu",
+            "--out", str(tmp_path / "fb"))
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "fb" / "results.json").read_text())
+    assert res["data"]["bags"] == len({(row[0], row[-1]) for row in body})          # one bag per (clinic, shift)
+
+
 @pytest.mark.parametrize("edit, args, msg", [
     (None, ["--bag-column", "site", "--proportions", "counts.csv"], "no bag column 'site'"),
     (None, ["--bag-column", "clinic", "--proportions", "counts.csv", "--features", "alcohol,nope"],

@@ -28,7 +28,8 @@ class TrainConfig:
     noise: float = _opt(0.1, "two-moons noise (std of the Gaussian added to the points)")
     train_size: int | None = _opt(None, "use a fixed, seeded subset of this many training instances "
                                         "(two-moons: the number drawn, default 2000 = 40 bags of 50)")
-    bag_column: str | None = _opt(None, "table:FILE data: the column naming each row's bag")
+    bag_column: str | None = _opt(None, "table:FILE data: the column naming each row's bag (a,b: the rows with "
+                                        "equal values of several columns form a bag; its id joins them with |)")
     features: str | None = _opt(None, "table:FILE data: comma-separated feature columns (default: every other "
                                       "numeric column)")
     proportions: str | None = _opt(None, "table:FILE data: CSV of bag id + one column per class (proportions or counts)")

@@ -1,7 +1,8 @@
 """Tables of rows with a bag column: the data most people with label proportions have.
 
 ``plotllp train --dataset table:FILE --bag-column COL`` reads a CSV (or Parquet, with pyarrow
-installed) file. The features are ``--features a,b,c`` or every other numeric column. The bags'
+installed) file. ``--bag-column a,b`` groups rows by several columns (feature bags); the bag id is then
+their values joined by ``|`` (as the proportions file must name it). The features are ``--features a,b,c`` or every other numeric column. The bags'
 proportions come from either
 
 - ``--proportions FILE``: a table with the bag id in its first column (or in a column named like the
@@ -104,8 +105,10 @@ def load_table(path: str, *, bag_column: str | None, features=None, label_column
     if (label_column is None) == (proportions is None):
         raise LLPInputError("a table needs exactly one of --proportions FILE or --label-column COL")
     cols = read_table(path)
-    bag_vals = np.asarray([str(v) for v in _column(path, cols, bag_column, "bag")])
-    skip = {bag_column, label_column}
+    bag_cols = [c.strip() for c in bag_column.split(",") if c.strip()]
+    parts = [[str(v) for v in _column(path, cols, c, "bag")] for c in bag_cols]
+    bag_vals = np.asarray(["|".join(vals) for vals in zip(*parts)])     # feature bags: equal values of the columns
+    skip = {*bag_cols, label_column}
     if features:
         names = [f.strip() for f in (features.split(",") if isinstance(features, str) else features) if f.strip()]
     else:
