@@ -227,12 +227,13 @@ def _datasets(tmp_path):
 
 
 @pytest.mark.parametrize("first", ["vat", "gan"])
-def test_cli_every_dataset(tmp_path, first):
+def test_cli_every_dataset(tmp_path, first, capsys):
+    from plotllp.cli import main
     for name, extra in _datasets(tmp_path):
         out = tmp_path / f"run_{name}"
-        r = cli("train", "--dataset", name, "--first-stage", first, "--second-stage", "plot", "--epochs1", "1",
-                "--epochs2", "1", "--bag-size", "16", "--batch-size", "64", "--out", str(out), "--device", "cpu",
-                "--quiet", *extra)
-        assert r.returncode == 0, f"{name}: {r.stderr}"
+        rc = main(["train", "--dataset", name, "--first-stage", first, "--second-stage", "plot", "--epochs1", "1",
+                   "--epochs2", "1", "--bag-size", "16", "--batch-size", "64", "--out", str(out), "--device", "cpu",
+                   "--quiet", *extra])
+        assert rc == 0, f"{name}: {capsys.readouterr().err}"
         res = json.loads((out / "results.json").read_text())
         assert res["config"]["first_stage"] == first and math.isfinite(res["final"]["test_accuracy"]), name

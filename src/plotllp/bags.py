@@ -13,7 +13,11 @@ Constructors:
 - :func:`uniform_bags` -- the convention of the public LLP code (SPEC section 2): permute the
   instances with a seeded generator, cut consecutive bags of equal size, drop the last partial bag
   unless asked to keep it;
-- :func:`bags_from_ids` -- a user's bag-id per instance plus proportions or counts per bag.
+- :func:`bags_from_ids` -- a user's bag-id per instance plus proportions or counts per bag;
+- for experiments (proportions from known labels): :func:`sized_bags` (unequal sizes),
+  :func:`dirichlet_bags` (label-skewed, proportions ~ Dirichlet(alpha)), :func:`clustered_bags`
+  (k-means on the features), :func:`feature_bags` (equal values of some columns), :func:`sampled_bags`
+  (drawn with replacement).
 
 Whole-bag validation splits: :meth:`Bags.split`.
 """
@@ -239,6 +243,97 @@ def uniform_bags(labels, bag_size: int, *, num_classes: int | None = None, seed:
     indices = perm[: offsets[-1]]
     ids = np.repeat(np.arange(len(sizes)), sizes)
     return Bags(indices, offsets, proportions_from_labels(y[indices], ids, len(sizes), k))
+
+
+def _from_member_lists(groups, y, k) -> Bags:
+    """Bags whose members are the index arrays in ``groups`` (in order), proportions from ``y``."""
+    groups = [np.asarray(g, dtype=np.int64) for g in groups if len(g)]
+    sizes = [len(g) for g in groups]
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    indices = np.concatenate(groups) if groups else np.zeros(0, np.int64)
+    ids = np.repeat(np.arange(len(sizes)), sizes)
+    return Bags(indices, offsets, proportions_from_labels(y[indices], ids, len(sizes), k))
+
+
+def sized_bags(labels, sizes, *, num_classes: int | None = None, seed: int = 0) -> Bags:
+    """Random bags of the given unequal ``sizes`` (a seeded permutation cut into consecutive pieces)."""
+    y, k = _check_labels(labels, num_classes)
+    sizes = np.asarray(sizes, dtype=np.int64)
+    if sizes.ndim != 1 or len(sizes) == 0 or (sizes < 1).any():
+        raise LLPInputError("bag sizes must be a non-empty list of positive integers")
+    if sizes.sum() > y.size:
+        raise LLPInputError(f"bag sizes add up to {int(sizes.sum())} but there are only {y.size} instances")
+    perm = np.random.default_rng(seed).permutation(y.size)
+    return _from_member_lists(np.split(perm[: sizes.sum()], np.cumsum(sizes)[:-1]), y, k)
+
+
+def dirichlet_bags(labels, bag_size: int, *, alpha: float = 1.0, num_classes: int | None = None,
+                   seed: int = 0) -> Bags:
+    """Label-skewed bags: each bag's target proportions are drawn from Dirichlet(alpha, ..., alpha) and
+    its ``bag_size`` members drawn without replacement from each class accordingly (while a class lasts;
+    its share goes to the classes left). Small ``alpha`` gives bags dominated by a few classes, large
+    ``alpha`` approaches uniform bags. The proportions are those of the members drawn."""
+    y, k = _check_labels(labels, num_classes)
+    bag_size = int(bag_size)
+    if bag_size < 1 or bag_size > y.size:
+        raise LLPInputError(f"bag size must be in [1, {y.size}], got {bag_size}")
+    if not alpha > 0:
+        raise LLPInputError(f"Dirichlet alpha must be positive, got {alpha}")
+    rng = np.random.default_rng(seed)
+    pools = [list(rng.permutation(np.flatnonzero(y == c))) for c in range(k)]
+    groups = []
+    for _ in range(y.size // bag_size):
+        left = np.array([len(p) for p in pools], dtype=np.float64)
+        want = rng.dirichlet(np.full(k, float(alpha)))
+        members = []
+        for _ in range(bag_size):
+            w = want * (left > 0)
+            if w.sum() <= 0:
+                w = left.copy()
+            c = int(rng.choice(k, p=w / w.sum()))
+            members.append(pools[c].pop())
+            left[c] -= 1
+        groups.append(members)
+    return _from_member_lists(groups, y, k)
+
+
+def clustered_bags(features, labels, bag_size: int, *, num_classes: int | None = None, seed: int = 0) -> Bags:
+    """Bags of similar instances: k-means (scikit-learn) on ``features`` into ``N // bag_size``
+    clusters, each cluster a bag (sizes differ). Such bags are harder: similar inputs share a bag."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    y, k = _check_labels(labels, num_classes)
+    x = np.asarray(features, dtype=np.float32).reshape(len(y), -1)
+    m = max(1, y.size // int(bag_size))
+    algo = KMeans if y.size <= 20000 else MiniBatchKMeans
+    assign = algo(n_clusters=m, random_state=seed, n_init=3).fit_predict(x)
+    return _from_member_lists([np.flatnonzero(assign == c) for c in range(m)], y, k)
+
+
+def feature_bags(columns, labels, *, num_classes: int | None = None) -> Bags:
+    """Bags given by equal values of one or more columns (``columns``: (N,) or (N, c) array): every
+    distinct value (combination) is a bag, as a campaign or a county is in real LLP data."""
+    y, k = _check_labels(labels, num_classes)
+    cols = np.asarray(columns)
+    if cols.shape[0] != y.size:
+        raise LLPInputError(f"the bag columns have {cols.shape[0]} rows, the labels {y.size}")
+    _, ids = np.unique(cols.reshape(len(y), -1), axis=0, return_inverse=True)
+    ids = ids.ravel()
+    return _from_member_lists([np.flatnonzero(ids == b) for b in range(ids.max() + 1)], y, k)
+
+
+def sampled_bags(labels, bag_size: int, num_bags: int | None = None, *, num_classes: int | None = None,
+                 seed: int = 0) -> Bags:
+    """Bags drawn with replacement: each of ``num_bags`` (default ``N // bag_size``) bags takes
+    ``bag_size`` instances drawn uniformly with replacement, so an instance may be in several bags
+    (or twice in one)."""
+    y, k = _check_labels(labels, num_classes)
+    bag_size = int(bag_size)
+    if bag_size < 1:
+        raise LLPInputError(f"bag size must be a positive integer, got {bag_size}")
+    m = int(num_bags) if num_bags is not None else max(1, y.size // bag_size)
+    rng = np.random.default_rng(seed)
+    return _from_member_lists([rng.integers(0, y.size, bag_size) for _ in range(m)], y, k)
 
 
 def bags_from_ids(bag_ids, *, proportions=None, counts=None, num_classes: int | None = None) -> Bags:

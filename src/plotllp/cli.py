@@ -3,6 +3,11 @@
     plotllp train --dataset moons --bag-size 50 --first-stage dllp --second-stage plot --out runs/moons
     plotllp train --config run.yaml --epochs2 50        # YAML settings, flags win
     plotllp demo                                        # two-moons, DLLP then PLOT, and a figure
+    plotllp sweep grid.yaml --jobs 2 --out runs/sweep   # many runs, resumable
+    plotllp table runs/sweep --format md                # the paper's table layout
+    plotllp figure curves runs/sweep/some_cell --out fig3   # the paper's figures (PNG and SVG)
+    plotllp train --dataset table:rows.csv --bag-column county --proportions counts.csv --out runs/t
+    plotllp predict --model runs/t --input new_rows.csv --output predictions.csv
 
 Errors a user can cause end with one line on stderr and exit code 2; a diverged run exits with 3.
 """
@@ -13,6 +18,8 @@ import argparse
 import os
 import sys
 import time
+
+import yaml
 
 from .config import FIELDS, PRESETS, load_yaml, make_config
 from .errors import LLPInputError, PlotLLPError, TrainingDivergedError
@@ -82,7 +89,158 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed of data, bags and training (default: 0)")
     demo.add_argument("--noise", type=float, default=0.2, help="two-moons noise (default: 0.2)")
     demo.add_argument("--quiet", action="store_true", help="print only the summary")
+    sw = sub.add_parser("sweep", help="run many training runs (a grid or config files), resumably, in parallel",
+                        description="Run every cell of the given YAML files, each in OUT/<cell name>: a file with "
+                        "a 'grid' key (settings -> lists of values, on top of its 'base' settings; 'seeds' sets "
+                        "seed, bag_seed and data_seed together) gives every combination; any other file is one "
+                        "cell. Finished cells are skipped, interrupted ones resumed from their checkpoint.")
+    sw.add_argument("configs", nargs="+", metavar="CONFIG", help="grid files or plotllp train config files")
+    sw.add_argument("--out", default="runs/sweep", help="folder of the cells' folders (default: runs/sweep)")
+    sw.add_argument("--jobs", type=int, default=1, help="cells run at a time, each its own process; with several "
+                    "GPUs each job gets one (default: 1)")
+    sw.add_argument("--seeds", type=int, nargs="+", metavar="S", help="run every cell once per seed")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a setting in every cell (repeatable), e.g. --set data_dir=../shared/data")
+    sw.add_argument("--dry-run", action="store_true", help="list the cells and their state; run nothing")
+    tb = sub.add_parser("table", help="the paper's table layout (methods x bag sizes, mean (std)) from results",
+                        description="Rows: each first stage and the first stage + PLOT; columns: bag sizes; cells: "
+                        "mean (std) over seeds, the best of each column in bold. Missing cells are shown as such.")
+    tb.add_argument("results", nargs="+", metavar="RESULTS", help="results.json files or folders holding them")
+    tb.add_argument("--format", choices=["md", "csv", "latex"], default="md", help="output format (default: md)")
+    tb.add_argument("--metric", default="test_accuracy", help="metric of results.json (default: test_accuracy)")
+    tb.add_argument("--output", metavar="FILE", help="write to FILE instead of printing")
+    fg = sub.add_parser("figure", help="the paper's figures from finished runs (PNG and SVG)",
+                        description="boundaries: decision boundaries of each run's first stage and final model "
+                        "on two-dimensional data (Figure 2); curves: training-set accuracy of the model, the OT "
+                        "labels and their ensemble across both stages (Figure 3); labels: test and OT-label accuracy "
+                        "per PLOT epoch, one line per run, e.g. hard vs soft (Figure 4); bag-size: test accuracy "
+                        "against bag size for every method.")
+    fg.add_argument("kind", choices=["boundaries", "curves", "labels", "bag-size"])
+    fg.add_argument("runs", nargs="+", metavar="RUN", help="run folders (bag-size: results.json files or folders)")
+    fg.add_argument("--out", required=True, help="output file stem; writes STEM.png and STEM.svg")
+    pr = sub.add_parser("predict", help="per-row class probabilities of a trained model on a table",
+                        description="Apply the final model of a finished `plotllp train --dataset table:FILE` run "
+                        "to the rows of a CSV or Parquet file (same feature columns) and write a CSV: the row "
+                        "number, the bag column if present, one probability column per class, and the "
+                        "predicted class.")
+    pr.add_argument("--model", required=True, metavar="RUN_DIR", help="the --out folder of the training run")
+    pr.add_argument("--input", required=True, metavar="FILE", help="CSV or Parquet table of rows to predict")
+    pr.add_argument("--output", required=True, metavar="FILE", help="CSV file to write")
+    pr.add_argument("--first-stage", action="store_true", help="use the first-stage model instead of the final one")
     return parser
+
+
+def cmd_predict(args) -> int:
+    import csv
+    import io
+
+    import torch
+
+    from .data.tables import feature_matrix, read_table
+    from .engine import predict_proba
+    from .pipeline import atomic_write, load_run
+
+    meta_path = os.path.join(args.model, "model.pt")
+    cfg, model, first = load_run(args.model)
+    meta = torch.load(meta_path, map_location="cpu", weights_only=True)
+    names = meta.get("feature_names")
+    if not names:
+        raise LLPInputError(f"{args.model} was not trained on a table (--dataset table:FILE); predict reads tables")
+    cols = read_table(args.input)
+    x = feature_matrix(args.input, cols, names)
+    probs = predict_proba(first if args.first_stage else model, torch.from_numpy(x)).numpy()
+    classes = list(meta["class_names"]) or [str(i) for i in range(probs.shape[1])]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    bag = cfg.bag_column if cfg.bag_column in cols else None
+    w.writerow(["row"] + ([bag] if bag else []) + [f"p_{c}" for c in classes] + ["predicted"])
+    for i, p in enumerate(probs):
+        w.writerow([i + 1] + ([cols[bag][i]] if bag else []) + [f"{v:.6f}" for v in p] + [classes[int(p.argmax())]])
+    atomic_write(args.output, buf.getvalue())
+    print(f"wrote {args.output}: {len(probs)} rows, {len(classes)} classes")
+    return 0
+
+
+def _parse_sets(items) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise LLPInputError(f"--set takes KEY=VALUE, got {item!r}")
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+def cmd_sweep(args) -> int:
+    from .experiments import sweep
+
+    if args.jobs < 1:
+        raise LLPInputError(f"--jobs must be at least 1, got {args.jobs}")
+    failed = sweep.run(args.configs, args.out, jobs=args.jobs, seeds=args.seeds, overrides=_parse_sets(args.set),
+                       dry_run=args.dry_run)
+    return 1 if failed else 0
+
+
+def cmd_table(args) -> int:
+    from .experiments.table import render
+
+    text = render(args.results, fmt=args.format, metric=args.metric)
+    if args.output:
+        from .pipeline import atomic_write
+        atomic_write(args.output, text)
+        print(f"wrote {args.output}")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _run_label(cfg) -> str:
+    from .experiments.results import STAGE_NAMES, plot_variant
+
+    name = STAGE_NAMES.get(cfg["first_stage"], cfg["first_stage"])
+    if cfg.get("second_stage") != "none":
+        name += " + PLOT" + plot_variant(cfg)
+    return f"{name}, {cfg['dataset']}, bag {cfg['bag_size']}"
+
+
+def cmd_figure(args) -> int:
+    from . import plotting
+    from .experiments.results import aggregate, entries, find_results, load
+
+    if args.kind == "bag-size":
+        paths = plotting.accuracy_vs_bag_size(aggregate(entries(args.runs)), args.out)
+    elif args.kind == "boundaries":
+        from .data import load_dataset
+        from .experiments.results import STAGE_NAMES
+        from .pipeline import load_run
+
+        panels, ds = [], None
+        for run_dir in args.runs:
+            cfg, model, first = load_run(run_dir)
+            ds = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.data_seed, noise=cfg.noise,
+                              train_size=cfg.train_size)
+            if ds.x_test.ndim != 2 or ds.x_test.shape[1] != 2:
+                raise LLPInputError(f"{run_dir}: decision boundaries need two-dimensional inputs; {cfg.dataset} "
+                                    f"has inputs of shape {tuple(ds.x_test.shape[1:])}")
+            name = STAGE_NAMES.get(cfg.first_stage, cfg.first_stage)
+            panels.append((name, first))
+            if cfg.second_stage != "none":
+                panels.append((f"{name} + PLOT", model))
+        out = args.out if args.out.endswith(".png") else args.out + ".png"
+        plotting.decision_boundaries(panels, ds.x_test, ds.y_test, out)
+        paths = [out, out[:-4] + ".svg"]
+    else:
+        runs = []
+        for run_dir in args.runs:
+            found = find_results([run_dir])
+            for p in found:
+                r = load(p)
+                runs.append((_run_label(r["config"]), r))
+        draw = plotting.training_curves if args.kind == "curves" else plotting.label_convergence
+        paths = draw(runs, args.out)
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
 
 
 def cmd_train(args) -> int:
@@ -97,11 +255,15 @@ def cmd_train(args) -> int:
         return 0
     res = train(cfg, resume=args.resume)
     r = res.results
-    print(f"first stage ({cfg.first_stage}): test accuracy {100 * r['first_stage']['test_accuracy']:.2f}%  "
-          f"bag MAE {r['first_stage']['bag_mae']:.4f}  ({r['first_stage']['seconds']:.1f}s)")
+
+    def line(m):
+        if "test_accuracy" in m:
+            return f"test accuracy {100 * m['test_accuracy']:.2f}%  bag MAE {m['bag_mae']:.4f}  ({m['seconds']:.1f}s)"
+        return f"training-bag MAE {m['train_bag_mae']:.4f} (no labelled test set)  ({m['seconds']:.1f}s)"
+
+    print(f"first stage ({cfg.first_stage}): {line(r['first_stage'])}")
     if cfg.second_stage != "none":
-        print(f"final ({cfg.first_stage} + plot): test accuracy {100 * r['final']['test_accuracy']:.2f}%  "
-              f"bag MAE {r['final']['bag_mae']:.4f}  ({r['final']['seconds']:.1f}s)")
+        print(f"final ({cfg.first_stage} + plot): {line(r['final'])}")
     print(f"wrote {os.path.join(cfg.out, 'results.json')}")
     return 0
 
@@ -154,7 +316,8 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     try:
-        return {"train": cmd_train, "data": cmd_data, "demo": cmd_demo}[args.command](args)
+        return {"train": cmd_train, "data": cmd_data, "demo": cmd_demo, "sweep": cmd_sweep, "table": cmd_table,
+                "figure": cmd_figure, "predict": cmd_predict}[args.command](args)
     except TrainingDivergedError as e:
         print(f"plotllp: error: {e}", file=sys.stderr)
         return 3
@@ -164,6 +327,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("plotllp: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:                 # unwritable output folder, disk full, ...
+        print(f"plotllp: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

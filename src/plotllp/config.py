@@ -28,7 +28,20 @@ class TrainConfig:
     noise: float = _opt(0.1, "two-moons noise (std of the Gaussian added to the points)")
     train_size: int | None = _opt(None, "use a fixed, seeded subset of this many training instances "
                                         "(two-moons: the number drawn, default 2000 = 40 bags of 50)")
+    bag_column: str | None = _opt(None, "table:FILE data: the column naming each row's bag (a,b: the rows with "
+                                        "equal values of several columns form a bag; its id joins them with |)")
+    features: str | None = _opt(None, "table:FILE data: comma-separated feature columns (default: every other "
+                                      "numeric column)")
+    proportions: str | None = _opt(None, "table:FILE data: CSV of bag id + one column per class (proportions or counts)")
+    label_column: str | None = _opt(None, "table:FILE data: instance labels to aggregate into the bags' proportions "
+                                          "(experiments; a --test-fraction of the bags becomes the test set)")
+    test_fraction: float = _opt(0.2, "table:FILE data with --label-column: fraction of the bags held out for testing")
     bag_size: int = _opt(50, "instances per bag (uniform random bags)")
+    bags: str = _opt("uniform", "how bags are formed from the labelled data set (experiments): uniform random bags; "
+                                "dirichlet (label-skewed, proportions ~ Dirichlet(--bag-alpha)); clustered (k-means "
+                                "on the inputs); replacement (drawn with replacement)",
+                     ["uniform", "dirichlet", "clustered", "replacement"])
+    bag_alpha: float = _opt(1.0, "Dirichlet alpha of --bags dirichlet (small: few classes per bag)")
     bag_seed: int = _opt(0, "seed of the bag assignment (shared by every method compared)")
     val_fraction: float = _opt(0.0, "fraction of whole bags held out for validation (0: none)")
     augment: str = _opt("auto", "augmentation of image batches on the device: random crop with 4-pixel padding "
@@ -73,6 +86,8 @@ class TrainConfig:
     lr_halve_every: int = _opt(100, "halve the learning rate every this many epochs of a stage (0: never)")
     batch_bags: int = _opt(4, "first stage: whole bags per step")
     batch_size: int = _opt(128, "second stage: instances per step")
+    chunk_size: int = _opt(16384, "DLLP: a step over more rows than this (huge bags) runs in exact chunks of this "
+                                  "many rows, bounding memory (0: never)")
     # run
     seed: int = _opt(0, "seed of initialisation, minibatch order and mixup")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
@@ -85,16 +100,18 @@ class TrainConfig:
             if choices and getattr(self, f.name) not in choices:
                 raise LLPInputError(f"{f.name.replace('_', '-')} must be one of {', '.join(choices)}, "
                                     f"got {getattr(self, f.name)!r}")
-        positive = ("bag_size", "batch_bags", "batch_size", "ensemble", "width", "depth", "lr", "reg", "mixup_alpha",
+        positive = ("bag_size", "bag_alpha", "batch_bags", "batch_size", "ensemble", "width", "depth", "lr", "reg", "mixup_alpha",
                     "vat_xi", "gan_z_dim")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise LLPInputError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        for name in ("epochs1", "epochs2", "lr_halve_every"):
+        for name in ("epochs1", "epochs2", "lr_halve_every", "chunk_size"):
             if getattr(self, name) < 0:
                 raise LLPInputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.epochs1 == 0 and self.epochs2 == 0:
             raise LLPInputError("epochs1 and epochs2 are both 0: nothing to train")
+        if not 0 <= self.test_fraction < 1:
+            raise LLPInputError(f"test-fraction must be in [0, 1), got {self.test_fraction}")
         if not 0 <= self.val_fraction < 1:
             raise LLPInputError(f"val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.vat_eps is not None and not self.vat_eps > 0:

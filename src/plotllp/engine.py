@@ -167,13 +167,15 @@ class Evaluator:
     def __init__(self, x_test, y_test, bag_size: int, bag_seed: int, num_classes: int, device, *,
                  labels: str = "hard", reg: float = 1 / 25, ensemble: int = 5, val: LLPData | None = None):
         self.device = torch.device(device)
-        self.x_test = as_input_tensor(x_test, self.device)
-        self.y_test = torch.as_tensor(np.asarray(y_test), dtype=torch.long).to(self.device)
-        y = np.asarray(y_test)
-        self.test_bags = uniform_bags(y, min(bag_size, y.size), num_classes=num_classes, seed=bag_seed)
-        self.test_members = torch.from_numpy(self.test_bags.indices).to(self.device)
-        self.test_bag_ids = torch.from_numpy(self.test_bags.bag_ids).to(self.device)
-        self.test_props = torch.from_numpy(self.test_bags.proportions).float().to(self.device)
+        self.has_test = y_test is not None and len(y_test) > 0
+        if self.has_test:
+            self.x_test = as_input_tensor(x_test, self.device)
+            self.y_test = torch.as_tensor(np.asarray(y_test), dtype=torch.long).to(self.device)
+            y = np.asarray(y_test)
+            self.test_bags = uniform_bags(y, min(bag_size, y.size), num_classes=num_classes, seed=bag_seed)
+            self.test_members = torch.from_numpy(self.test_bags.indices).to(self.device)
+            self.test_bag_ids = torch.from_numpy(self.test_bags.bag_ids).to(self.device)
+            self.test_props = torch.from_numpy(self.test_bags.proportions).float().to(self.device)
         self.hard = labels == "hard"
         self.reg = reg
         self.window = LabelWindow(ensemble)
@@ -194,9 +196,16 @@ class Evaluator:
         return float((sums / sizes[:, None] - proportions).abs().mean())
 
     def __call__(self, model, data: LLPData, state: EpochState) -> dict:
-        probs = predict_proba(model, self.x_test)
-        row = {"test_accuracy": float((probs.argmax(1) == self.y_test).float().mean()),
-               "bag_mae": self.bag_mae(probs[self.test_members], self.test_bag_ids, self.test_props)}
+        row = {}
+        if self.has_test:
+            probs = predict_proba(model, self.x_test)
+            row = {"test_accuracy": float((probs.argmax(1) == self.y_test).float().mean()),
+                   "bag_mae": self.bag_mae(probs[self.test_members], self.test_bag_ids, self.test_props)}
+        else:                                 # no labelled test set (real LLP data): the training bags' error
+            train_probs = state.train_probs if state.train_probs is not None else predict_proba(
+                model, data.x[data.members])
+            state.train_probs = train_probs
+            row["train_bag_mae"] = self.bag_mae(train_probs, data.member_bag, data.proportions)
         if self.val is not None:
             vp = predict_proba(model, self.val.x[self.val.members])
             row["val_bag_mae"] = self.bag_mae(vp, self.val.member_bag, self.val.proportions)
@@ -235,7 +244,11 @@ def check_finite(t: torch.Tensor, what: str) -> None:
 
 
 def _fmt(row: dict) -> str:
-    parts = [f"loss {row['loss']:.4f}", f"test {100 * row['test_accuracy']:.2f}%", f"bag-mae {row['bag_mae']:.4f}"]
+    parts = [f"loss {row['loss']:.4f}"]
+    if "test_accuracy" in row:
+        parts += [f"test {100 * row['test_accuracy']:.2f}%", f"bag-mae {row['bag_mae']:.4f}"]
+    if "train_bag_mae" in row:
+        parts.append(f"train-bag-mae {row['train_bag_mae']:.4f}")
     if "val_bag_mae" in row:
         parts.append(f"val-mae {row['val_bag_mae']:.4f}")
     if "train_acc_model" in row:

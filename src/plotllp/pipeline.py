@@ -20,8 +20,8 @@ import torch
 import yaml
 
 from .augment import resolve_augment
-from .bags import uniform_bags
-from .config import TrainConfig
+from .bags import Bags, clustered_bags, dirichlet_bags, sampled_bags, uniform_bags
+from .config import TrainConfig, make_config
 from .data import load_dataset
 from .errors import DataFileError, LLPInputError
 from .engine import EpochState, Evaluator, LLPData, OptimConfig, resolve_device
@@ -110,20 +110,63 @@ def load_weights(model: torch.nn.Module, path: str) -> None:
                             f"({first[1].strip() if len(first) > 1 else first[0]})") from None
 
 
+def load_run(run_dir: str):
+    """``(config, model, first_stage_model)`` of a finished run folder (``results.json``, ``model.pt``,
+    ``first_stage.pt``), the networks rebuilt from the saved settings, on the CPU, in eval mode."""
+    path = os.path.join(run_dir, "model.pt")
+    if not os.path.isfile(path):
+        raise DataFileError(f"{run_dir} holds no model.pt (give the --out folder of a finished plotllp train run)")
+    try:
+        meta = torch.load(path, map_location="cpu", weights_only=True)
+        cfg = make_config(meta["config"])
+        shape, k, norm = meta["input_shape"], int(meta["num_classes"]), meta.get("normalization")
+    except (KeyError, TypeError, RuntimeError, ValueError) as e:
+        raise DataFileError(f"{path} is not a model saved by plotllp train ({type(e).__name__})") from None
+    models = []
+    for name in ("model.pt", "first_stage.pt"):
+        m = build_model(cfg.model, shape, k, width=cfg.width, depth=cfg.depth, normalization=norm)
+        load_weights(m, os.path.join(run_dir, name))
+        models.append(m.eval())
+    return cfg, models[0], models[1]
+
+
 def _summary(history: list[dict], seconds: float) -> dict:
     last = history[-1]
-    out = {"test_accuracy": last["test_accuracy"], "bag_mae": last["bag_mae"], "seconds": seconds}
-    for key in ("val_bag_mae", "train_acc_model", "train_acc_ot", "train_acc_ot_ensemble"):
+    out = {"seconds": seconds}
+    for key in ("test_accuracy", "bag_mae", "train_bag_mae", "val_bag_mae", "train_acc_model", "train_acc_ot",
+                "train_acc_ot_ensemble"):
         if key in last:
             out[key] = last[key]
     return out
+
+
+def table_options(cfg: TrainConfig) -> dict:
+    return {"bag_column": cfg.bag_column, "features": cfg.features, "label_column": cfg.label_column,
+            "proportions": cfg.proportions, "test_fraction": cfg.test_fraction}
+
+
+def make_bags(cfg: TrainConfig, data) -> Bags:
+    """The training bags of ``cfg.bags`` kind from the data set's (otherwise hidden) labels."""
+    y, k = data.y_train, data.num_classes
+    if getattr(data, "bags", None) is not None:          # a table: its bag column made the bags
+        if cfg.bags != "uniform":
+            raise LLPInputError("--bags applies to labelled data sets; a table's bags come from --bag-column")
+        return data.bags
+    if cfg.bags == "dirichlet":
+        return dirichlet_bags(y, cfg.bag_size, alpha=cfg.bag_alpha, num_classes=k, seed=cfg.bag_seed)
+    if cfg.bags == "clustered":
+        return clustered_bags(data.x_train, y, cfg.bag_size, num_classes=k, seed=cfg.bag_seed)
+    if cfg.bags == "replacement":
+        return sampled_bags(y, cfg.bag_size, num_classes=k, seed=cfg.bag_seed)
+    return uniform_bags(y, cfg.bag_size, num_classes=k, seed=cfg.bag_seed)
 
 
 def make_first_stage(cfg: TrainConfig, augment=None):
     """The first stage ``cfg.first_stage`` with the run's settings."""
     optim = OptimConfig(cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay, cfg.lr_halve_every)
     options = {"vat": {"xi": cfg.vat_xi, "eps": cfg.vat_eps, "max_weight": cfg.vat_weight, "ramp": cfg.vat_ramp},
-               "gan": {"z_dim": cfg.gan_z_dim, "generator": cfg.gan_generator}}.get(cfg.first_stage, {})
+               "gan": {"z_dim": cfg.gan_z_dim, "generator": cfg.gan_generator},
+               "dllp": {"chunk_size": cfg.chunk_size or None}}.get(cfg.first_stage, {})
     return FIRST_STAGES[cfg.first_stage](cfg.epochs1, optim, batch_bags=cfg.batch_bags, augment=augment, **options)
 
 
@@ -143,9 +186,9 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
         raise LLPInputError(f"{cfg.out} holds an interrupted run ({CHECKPOINT}); add --resume to continue it, "
                             f"or choose another --out")
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.data_seed, noise=cfg.noise,
-                        train_size=cfg.train_size, download=cfg.download)
+                        train_size=cfg.train_size, download=cfg.download, table_options=table_options(cfg))
     k = data.num_classes
-    bags = uniform_bags(data.y_train, cfg.bag_size, num_classes=k, seed=cfg.bag_seed)
+    bags = make_bags(cfg, data)
     val = None
     if cfg.val_fraction > 0:
         bags, val_bags = bags.split(cfg.val_fraction, seed=cfg.bag_seed)
@@ -154,7 +197,8 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
     evaluator = Evaluator(data.x_test, data.y_test, cfg.bag_size, cfg.bag_seed, k, device, labels=cfg.labels,
                           reg=cfg.reg, ensemble=cfg.ensemble, val=val)
     say(f"plotllp: {cfg.dataset}: {train_data.num_members} training instances in {bags.num_bags} bags of "
-        f"{cfg.bag_size}, {len(data.y_test)} test instances, {k} classes; device {device}")
+        f"{cfg.bag_size if getattr(data, 'bags', None) is None else 'various sizes'}, "
+        f"{0 if data.y_test is None else len(data.y_test)} test instances, {k} classes; device {device}")
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.input_shape, k, width=cfg.width, depth=cfg.depth,
@@ -219,7 +263,7 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
     results = {"config": cfg.to_dict(), "first_stage": first_summary, "final": dict(final_summary),
                "history": history,
                "data": {"train_instances": int(train_data.num_members), "bags": int(bags.num_bags),
-                        "test_instances": int(len(data.y_test)), "num_classes": int(k),
+                        "test_instances": 0 if data.y_test is None else int(len(data.y_test)), "num_classes": int(k),
                         "validation_bags": int(val.num_bags) if val is not None else 0},
                "device": str(device), "plotllp_version": _version()}
     if write:
@@ -227,7 +271,8 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
         atomic_write(os.path.join(cfg.out, "results.json"), json.dumps(_jsonable(results), indent=1))
         atomic_write(os.path.join(cfg.out, "config.yaml"), yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         meta = {"config": cfg.to_dict(), "input_shape": list(data.input_shape), "num_classes": k,
-                "class_names": list(data.class_names), "normalization": data.normalization}
+                "class_names": list(data.class_names), "normalization": data.normalization,
+                "feature_names": getattr(data, "feature_names", None)}
         atomic_torch_save({**meta, "state_dict": model.state_dict()}, os.path.join(cfg.out, "model.pt"))
         atomic_torch_save({**meta, "state_dict": first_model.state_dict()}, os.path.join(cfg.out, "first_stage.pt"))
         if os.path.exists(ckpt_path):        # the run is complete: results.json and the weights hold it now

@@ -1,4 +1,6 @@
-"""Figures: decision boundaries on two-dimensional data (the paper's Figure 2)."""
+"""Figures of the paper from finished runs: decision boundaries on two-dimensional data (Figure 2),
+training-set accuracy of the model, its OT labels and their ensemble across PLOT (Figure 3), hard vs
+soft labels (Figure 4), and test accuracy against bag size for every method. Each writes PNG and SVG."""
 
 from __future__ import annotations
 
@@ -26,8 +28,12 @@ def decision_boundaries(panels, x, y, path: str, *, title: str | None = None, re
     grid = torch.from_numpy(np.c_[gx.ravel(), gy.ravel()].astype(np.float32))
     k = int(y.max()) + 1
     cmap = ListedColormap([COLORS[i % len(COLORS)] for i in range(k)])
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
-    for ax, (name, model) in zip(axes[0], panels):
+    ncols = len(panels) if len(panels) <= 3 else 2          # more panels: pairs (first stage, + PLOT) per row
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 4.2 * nrows), squeeze=False)
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    for ax, (name, model) in zip(axes.ravel(), panels):
         dev = next(model.parameters()).device
         z = predict_proba(model, grid.to(dev)).argmax(1).cpu().numpy().reshape(gx.shape)
         pred = predict_proba(model, torch.from_numpy(x).to(dev)).argmax(1).cpu().numpy()
@@ -44,6 +50,110 @@ def decision_boundaries(panels, x, y, path: str, *, title: str | None = None, re
     if title:
         fig.suptitle(title, fontsize=12)
     fig.tight_layout()
+    import os
+
+    if os.path.dirname(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
     fig.savefig(path, dpi=110)
+    if path.endswith(".png"):
+        fig.savefig(path[:-4] + ".svg")
     plt.close(fig)
     return path
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out: str) -> list[str]:
+    """Write ``out`` as PNG and SVG (``out`` without a suffix, or ending in .png or .svg)."""
+    import os
+
+    stem = out[:-4] if out.endswith((".png", ".svg")) else out
+    d = os.path.dirname(stem)
+    if d:
+        os.makedirs(d, exist_ok=True)
+    fig.tight_layout()
+    paths = [stem + ".png", stem + ".svg"]
+    fig.savefig(paths[0], dpi=120)
+    fig.savefig(paths[1])
+    _plt().close(fig)
+    return paths
+
+
+def _history(results: dict):
+    first = results["config"]["first_stage"]
+    return [r for r in results["history"] if r["stage"] == first], [r for r in results["history"] if r["stage"] == "plot"]
+
+
+def training_curves(runs: list[tuple[str, dict]], out: str) -> list[str]:
+    """Figure 3: per run (``(label, results)``), the training-set accuracy of the model (TD), of its OT
+    labels (TD_OT) and of the mean of the last 5 OT labels (TD_OT_5) across both stages; test accuracy
+    dashed. The first stage's epochs come first; the line marks where PLOT starts."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(runs), figsize=(5.6 * len(runs), 4.2), squeeze=False)
+    for ax, (label, r) in zip(axes[0], runs):
+        h1, h2 = _history(r)
+        rows = h1 + h2
+        x = list(range(1, len(rows) + 1))
+        for key, name, style in (("train_acc_model", "model (TD)", "-"), ("train_acc_ot", "OT labels (TD_OT)", "-"),
+                                 ("train_acc_ot_ensemble", "ensemble of 5 OT labels (TD_OT_5)", "-"),
+                                 ("test_accuracy", "test accuracy", "--")):
+            ys = [100 * row[key] if row.get(key) is not None else float("nan") for row in rows]
+            ax.plot(x, ys, style, label=name, linewidth=1.6)
+        if h2:
+            ax.axvline(len(h1) + 0.5, color="grey", linewidth=0.8)
+            ax.text(len(h1) + 1, ax.get_ylim()[0], " PLOT", color="grey", va="bottom", fontsize=9)
+        ax.set_xlabel("epoch (first stage, then PLOT)")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(label, fontsize=11)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, out)
+
+
+def label_convergence(runs: list[tuple[str, dict]], out: str) -> list[str]:
+    """Figure 4: test accuracy (left) and OT-label accuracy on the training set (right) per PLOT epoch,
+    one line per run (e.g. hard and soft labels from the same first stage)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for label, r in runs:
+        _, h2 = _history(r)
+        x = [row["epoch"] for row in h2]
+        axes[0].plot(x, [100 * row["test_accuracy"] for row in h2], label=label, linewidth=1.6)
+        axes[1].plot(x, [100 * row["train_acc_ot"] for row in h2], label=label, linewidth=1.6)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax, what in zip(axes, ("test accuracy (%)", "training-set accuracy of the OT labels (%)")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("PLOT epoch")
+        ax.set_ylabel(what)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=9)
+    return _save(fig, out)
+
+
+def accuracy_vs_bag_size(data: dict, out: str) -> list[str]:
+    """Test accuracy (mean and std over seeds) against bag size, one line per method, one panel per data
+    set; ``data`` is :func:`plotllp.experiments.results.aggregate`'s output."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(data), figsize=(6.2 * len(data), 4.4), squeeze=False)
+    for ax, (ds, (methods, bags, cells)) in zip(axes[0], data.items()):
+        for m in methods:
+            pts = [(b, cells[(m, b)]) for b in bags if (m, b) in cells]
+            ax.errorbar([b for b, _ in pts], [100 * c.mean for _, c in pts], yerr=[100 * c.std for _, c in pts],
+                        marker="o", capsize=3, linestyle="--" if "PLOT" not in m else "-", label=m)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(bags)
+        ax.set_xticklabels([str(b) for b in bags])
+        ax.set_xlabel("bag size")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(ds, fontsize=11)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, out)

@@ -1,7 +1,8 @@
 """Data sets by name (SPEC section 7).
 
 Built in: ``moons``, ``digits``. From the official files in ``--data-dir``: ``mnist``,
-``fashion_mnist``, ``cifar10``, ``cifar100``, ``svhn`` (see :mod:`plotllp.data.images`).
+``fashion_mnist``, ``cifar10``, ``cifar100``, ``svhn`` (see :mod:`plotllp.data.images`); tables:
+``table:FILE`` (CSV or Parquet, see :mod:`plotllp.data.tables`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,10 @@ __all__ = ["Dataset", "load_dataset", "DATASETS", "moons", "digits"]
 
 IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn")
 DATASETS = ("moons", "digits") + IMAGE_DATASETS
-#: Names of the SPEC that a later release reads; listed so the error says so.
-PLANNED = ("table:FILE",)
 
 
 def load_dataset(name: str, *, data_dir: str | None = None, seed: int = 0, noise: float = 0.1,
-                 train_size: int | None = None, download: bool = False) -> Dataset:
+                 train_size: int | None = None, download: bool = False, table_options: dict | None = None) -> Dataset:
     """Load data set ``name``. ``seed`` draws synthetic data, splits and the ``train_size`` subset;
     ``noise`` is two-moons' noise. Images get their training set's per-channel mean and std.
     ``download``: fetch the official files into ``data_dir`` first (checksums verified)."""
@@ -42,8 +41,10 @@ def load_dataset(name: str, *, data_dir: str | None = None, seed: int = 0, noise
         else:
             ds = load_svhn(data_dir)
     elif name.startswith("table:"):
-        raise LLPInputError(f"dataset {name!r}: tables are not supported by this version yet; "
-                            f"available: {', '.join(DATASETS)}")
+        from .tables import load_table
+        if train_size is not None:
+            raise LLPInputError("--train-size does not apply to tables (select rows in the file)")
+        return load_table(name[len("table:"):], seed=seed, **(table_options or {}))
     else:
         raise LLPInputError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     if train_size is not None and train_size < len(ds.y_train):

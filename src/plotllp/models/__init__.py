@@ -7,11 +7,11 @@ import contextlib
 from torch import nn
 
 from ..errors import LLPInputError
-from .convnets import ConvLarge, Normalized, SmallCNN, WideResNet, features
+from .convnets import ConvLarge, Normalized, SmallCNN, Standardized, WideResNet, features
 from .gan import ConvGenerator, GANDiscriminator, MLPGenerator, build_generator, sample_noise
 from .mlp import MLP
 
-__all__ = ["MLP", "ConvLarge", "WideResNet", "SmallCNN", "Normalized", "GANDiscriminator", "ConvGenerator",
+__all__ = ["MLP", "ConvLarge", "WideResNet", "SmallCNN", "Normalized", "Standardized", "GANDiscriminator", "ConvGenerator",
            "MLPGenerator", "build_model", "build_generator", "sample_noise", "features", "frozen_bn_stats", "MODELS"]
 
 
@@ -52,9 +52,14 @@ def build_model(name: str, input_shape, num_classes: int, *, width: int = 64, de
                 normalization=None) -> nn.Module:
     """A fresh network called ``name`` for inputs of ``input_shape`` (without the batch dimension).
 
-    With ``normalization = (mean, std)`` (raw uint8 images), the network is wrapped in :class:`Normalized`.
+    With ``normalization = (mean, std)`` (raw uint8 images), the network is wrapped in :class:`Normalized`;
+    with ``{"mean": ..., "std": ...}`` (feature tables), in :class:`Standardized`.
     """
     if name not in MODELS:
         raise LLPInputError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
     net = MODELS[name](tuple(input_shape), num_classes, width=width, depth=depth)
-    return Normalized(net, *normalization) if normalization is not None else net
+    if normalization is None:
+        return net
+    if isinstance(normalization, dict):
+        return Standardized(net, normalization["mean"], normalization["std"])
+    return Normalized(net, *normalization)

@@ -118,6 +118,26 @@ class Normalized(nn.Module):
         return features(self.net, self.normalize(x))
 
 
+class Standardized(nn.Module):
+    """Wraps a network for feature tables: ``net((x - mean) / std)`` per column, with ``mean`` and
+    ``std`` stored as buffers so that they travel with the weights (``plotllp predict`` reuses them)."""
+
+    def __init__(self, net: nn.Module, mean, std):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1))
+
+    def normalize(self, x):
+        return (x.float() - self.mean) / self.std
+
+    def forward(self, x):
+        return self.net(self.normalize(x))
+
+    def features(self, x):
+        return features(self.net, self.normalize(x))
+
+
 def features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The representation a network's last layer sees: ``model.features(x)`` where it has one
     (every network here does), else its logits. LLP-GAN's feature matching uses it."""

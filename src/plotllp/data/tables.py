@@ -1,0 +1,181 @@
+"""Tables of rows with a bag column: the data most people with label proportions have.
+
+``plotllp train --dataset table:FILE --bag-column COL`` reads a CSV (or Parquet, with pyarrow
+installed) file. ``--bag-column a,b`` groups rows by several columns (feature bags); the bag id is then
+their values joined by ``|`` (as the proportions file must name it). The features are ``--features a,b,c`` or every other numeric column. The bags'
+proportions come from either
+
+- ``--proportions FILE``: a table with the bag id in its first column (or in a column named like the
+  bag column) and one column per class, holding proportions or integer counts (real LLP data: no
+  instance labels, so no test accuracy; runs report the bag-level error on training and held-out
+  bags), or
+- ``--label-column COL``: instance labels that plotllp aggregates into each bag's proportions
+  itself (experiments); a seeded ``--test-fraction`` of the bags is then held out, whole, as the
+  test set.
+
+Features are standardised with the training rows' mean and std (stored with the model, so
+``plotllp predict`` applies the same scaling).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+
+import numpy as np
+
+from ..bags import bags_from_ids
+from ..errors import DataFileError, LLPInputError
+from .dataset import Dataset
+
+
+def read_table(path: str) -> dict[str, list]:
+    """Columns of a CSV or Parquet file as ``{name: list of values}`` (CSV values are strings)."""
+    if not os.path.isfile(path):
+        raise DataFileError(f"table {path} does not exist")
+    if path.lower().endswith((".parquet", ".pq")):
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise LLPInputError(f"reading {path} needs pyarrow (pip install pyarrow), or give a CSV file") from None
+        try:
+            return {k: list(v) for k, v in pq.read_table(path).to_pydict().items()}
+        except Exception as e:  # noqa: BLE001  (pyarrow raises its own kinds)
+            raise DataFileError(f"{path} is not a readable Parquet file ({type(e).__name__})") from None
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataFileError(f"{path} is not a readable CSV file ({type(e).__name__})") from None
+    if not rows or not rows[0]:
+        raise DataFileError(f"{path} is empty (expected a header row of column names)")
+    header = [h.strip() for h in rows[0]]
+    if len(set(header)) != len(header):
+        raise DataFileError(f"{path}: column names repeat in the header")
+    cols: dict[str, list] = {h: [] for h in header}
+    for i, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise DataFileError(f"{path}: line {i} has {len(row)} fields, the header {len(header)}")
+        for h, v in zip(header, row):
+            cols[h].append(v.strip())
+    if not cols[header[0]]:
+        raise DataFileError(f"{path} has a header but no rows")
+    return cols
+
+
+def _numeric(path: str, name: str, values) -> np.ndarray:
+    out = np.empty(len(values), dtype=np.float64)
+    for i, v in enumerate(values):
+        try:
+            out[i] = float(v) if v not in ("", None) else math.nan
+        except (TypeError, ValueError):
+            raise LLPInputError(f"{path}: column {name!r} is not numeric (row {i + 1}: {v!r})") from None
+        if not math.isfinite(out[i]):
+            raise LLPInputError(f"{path}: column {name!r} has a missing or non-finite value at row {i + 1}")
+    return out
+
+
+def _is_numeric(values) -> bool:
+    try:
+        for v in values[:100]:
+            float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _column(path, cols, name, what):
+    if name not in cols:
+        raise LLPInputError(f"{path} has no {what} column {name!r} (columns: {', '.join(cols)})")
+    return cols[name]
+
+
+def feature_matrix(path: str, cols: dict, names) -> np.ndarray:
+    return np.stack([_numeric(path, n, _column(path, cols, n, "feature")) for n in names], axis=1).astype(np.float32)
+
+
+def load_table(path: str, *, bag_column: str | None, features=None, label_column: str | None = None,
+               proportions: str | None = None, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """A :class:`Dataset` from a table (module docstring); its ``bags`` are the training bags."""
+    if not bag_column:
+        raise LLPInputError("a table needs --bag-column (the column that names each row's bag)")
+    if (label_column is None) == (proportions is None):
+        raise LLPInputError("a table needs exactly one of --proportions FILE or --label-column COL")
+    cols = read_table(path)
+    bag_cols = [c.strip() for c in bag_column.split(",") if c.strip()]
+    parts = [[str(v) for v in _column(path, cols, c, "bag")] for c in bag_cols]
+    bag_vals = np.asarray(["|".join(vals) for vals in zip(*parts)])     # feature bags: equal values of the columns
+    skip = {*bag_cols, label_column}
+    if features:
+        names = [f.strip() for f in (features.split(",") if isinstance(features, str) else features) if f.strip()]
+    else:
+        names = [c for c in cols if c not in skip and _is_numeric(cols[c])]
+        if not names:
+            raise LLPInputError(f"{path} has no numeric feature columns besides {', '.join(sorted(s for s in skip if s))}")
+    x = feature_matrix(path, cols, names)
+    bag_names, bag_index = np.unique(bag_vals, return_inverse=True)
+    if label_column is not None:
+        raw = np.asarray([str(v) for v in _column(path, cols, label_column, "label")])
+        class_names, y = np.unique(raw, return_inverse=True)
+        k = len(class_names)
+        if k < 2:
+            raise LLPInputError(f"{path}: label column {label_column!r} holds a single class")
+        rng = np.random.default_rng(seed)
+        m = len(bag_names)
+        n_test = int(round(test_fraction * m)) if m > 1 else 0
+        test_bags = set(rng.permutation(m)[:n_test].tolist())
+        is_test = np.array([b in test_bags for b in bag_index])
+        tr = np.flatnonzero(~is_test)
+        ids, local = np.unique(bag_index[tr], return_inverse=True)
+        counts = np.zeros((len(ids), k))
+        np.add.at(counts, (local, y[tr]), 1)
+        bags = bags_from_ids(local, counts=counts)
+        ds = Dataset(f"table:{os.path.basename(path)}", x[tr], y[tr], x[is_test], y[is_test],
+                     [str(c) for c in class_names])
+        ds.bag_names = bag_names[ids]
+    else:
+        bags, class_names, used = _proportions_table(proportions, bag_column, bag_names, bag_index)
+        ds = Dataset(f"table:{os.path.basename(path)}", x, None, x[:0], None, class_names)
+        ds.bag_names = bag_names
+    ds.bags = bags
+    ds.feature_names = names
+    mean, std = ds.x_train.mean(0), ds.x_train.std(0)
+    ds.normalization = {"mean": mean.tolist(), "std": np.where(std > 0, std, 1.0).tolist()}
+    return ds
+
+
+def _proportions_table(path, bag_column, bag_names, bag_index):
+    cols = read_table(path)
+    names = list(cols)
+    id_col = bag_column if bag_column in cols else names[0]
+    class_cols = [c for c in names if c != id_col]
+    if len(class_cols) < 2:
+        raise LLPInputError(f"{path}: expected a bag id column and one column per class (at least 2)")
+    ids = [str(v) for v in cols[id_col]]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise LLPInputError(f"{path}: bag {dup!r} appears twice")
+    table = np.stack([_numeric(path, c, cols[c]) for c in class_cols], axis=1)
+    pos = {b: i for i, b in enumerate(ids)}
+    known = set(bag_names.tolist())
+    extra = [b for b in ids if b not in known]
+    if extra:
+        raise LLPInputError(f"{path} gives proportions for bag {extra[0]!r}, which has no rows in the data table")
+    missing = [b for b in bag_names.tolist() if b not in pos]
+    if missing:
+        raise LLPInputError(f"bag {missing[0]!r} has rows but no proportions in {path}")
+    table = table[[pos[b] for b in bag_names.tolist()]]
+    sizes = np.bincount(bag_index, minlength=len(bag_names))
+    is_counts = bool((table == np.round(table)).all() and (table.sum(1) > 1 + 1e-6).any())
+    if is_counts:
+        bags = bags_from_ids(bag_index, counts=table)
+    else:
+        try:
+            bags = bags_from_ids(bag_index, proportions=table)
+        except LLPInputError as e:
+            raise LLPInputError(f"{path}: {e}") from None
+    del sizes
+    return bags, class_cols, ids

@@ -1,0 +1,215 @@
+"""Run many training runs ("cells"), each in its own folder, several at a time, resumably.
+
+Cells come from YAML files. A file with a ``grid`` key is a grid: every combination of the listed
+values, on top of the file's ``base`` settings::
+
+    base: {dataset: fashion_mnist, data_dir: ../shared/data, epochs1: 15, epochs2: 10}
+    grid:
+      bag_size: [16, 64, 256]
+      first_stage: [dllp, vat, gan]
+      seeds: [0, 1, 2]         # "seeds" sets seed, bag_seed and data_seed together
+
+A grid value may be a mapping of settings that go together (``bag: [{bag_size: 16, batch_bags: 16},
+{bag_size: 64, batch_bags: 4}]``); the cell's name joins its values.
+
+Any other file is one cell (a ``plotllp train --config`` file). ``--seeds`` multiplies every cell by
+seeds. A cell's folder is ``OUT/<name>``: a cell whose ``results.json`` exists is skipped; one whose
+``checkpoint.pt`` exists (an interrupted run) is resumed with ``plotllp train --resume``; the rest
+start fresh. Each cell runs as its own ``plotllp train`` process (its output in ``OUT/<name>/log.txt``),
+``jobs`` at a time; with several GPUs each process sees one (``CUDA_VISIBLE_DEVICES``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import yaml
+
+from ..config import load_yaml, make_config
+from ..errors import LLPInputError
+
+SEED_KEYS = ("seed", "bag_seed", "data_seed")
+
+
+def _name_part(key: str, value) -> str:
+    text = str(value).replace(os.sep, "-").replace(" ", "")
+    return f"{key}-{text}"
+
+
+def expand(files, seeds=None, overrides=None) -> list[tuple[str, dict]]:
+    """``[(name, settings)]`` of every cell in ``files`` (module docstring), each checked as a valid
+    configuration; ``overrides`` apply to every cell."""
+    cells = []
+    for path in files:
+        spec = load_yaml(path)
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if "grid" in spec:
+            unknown = set(spec) - {"base", "grid", "name"}
+            if unknown:
+                raise LLPInputError(f"{path}: a grid file holds base, grid (and name), not {', '.join(sorted(unknown))}")
+            base, grid = dict(spec.get("base") or {}), spec["grid"]
+            if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+                raise LLPInputError(f"{path}: grid must map each setting to a non-empty list of values")
+            keys = list(grid)
+            for combo in itertools.product(*(grid[k] for k in keys)):
+                settings = dict(base)
+                for k, v in zip(keys, combo):
+                    if k == "seeds":
+                        settings.update({s: v for s in SEED_KEYS})
+                    elif isinstance(v, dict):          # several settings that go together
+                        settings.update(v)
+                    else:
+                        settings[k] = v
+                name = "_".join(_name_part("seed" if k == "seeds" else k, "-".join(map(str, v.values())) if isinstance(
+                    v, dict) else v) for k, v in zip(keys, combo))
+                cells.append((f"{spec.get('name', stem)}_{name}" if len(files) > 1 else name, settings))
+        else:
+            cells.append((stem, dict(spec)))
+    if seeds:
+        cells = [(f"{n}_seed-{s}", {**c, **{k: s for k in SEED_KEYS}}) for n, c in cells for s in seeds]
+    names = [n for n, _ in cells]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise LLPInputError(f"two cells would share the folder {sorted(dup)[0]}: give the files different names")
+    for name, settings in cells:
+        settings.update(overrides or {})
+        try:
+            make_config(settings)
+        except LLPInputError as e:
+            raise LLPInputError(f"cell {name}: {e}") from None
+    return cells
+
+
+def status(out: str) -> str:
+    """``done``, ``interrupted`` (a checkpoint to resume) or ``new``."""
+    if os.path.exists(os.path.join(out, "results.json")) and not os.path.exists(os.path.join(out, "checkpoint.pt")):
+        return "done"
+    return "interrupted" if os.path.exists(os.path.join(out, "checkpoint.pt")) else "new"
+
+
+def _summary(out: str) -> str:
+    import json
+
+    try:
+        with open(os.path.join(out, "results.json")) as f:
+            r = json.load(f)
+        text = f"first stage {100 * r['first_stage']['test_accuracy']:.2f}%"
+        if r["config"].get("second_stage") != "none":
+            text += f", + PLOT {100 * r['final']['test_accuracy']:.2f}%"
+        return text
+    except (OSError, ValueError, KeyError):
+        return "no results"
+
+
+def run(files, out: str = "runs/sweep", *, jobs: int = 1, seeds=None, overrides=None, dry_run: bool = False,
+        log=print) -> int:
+    """Run every cell (module docstring); returns the number of cells that failed."""
+    cells = expand(files, seeds, overrides)
+    todo = []
+    for name, settings in cells:
+        d = os.path.join(out, name)
+        todo.append((name, settings, d, status(d)))
+    counts = {s: sum(1 for *_, st in todo if st == s) for s in ("done", "interrupted", "new")}
+    log(f"plotllp sweep: {len(cells)} cells in {out}: {counts['done']} finished (skipped), {counts['interrupted']} "
+        f"to resume, {counts['new']} to start; {jobs} at a time")
+    pending = [t for t in todo if t[3] != "done"]
+    if dry_run:
+        for name, _, d, st in todo:
+            log(f"  {st:<11} {d}")
+        return 0
+    n_gpus = _gpu_count()
+    slots: queue.Queue = queue.Queue()
+    for i in range(jobs):
+        slots.put(i)
+    lock = threading.Lock()
+    state = {"done": counts["done"], "failed": [], "running": {}, "stop": False}
+    threads_per_job = max(1, (os.cpu_count() or 1) // jobs)
+    t_start = time.perf_counter()
+
+    def work(item):
+        name, settings, d, st = item
+        slot = slots.get()
+        try:
+            if state["stop"]:
+                return
+            os.makedirs(d, exist_ok=True)
+            cell_yaml = os.path.join(d, "cell.yaml")
+            with open(cell_yaml, "w") as f:
+                yaml.safe_dump({**settings, "out": d}, f, sort_keys=False)
+            cmd = [sys.executable, "-m", "plotllp", "train", "--config", cell_yaml, "--out", d]
+            if st == "interrupted":
+                cmd.append("--resume")
+            env = dict(os.environ)
+            env.setdefault("OMP_NUM_THREADS", str(threads_per_job))
+            if n_gpus > 1:
+                env["CUDA_VISIBLE_DEVICES"] = str(slot % n_gpus)
+            t0 = time.perf_counter()
+            with open(os.path.join(d, "log.txt"), "a") as logf:
+                proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
+                with lock:
+                    state["running"][name] = proc
+                    log(f"[{_clock(t_start)}] {'resume' if st == 'interrupted' else 'start '} {name}")
+                rc = proc.wait()
+            with lock:
+                state["running"].pop(name, None)
+                if rc == 0:
+                    state["done"] += 1
+                    log(f"[{_clock(t_start)}] done   {name} ({time.perf_counter() - t0:.0f}s): {_summary(d)}  "
+                        f"[{state['done']}/{len(cells)} finished, {len(state['running'])} running]")
+                elif not state["stop"]:
+                    state["failed"].append(name)
+                    log(f"[{_clock(t_start)}] FAILED {name} (exit {rc}); see {os.path.join(d, 'log.txt')}: "
+                        f"{_last_line(os.path.join(d, 'log.txt'))}")
+        finally:
+            slots.put(slot)
+
+    threads = [threading.Thread(target=work, args=(item,), daemon=True) for item in pending]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
+    except KeyboardInterrupt:
+        state["stop"] = True
+        with lock:
+            for proc in state["running"].values():
+                proc.send_signal(signal.SIGINT)
+        log("plotllp sweep: interrupted; finished cells are kept, and running ones resume from their last epoch "
+            "when the same command is run again")
+        raise
+    if state["failed"]:
+        log(f"plotllp sweep: {len(state['failed'])} cell(s) failed: {', '.join(state['failed'])}")
+    else:
+        log(f"plotllp sweep: all {len(cells)} cells finished in {out} ({_clock(t_start)})")
+    return len(state["failed"])
+
+
+def _clock(t0: float) -> str:
+    s = int(time.perf_counter() - t0)
+    return f"{s // 3600:d}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def _last_line(path: str) -> str:
+    try:
+        with open(path) as f:
+            lines = [ln.strip() for ln in f if ln.strip()]
+        return lines[-1] if lines else ""
+    except OSError:
+        return ""
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # noqa: BLE001
+        return 0

@@ -1,0 +1,205 @@
+"""A scikit-learn estimator for learning from label proportions.
+
+:class:`LLPClassifier` trains an MLP on bags of rows and their class proportions: a first stage
+(DLLP, LLP-VAT or LLP-GAN), then PLOT. No instance label is used::
+
+    clf = LLPClassifier(epochs1=100, epochs2=50, random_state=0)
+    clf.fit(X, bags=bag_ids, proportions=P)          # or counts=C
+    clf.predict_proba(X_new)
+
+``bags`` gives each row's bag (any hashable ids). ``proportions`` (or ``counts``) gives each bag's
+class proportions (counts), in one of three forms: a mapping ``{bag id: vector}``; an array with one
+row per bag, in the order of the sorted unique bag ids; or an array with one row per *sample* (each
+row its bag's vector; this form is what cross-validation splits correctly).
+
+Model selection without instance labels: :meth:`LLPClassifier.score` with ``bags`` and
+``proportions`` is the negative mean absolute error between the predicted and the given proportions
+of those bags (:func:`bag_proportion_error`), so held-out *bags* score a setting. With scikit-learn's
+metadata routing on, ``GridSearchCV`` and ``cross_validate`` pass ``bags`` and ``proportions`` to
+``fit`` and ``score`` and ``GroupKFold`` keeps bags whole::
+
+    sklearn.set_config(enable_metadata_routing=True)
+    search = GridSearchCV(LLPClassifier(), {"epochs2": [0, 50]}, cv=GroupKFold(3))
+    search.fit(X, bags=bag_ids, proportions=P_per_row, groups=bag_ids)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_array, check_is_fitted
+
+from .bags import bags_from_ids
+from .engine import LLPData, OptimConfig, predict_proba, resolve_device
+from .errors import LLPInputError
+from .models import MLP
+from .stages import FIRST_STAGES, PLOT
+
+__all__ = ["LLPClassifier", "bag_proportion_error", "bag_table"]
+
+
+def bag_table(bags, table, n_samples: int, what: str = "proportions"):
+    """``(bag index per row, (m, K) table, bag ids)`` from the forms :class:`LLPClassifier` accepts."""
+    bags = np.asarray(bags)
+    if bags.ndim != 1 or bags.shape[0] != n_samples:
+        raise LLPInputError(f"bags must give one bag id per row: {n_samples} rows, got shape {bags.shape}")
+    ids, index = np.unique(bags, return_inverse=True)
+    if isinstance(table, Mapping):
+        missing = [b for b in ids.tolist() if b not in table]
+        if missing:
+            raise LLPInputError(f"{what} are missing for bag {missing[0]!r}")
+        arr = np.asarray([np.asarray(table[b], dtype=np.float64) for b in ids.tolist()])
+    else:
+        arr = np.asarray(getattr(table, "values", table), dtype=np.float64)
+        if arr.ndim != 2:
+            raise LLPInputError(f"{what} must be 2-d (bags or rows x classes), got shape {arr.shape}")
+        if arr.shape[0] == n_samples:                    # one row per sample
+            per_bag = np.zeros((len(ids), arr.shape[1]))
+            per_bag[index] = arr
+            if not np.allclose(per_bag[index], arr):
+                b = int(index[np.flatnonzero(~np.isclose(per_bag[index], arr).all(1))[0]])
+                raise LLPInputError(f"rows of bag {ids[b]!r} give different {what}")
+            arr = per_bag
+        elif arr.shape[0] != len(ids):
+            raise LLPInputError(f"{what} has {arr.shape[0]} rows; expected one per bag ({len(ids)}) or one per "
+                                f"sample ({n_samples})")
+    return index, arr, ids
+
+
+def bag_proportion_error(probs, bags, proportions) -> float:
+    """Mean absolute error between each bag's mean predicted probability and its given proportions,
+    averaged over bags and classes (the bag-level MAE of the paper's evaluation)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    index, table, _ = bag_table(bags, proportions, probs.shape[0])
+    if table.shape[1] != probs.shape[1]:
+        raise LLPInputError(f"proportions have {table.shape[1]} classes, the model predicts {probs.shape[1]}")
+    sums = np.zeros_like(table)
+    np.add.at(sums, index, probs)
+    means = sums / np.bincount(index, minlength=len(table))[:, None]
+    if (table.sum(1) > 1 + 1e-6).any():                 # counts: compare proportions
+        table = table / table.sum(1, keepdims=True)
+    return float(np.abs(means - table).mean())
+
+
+class LLPClassifier(ClassifierMixin, BaseEstimator):
+    """An MLP trained from bag proportions: ``first_stage`` then (``second_stage="plot"``) PLOT.
+
+    Parameters mirror ``plotllp train``: ``first_stage`` (dllp, vat, gan), ``second_stage`` (plot,
+    none), ``labels`` (hard, soft), ``loss`` (sce, ce), ``mixup``, ``width`` and ``depth`` of the MLP,
+    ``epochs1``/``epochs2``, ``lr`` (both stages), ``batch_bags`` (first stage), ``batch_size`` (PLOT),
+    ``classes`` (the labels of the K columns of the proportions; default 0..K-1), ``device`` (auto, cpu,
+    cuda), ``random_state`` (int or None) and ``verbose``.
+
+    Attributes after ``fit``: ``classes_``, ``n_features_in_``, ``model_`` (the trained
+    ``torch.nn.Module``, on the CPU), ``history_`` (per-epoch losses).
+    """
+
+    __metadata_request__fit = {"bags": True, "proportions": True, "counts": True}
+    __metadata_request__score = {"bags": True, "proportions": True, "sample_weight": True}
+
+    def __init__(self, first_stage="dllp", second_stage="plot", labels="hard", loss="sce", mixup=False, width=64,
+                 depth=3, epochs1=100, epochs2=50, lr=1e-3, batch_bags=4, batch_size=128, classes=None,
+                 device="auto", random_state=None, verbose=False):
+        self.first_stage = first_stage
+        self.second_stage = second_stage
+        self.labels = labels
+        self.loss = loss
+        self.mixup = mixup
+        self.width = width
+        self.depth = depth
+        self.epochs1 = epochs1
+        self.epochs2 = epochs2
+        self.lr = lr
+        self.batch_bags = batch_bags
+        self.batch_size = batch_size
+        self.classes = classes
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _check_params(self):
+        if self.first_stage not in FIRST_STAGES:
+            raise LLPInputError(f"first_stage must be one of {', '.join(FIRST_STAGES)}, got {self.first_stage!r}")
+        if self.second_stage not in ("plot", "none"):
+            raise LLPInputError(f"second_stage must be plot or none, got {self.second_stage!r}")
+        for name in ("width", "depth", "batch_bags", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise LLPInputError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.epochs1 < 0 or self.epochs2 < 0 or self.epochs1 + self.epochs2 == 0:
+            raise LLPInputError("epochs1 and epochs2 must be >= 0 and not both 0")
+
+    def fit(self, X, y=None, *, bags=None, proportions=None, counts=None):
+        """Train on rows ``X`` grouped by ``bags`` with each bag's ``proportions`` or ``counts``
+        (module docstring for their forms). ``y`` is ignored: there are no instance labels."""
+        self._check_params()
+        if bags is None:
+            raise LLPInputError("fit needs bags= (the bag id of each row) and proportions= or counts=")
+        if (proportions is None) == (counts is None):
+            raise LLPInputError("give exactly one of proportions= or counts=")
+        X = check_array(X, dtype=np.float32)
+        self.n_features_in_ = X.shape[1]
+        index, table, _ = bag_table(bags, proportions if proportions is not None else counts, X.shape[0],
+                                    "proportions" if proportions is not None else "counts")
+        k = table.shape[1]
+        if k < 2:
+            raise LLPInputError(f"proportions need at least 2 classes, got {k}")
+        self.classes_ = np.arange(k) if self.classes is None else np.asarray(self.classes)
+        if len(self.classes_) != k:
+            raise LLPInputError(f"classes has {len(self.classes_)} labels but the proportions have {k} columns")
+        bags_obj = bags_from_ids(index, proportions=table if proportions is not None else None,
+                                 counts=table if counts is not None else None)
+        seed = int(np.random.RandomState(self.random_state).randint(2 ** 31))     # None: a fresh seed
+        device = resolve_device(self.device)
+        data = LLPData(X, bags_obj, device)
+        torch.manual_seed(seed)
+        model = MLP(X.shape[1], k, width=int(self.width), depth=int(self.depth)).to(device)
+        log = print if self.verbose else None
+        optim = OptimConfig(lr=self.lr)
+        first = FIRST_STAGES[self.first_stage](int(self.epochs1), optim, batch_bags=int(self.batch_bags))
+        history = first.fit(model, data, log=log, seed=seed) if self.epochs1 > 0 else []
+        if self.second_stage == "plot" and self.epochs2 > 0:
+            second = PLOT(int(self.epochs2), optim, labels=self.labels, loss=self.loss, mixup=bool(self.mixup),
+                          batch_size=int(self.batch_size))
+            history = history + second.fit(model, data, log=log, seed=seed + 1)
+        self.model_ = model.cpu().eval()
+        self.history_ = [{k_: v for k_, v in r.items() if isinstance(v, (int, float, str))} for r in history]
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        """(n, K) class probabilities, columns in the order of ``classes_``."""
+        check_is_fitted(self, "model_")
+        X = check_array(X, dtype=np.float32)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X.shape[1]} features, but LLPClassifier is expecting {self.n_features_in_} "
+                             f"features as input")
+        return predict_proba(self.model_, torch.from_numpy(X)).numpy()
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable class of each row (a label of ``classes_``)."""
+        proba = self.predict_proba(X)
+        return self.classes_[proba.argmax(1)]
+
+    def score(self, X, y=None, sample_weight=None, *, bags=None, proportions=None) -> float:
+        """With ``bags`` and ``proportions``: the negative bag-level proportion error on those bags
+        (greater is better; no instance labels needed). Otherwise the accuracy against ``y``
+        (``sample_weight`` is accepted for scikit-learn's Pipeline and must be None)."""
+        if sample_weight is not None:
+            raise LLPInputError("LLPClassifier.score does not take sample weights")
+        if bags is not None:
+            if proportions is None:
+                raise LLPInputError("score with bags= needs proportions= as well")
+            return -bag_proportion_error(self.predict_proba(X), bags, proportions)
+        if y is None:
+            raise LLPInputError("score needs bags= and proportions= (or instance labels y)")
+        return float(np.mean(self.predict(X) == np.asarray(y)))
+
+    def _more_tags(self):                      # scikit-learn < 1.6
+        return {"requires_y": False}
+
+    def __sklearn_tags__(self):                # scikit-learn >= 1.6
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = False
+        return tags

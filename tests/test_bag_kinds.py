@@ -1,0 +1,95 @@
+"""The bag constructors for experiments: every kind's proportions are those of its members, and each
+kind has the structure it promises (skew, clusters, groups, replacement, sizes)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from plotllp.bags import clustered_bags, dirichlet_bags, feature_bags, sampled_bags, sized_bags
+from plotllp.errors import LLPInputError
+
+
+def assert_consistent(bags, y, k):
+    for b in range(bags.num_bags):
+        members = bags.members(b)
+        assert len(members) > 0
+        assert np.allclose(bags.proportions[b], np.bincount(y[members], minlength=k) / len(members))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(20, 300), k=st.integers(2, 6), size=st.integers(1, 20), alpha=st.floats(0.05, 20),
+       seed=st.integers(0, 10 ** 6))
+def test_dirichlet_bags_members_and_sizes(n, k, size, alpha, seed):
+    y = np.random.default_rng(seed).integers(0, k, n)
+    size = min(size, n)
+    bags = dirichlet_bags(y, size, alpha=alpha, num_classes=k, seed=seed)
+    assert bags.num_bags == n // size and (bags.sizes == size).all()
+    assert len(np.unique(bags.indices)) == bags.indices.size          # without replacement
+    assert_consistent(bags, y, k)
+
+
+def test_dirichlet_alpha_controls_skew():
+    y = np.repeat(np.arange(10), 500)
+    skewed = dirichlet_bags(y, 100, alpha=0.1, seed=0)
+    flat = dirichlet_bags(y, 100, alpha=100.0, seed=0)
+    assert skewed.proportions.max(1).mean() > 0.5 > flat.proportions.max(1).mean()
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(10, 200), k=st.integers(2, 5), size=st.integers(1, 15), seed=st.integers(0, 10 ** 6),
+       num=st.integers(1, 30))
+def test_sampled_bags_with_replacement(n, k, size, seed, num):
+    y = np.random.default_rng(seed).integers(0, k, n)
+    bags = sampled_bags(y, size, num, num_classes=k, seed=seed)
+    assert bags.num_bags == num and (bags.sizes == size).all()
+    assert_consistent(bags, y, k)
+
+
+def test_sampled_bags_share_instances():
+    y = np.arange(50) % 2
+    bags = sampled_bags(y, 40, 10, seed=1)
+    assert len(np.unique(bags.indices)) < bags.indices.size
+
+
+@settings(max_examples=25, deadline=None)
+@given(sizes=st.lists(st.integers(1, 30), min_size=1, max_size=12), seed=st.integers(0, 10 ** 6))
+def test_sized_bags(sizes, seed):
+    y = np.random.default_rng(seed).integers(0, 3, 400)
+    bags = sized_bags(y, sizes, num_classes=3, seed=seed)
+    assert bags.sizes.tolist() == sizes
+    assert_consistent(bags, y, 3)
+
+
+def test_feature_bags_group_equal_values():
+    rng = np.random.default_rng(0)
+    cols = np.c_[rng.integers(0, 3, 200), rng.integers(0, 2, 200)]
+    y = rng.integers(0, 4, 200)
+    bags = feature_bags(cols, y, num_classes=4)
+    assert bags.num_bags == len({tuple(r) for r in cols})
+    for b in range(bags.num_bags):
+        assert len({tuple(r) for r in cols[bags.members(b)]}) == 1
+    assert sorted(bags.indices.tolist()) == list(range(200))
+    assert_consistent(bags, y, 4)
+
+
+def test_clustered_bags_are_compact():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 10, (8, 2))
+    x = np.concatenate([c + rng.normal(0, 0.1, (50, 2)) for c in centres])
+    y = rng.integers(0, 2, 400)
+    bags = clustered_bags(x, y, 50, seed=0)
+    assert bags.num_bags == 8 and sorted(bags.sizes.tolist()) == [50] * 8
+    for b in range(8):
+        assert x[bags.members(b)].std(0).max() < 1.0
+    assert_consistent(bags, y, 2)
+
+
+def test_bad_bag_kinds():
+    y = np.arange(10) % 2
+    with pytest.raises(LLPInputError, match="alpha"):
+        dirichlet_bags(y, 2, alpha=0)
+    with pytest.raises(LLPInputError, match="add up to"):
+        sized_bags(y, [6, 6])
+    with pytest.raises(LLPInputError, match="rows"):
+        feature_bags(np.zeros(9), y)

@@ -1,0 +1,102 @@
+"""plotllp.sklearn.LLPClassifier: scikit-learn's conventions, a Pipeline, GridSearchCV and
+cross_validate over bag-grouped folds with the bag-level score, on scikit-learn's own data."""
+
+import pickle
+
+import numpy as np
+import pytest
+import sklearn
+from sklearn.base import clone
+from sklearn.datasets import load_wine
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, GroupKFold, cross_validate
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from plotllp.bags import uniform_bags
+from plotllp.errors import LLPInputError
+from plotllp.sklearn import LLPClassifier, bag_proportion_error, bag_table
+
+
+@pytest.fixture(scope="module")
+def wine():
+    X, y = load_wine(return_X_y=True)
+    bags = uniform_bags(y, 8, num_classes=3, seed=0, drop_last=False)
+    ids = np.empty(len(y), dtype=int)
+    ids[bags.indices] = bags.bag_ids
+    return X, y, ids, bags.proportions, bags.proportions[ids]
+
+
+FAST = {"epochs1": 60, "epochs2": 20, "width": 32, "batch_bags": 2, "random_state": 0, "device": "cpu"}
+
+
+def test_estimator_conventions(wine):
+    X, y, ids, P, _ = wine
+    est = LLPClassifier(**FAST)
+    assert clone(est).get_params() == est.get_params()
+    assert est.set_params(epochs2=7).epochs2 == 7 and est.get_params()["epochs2"] == 7
+    with pytest.raises(NotFittedError):
+        est.predict(X)
+    pipe = make_pipeline(StandardScaler(), LLPClassifier(**FAST, classes=["a", "b", "c"]))
+    pipe.fit(X, llpclassifier__bags=ids, llpclassifier__proportions=P)
+    clf = pipe[-1]
+    assert clf.n_features_in_ == 13 and list(clf.classes_) == ["a", "b", "c"] and clf.history_
+    proba = pipe.predict_proba(X)
+    assert proba.shape == (178, 3) and np.allclose(proba.sum(1), 1, atol=1e-5)
+    pred = pipe.predict(X)
+    assert set(pred) <= {"a", "b", "c"}
+    acc = np.mean(np.array(["a", "b", "c"])[y] == pred)
+    assert acc > 0.85                                   # wine is easy once scaled; no instance label was used
+    again = pickle.loads(pickle.dumps(pipe))
+    assert np.array_equal(again.predict_proba(X), proba)
+    refit = make_pipeline(StandardScaler(), LLPClassifier(**FAST, classes=["a", "b", "c"]))
+    refit.fit(X, llpclassifier__bags=ids, llpclassifier__proportions=P)
+    assert np.array_equal(refit.predict_proba(X), proba)               # random_state fixes the run
+    with pytest.raises(ValueError, match="features"):
+        clf.predict_proba(X[:, :5])
+
+
+def test_proportion_forms_agree(wine):
+    X, _, ids, P, P_rows = wine
+    mapping = {b: P[b] for b in range(len(P))}
+    counts = np.round(P * np.bincount(ids)[:, None])
+    tables = [bag_table(ids, t, len(ids))[1] for t in (P, P_rows, mapping)]
+    assert all(np.allclose(t, P) for t in tables)
+    a = LLPClassifier(**FAST).fit(StandardScaler().fit_transform(X), bags=ids, counts=counts)
+    b = LLPClassifier(**FAST).fit(StandardScaler().fit_transform(X), bags=ids, proportions=mapping)
+    assert np.allclose(a.predict_proba(X), b.predict_proba(X), atol=1e-5)
+
+
+def test_bad_input(wine):
+    X, _, ids, P, P_rows = wine
+    with pytest.raises(LLPInputError, match="exactly one"):
+        LLPClassifier(**FAST).fit(X, bags=ids)
+    with pytest.raises(LLPInputError, match="missing for bag 3"):
+        LLPClassifier(**FAST).fit(X, bags=ids, proportions={b: P[b] for b in range(len(P)) if b != 3})
+    bad = P_rows.copy()
+    bad[0] = [1, 0, 0]
+    with pytest.raises(LLPInputError, match="different proportions"):
+        LLPClassifier(**FAST).fit(X, bags=ids, proportions=bad)
+    with pytest.raises(LLPInputError, match="first_stage"):
+        LLPClassifier(first_stage="nope").fit(X, bags=ids, proportions=P)
+    with pytest.raises(LLPInputError, match="one bag id per row"):
+        LLPClassifier(**FAST).fit(X, bags=ids[:-1], proportions=P)
+
+
+def test_bag_score_and_grid_search_over_whole_bags(wine):
+    X, y, ids, P, P_rows = wine
+    perfect = np.eye(3)[y]
+    assert bag_proportion_error(perfect, ids, P) == pytest.approx(0.0, abs=1e-12)
+    assert bag_proportion_error(np.full((178, 3), 1 / 3), ids, P) > 0.1
+    with sklearn.config_context(enable_metadata_routing=True):
+        pipe = make_pipeline(StandardScaler(), LLPClassifier(**FAST))
+        search = GridSearchCV(pipe, {"llpclassifier__epochs2": [0, 20]}, cv=GroupKFold(n_splits=3))
+        search.fit(X, bags=ids, proportions=P_rows, groups=ids)
+        scores = search.cv_results_["mean_test_score"]
+        assert np.isfinite(scores).all() and (scores <= 0).all()
+        assert search.best_params_["llpclassifier__epochs2"] in (0, 20)
+        cv = cross_validate(LLPClassifier(**FAST), StandardScaler().fit_transform(X), cv=GroupKFold(n_splits=3),
+                            params={"bags": ids, "proportions": P_rows, "groups": ids}, return_estimator=True)
+        assert len(cv["test_score"]) == 3 and (cv["test_score"] > -0.2).all()
+    for train, test in GroupKFold(n_splits=3).split(X, groups=ids):
+        assert not set(ids[train]) & set(ids[test])                     # bags stay whole

@@ -1,0 +1,136 @@
+"""Tables from the command line: CSV rows with a bag column, proportions from a counts file or from a
+label column, `plotllp predict`, and one-line errors for bad tables."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_wine
+
+NAMES = ["alcohol", "malic", "ash", "alcalinity", "magnesium", "phenols", "flavanoids", "nonflav", "proanth",
+         "color", "hue", "od", "proline"]
+CLASSES = ["barolo", "grignolino", "barbera"]
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "plotllp", *args], capture_output=True, text=True, timeout=600,
+                          cwd=cwd)
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tables")
+    X, y = load_wine(return_X_y=True)
+    bags = [f"clinic{i}" for i in np.random.default_rng(0).integers(0, 20, len(y))]
+    write_csv(d / "rows.csv", ["clinic", *NAMES, "label"],
+              [[b, *x, CLASSES[t]] for b, x, t in zip(bags, X, y)])
+    ids = sorted(set(bags))
+    counts = {b: np.bincount([t for bb, t in zip(bags, y) if bb == b], minlength=3) for b in ids}
+    write_csv(d / "counts.csv", ["clinic", *CLASSES], [[b, *counts[b]] for b in ids])
+    write_csv(d / "props.csv", ["bag", *CLASSES], [[b, *(counts[b] / counts[b].sum())] for b in ids])
+    return d, y
+
+
+def test_train_from_counts_then_predict(tables, tmp_path):
+    d, y = tables
+    out = tmp_path / "run"
+    r = cli("train", "--dataset", f"table:{d / 'rows.csv'}", "--bag-column", "clinic", "--proportions",
+            str(d / "counts.csv"), "--features", ",".join(NAMES), "--epochs1", "60", "--epochs2", "20",
+            "--device", "cpu", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "training-bag MAE" in r.stdout
+    res = json.loads((out / "results.json").read_text())
+    assert res["data"]["bags"] == 20 and res["data"]["test_instances"] == 0
+    assert res["final"]["train_bag_mae"] < 0.05
+    r = cli("predict", "--model", str(out), "--input", str(d / "rows.csv"), "--output", str(tmp_path / "p.csv"))
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    assert list(rows[0]) == ["row", "clinic", "p_barolo", "p_grignolino", "p_barbera", "predicted"]
+    assert len(rows) == 178 and all(abs(sum(float(v[f"p_{c}"]) for c in CLASSES) - 1) < 1e-4 for v in rows)
+    acc = np.mean([row["predicted"] == CLASSES[t] for row, t in zip(rows, y)])
+    assert acc > 0.85                                  # from 20 bags' counts, no row label used
+
+
+def test_train_from_a_label_column_holds_out_whole_bags(tables, tmp_path):
+    d, _ = tables
+    r = cli("train", "--dataset", f"table:{d / 'rows.csv'}", "--bag-column", "clinic", "--label-column", "label",
+            "--epochs1", "30", "--epochs2", "10", "--device", "cpu", "--out", str(tmp_path / "b"))
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert res["data"]["bags"] == 16 and res["data"]["test_instances"] > 0     # 4 of 20 bags held out
+    assert 0 <= res["final"]["test_accuracy"] <= 1
+
+
+def test_feature_bags_from_two_columns(tables, tmp_path):
+    d, _ = tables
+    rows = list(csv.reader(open(d / "rows.csv")))
+    header = rows[0] + ["shift"]
+    body = [r + [str(i % 2)] for i, r in enumerate(rows[1:])]
+    write_csv(tmp_path / "rows2.csv", header, body)
+    r = cli("train", "--dataset", f"table:{tmp_path / 'rows2.csv'}", "--bag-column", "clinic,shift", "--label-column",
+            "label", "--test-fraction", "0", "--epochs1", "2", "--epochs2", "1", "--device", "cpu",
+            "--out", str(tmp_path / "fb"))
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "fb" / "results.json").read_text())
+    assert res["data"]["bags"] == len({(row[0], row[-1]) for row in body})          # one bag per (clinic, shift)
+
+
+@pytest.mark.parametrize("edit, args, msg", [
+    (None, ["--bag-column", "site", "--proportions", "counts.csv"], "no bag column 'site'"),
+    (None, ["--bag-column", "clinic", "--proportions", "counts.csv", "--features", "alcohol,nope"],
+     "no feature column 'nope'"),
+    (None, ["--bag-column", "clinic", "--proportions", "counts.csv", "--features", "alcohol,label"],
+     "column 'label' is not numeric"),
+    ("nan", ["--bag-column", "clinic", "--proportions", "counts.csv", "--features", "alcohol,malic"],
+     "column 'malic' has a missing"),
+    ("drop_bag", ["--bag-column", "clinic", "--proportions", "counts_missing.csv"], "has rows but no proportions"),
+    ("extra_bag", ["--bag-column", "clinic", "--proportions", "counts_extra.csv"], "which has no rows"),
+    (None, ["--bag-column", "clinic"], "exactly one of --proportions"),
+    (None, ["--bag-column", "clinic", "--proportions", "nowhere.csv"], "nowhere.csv does not exist"),
+])
+def test_bad_tables_give_one_line_errors(tables, tmp_path, edit, args, msg):
+    d, _ = tables
+    rows = list(csv.reader(open(d / "rows.csv")))
+    counts = list(csv.reader(open(d / "counts.csv")))
+    if edit == "nan":
+        rows[5][2] = ""
+    write_csv(tmp_path / "rows.csv", rows[0], rows[1:])
+    write_csv(tmp_path / "counts.csv", counts[0], counts[1:])
+    write_csv(tmp_path / "counts_missing.csv", counts[0], counts[2:])
+    write_csv(tmp_path / "counts_extra.csv", counts[0], counts[1:] + [["clinic99", 1, 1, 1]])
+    r = cli("train", "--dataset", "table:rows.csv", *args, "--epochs1", "1", "--epochs2", "0", "--device", "cpu",
+            "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert msg in r.stderr and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_proportions_file_in_proportions_form(tables, tmp_path):
+    d, _ = tables
+    r = cli("train", "--dataset", f"table:{d / 'rows.csv'}", "--bag-column", "clinic", "--proportions",
+            str(d / "props.csv"), "--features", "alcohol,flavanoids,proline", "--epochs1", "2", "--epochs2", "1",
+            "--device", "cpu", "--out", str(tmp_path / "p"))
+    assert r.returncode == 0, r.stderr
+
+
+def test_parquet_table(tables, tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+    d, _ = tables
+    cols = {k: [r[k] for r in csv.DictReader(open(d / "rows.csv"))] for k in ["clinic", *NAMES]}
+    table = pa.table({"clinic": cols["clinic"], **{n: [float(v) for v in cols[n]] for n in NAMES}})
+    pq.write_table(table, tmp_path / "rows.parquet")
+    r = cli("train", "--dataset", f"table:{tmp_path / 'rows.parquet'}", "--bag-column", "clinic", "--proportions",
+            str(d / "counts.csv"), "--epochs1", "2", "--epochs2", "1", "--device", "cpu", "--out", str(tmp_path / "q"))
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "q" / "results.json").read_text())
+    assert res["data"]["bags"] == 20 and res["data"]["train_instances"] == 178
