@@ -33,6 +33,18 @@ class Stage:
         optimizer.step()
         return loss.detach()
 
+    def bag_batches(self, data: LLPData, rng):
+        """Yield ``(inputs, local bag index, proportions)`` for ``self.batch_bags`` whole bags at a time,
+        the bags in a random order drawn from ``rng``; inputs augmented when the stage has ``augment``."""
+        order = torch.from_numpy(rng.permutation(data.num_bags)).to(data.device)
+        for i in range(0, data.num_bags, self.batch_bags):
+            sel = order[i:i + self.batch_bags]
+            pos, local = data.bag_members(sel)
+            x = data.x[data.members[pos]]
+            if getattr(self, "augment", None) is not None:
+                x = self.augment(x)
+            yield x, local, data.proportions[sel]
+
     def begin(self, model, data: LLPData) -> None:
         """Called once before the first epoch."""
 

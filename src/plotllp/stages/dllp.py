@@ -59,19 +59,13 @@ class DLLP(Stage):
         return loss.detach()
 
     def train_epoch(self, model, optimizer, data: LLPData, rng) -> EpochState:
-        order = torch.from_numpy(rng.permutation(data.num_bags)).to(data.device)
         total = torch.zeros((), device=data.device)
         steps = 0
-        for i in range(0, data.num_bags, self.batch_bags):
-            sel = order[i:i + self.batch_bags]
-            pos, local = data.bag_members(sel)
-            x = data.x[data.members[pos]]
-            if self.augment is not None:
-                x = self.augment(x)
-            props = data.proportions[sel]
+        for x, local, props in self.bag_batches(data, rng):
             if self.chunk_size and x.shape[0] > self.chunk_size:
                 total += self.chunked_step(model, optimizer, x, local, props)
             else:
-                total += self.step(model, optimizer, x, lambda logits: proportion_loss(logits, local, props))
+                total += self.step(model, optimizer, x,
+                                   lambda logits, local=local, props=props: proportion_loss(logits, local, props))
             steps += 1
         return EpochState(loss=float(total) / max(steps, 1))

@@ -95,16 +95,10 @@ class GAN(Stage):
 
     def train_epoch(self, model, optimizer, data: LLPData, rng) -> EpochState:
         self.generator.train()
-        order = torch.from_numpy(rng.permutation(data.num_bags)).to(data.device)
         sums = torch.zeros(3, device=data.device)
         steps = 0
-        for i in range(0, data.num_bags, self.batch_bags):
-            sel = order[i:i + self.batch_bags]
-            pos, local = data.bag_members(sel)
-            x = data.x[data.members[pos]]
-            if self.augment is not None:
-                x = self.augment(x)
-            unsup, prop = self.discriminator_step(model, optimizer, x, local, data.proportions[sel])
+        for x, local, props in self.bag_batches(data, rng):
+            unsup, prop = self.discriminator_step(model, optimizer, x, local, props)
             g = self.generator_step(model, x)
             sums += torch.stack([unsup, prop, g])
             steps += 1

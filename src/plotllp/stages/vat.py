@@ -56,17 +56,10 @@ class VAT(Stage):
 
     def train_epoch(self, model, optimizer, data: LLPData, rng) -> EpochState:
         eps = default_eps(data.x.shape[1:]) if self.eps is None else float(self.eps)
-        order = torch.from_numpy(rng.permutation(data.num_bags)).to(data.device)
         steps = math.ceil(data.num_bags / self.batch_bags)
         total = torch.zeros((), device=data.device)
         total_vat = torch.zeros((), device=data.device)
-        for s, i in enumerate(range(0, data.num_bags, self.batch_bags)):
-            sel = order[i:i + self.batch_bags]
-            pos, local = data.bag_members(sel)
-            x = data.x[data.members[pos]]
-            if self.augment is not None:
-                x = self.augment(x)
-            props = data.proportions[sel]
+        for s, (x, local, props) in enumerate(self.bag_batches(data, rng)):
             w = vat_weight((self.epochs_done + s / steps) / max(self.epochs, 1), self.max_weight, self.ramp)
             parts = {}
 
