@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
+import time
 
 import torch
 
@@ -53,3 +56,27 @@ def write(name: str, text: str) -> str:
         f.write(text)
     print(f"wrote {os.path.relpath(path)}")
     return path
+
+
+def mean_std(xs) -> str:
+    """Fractions as a percentage "mean (std)" (sample std; 0 for one value)."""
+    xs = [100 * x for x in xs]
+    return f"{statistics.mean(xs):.2f} ({statistics.stdev(xs) if len(xs) > 1 else 0.0:.2f})"
+
+
+def load_raw(name: str) -> dict:
+    """The per-run numbers an earlier invocation left in ``results/NAME`` (empty if none)."""
+    path = os.path.join(RESULTS, name)
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def clock_log():
+    """A ``log(msg)`` that prefixes the seconds since it was made."""
+    t0 = time.perf_counter()
+
+    def log(msg):
+        print(f"[{time.perf_counter() - t0:7.0f}s] {msg}", flush=True)
+    return log

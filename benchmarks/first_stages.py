@@ -27,7 +27,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import RESULTS, commit, header, write  # noqa: E402
+from _common import RESULTS, clock_log, commit, header, load_raw, mean_std, write  # noqa: E402
 from images_cpu import summarise  # noqa: E402
 
 from plotllp.config import make_config  # noqa: E402
@@ -59,10 +59,6 @@ def run(settings: dict, tag: str, log) -> dict:
     return out
 
 
-def ms(xs):
-    xs = [100 * x for x in xs]
-    return f"{statistics.mean(xs):.2f} ({statistics.stdev(xs) if len(xs) > 1 else 0.0:.2f})"
-
 
 def table(raw: dict) -> str:
     lines = ["| data | bag | method | seeds | test acc. (held-out selection) | last epoch | gain of PLOT | s/epoch "
@@ -78,10 +74,10 @@ def table(raw: dict) -> str:
         gain = 100 * statistics.mean(r["plot_sel"] - r["first_sel"] for r in ok)
         note = f" ({bad} diverged)" if bad else ""
         s1 = statistics.median(r["s_first"] for r in ok)
-        lines.append(f"| {data} | {bag} | {STAGES[stage]} | {len(ok)}{note} | {ms([r['first_sel'] for r in ok])} "
-                     f"| {ms([r['first_last'] for r in ok])} | | {s1:.2f} | {commits} |")
+        lines.append(f"| {data} | {bag} | {STAGES[stage]} | {len(ok)}{note} | {mean_std([r['first_sel'] for r in ok])} "
+                     f"| {mean_std([r['first_last'] for r in ok])} | | {s1:.2f} | {commits} |")
         lines.append(f"| {data} | {bag} | {STAGES[stage]} + PLOT | {len(ok)}{note} | "
-                     f"{ms([r['plot_sel'] for r in ok])} | {ms([r['plot_last'] for r in ok])} | {gain:+.2f} | | |")
+                     f"{mean_std([r['plot_sel'] for r in ok])} | {mean_std([r['plot_last'] for r in ok])} | {gain:+.2f} | | |")
     return "\n".join(lines) + "\n"
 
 
@@ -111,15 +107,9 @@ def main():
     args = ap.parse_args()
     text = header("First stages alone and with PLOT")
     raw_path = os.path.join(RESULTS, "first_stages.json")
-    if os.path.exists(raw_path):
-        with open(raw_path) as f:
-            raw = json.load(f)
-    else:
-        raw = {}
+    raw = load_raw("first_stages.json")
     t_start = time.perf_counter()
-
-    def log(msg):
-        print(f"[{time.perf_counter() - t_start:7.0f}s] {msg}", flush=True)
+    log = clock_log()
 
     new: dict = {}
     finished = raw.pop("partial", [])

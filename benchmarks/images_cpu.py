@@ -33,7 +33,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import RESULTS, commit, header, write  # noqa: E402
+from _common import RESULTS, clock_log, commit, header, load_raw, mean_std, write  # noqa: E402
 
 from plotllp.config import make_config  # noqa: E402
 from plotllp.pipeline import train  # noqa: E402
@@ -75,10 +75,6 @@ def run(settings: dict, tag: str, log) -> dict:
     return out
 
 
-def mean_std(xs):
-    xs = [100 * x for x in xs]
-    return f"{statistics.mean(xs):.2f} ({statistics.stdev(xs) if len(xs) > 1 else 0.0:.2f})"
-
 
 def table(rows: dict) -> str:
     lines = ["| data | bag | seeds | first stage | + PLOT | gain | first stage (last ep.) | + PLOT (last ep.) "
@@ -113,14 +109,9 @@ def main():
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
     text = header("Real images on CPU: DLLP vs DLLP + PLOT")
     raw_path = os.path.join(RESULTS, "images_cpu.json")
-    raw = {}
-    if os.path.exists(raw_path):
-        with open(raw_path) as f:
-            raw = json.load(f)
+    raw = load_raw(os.path.basename(raw_path))
     t_start = time.perf_counter()
-
-    def log(msg):
-        print(f"[{time.perf_counter() - t_start:7.0f}s] {msg}", flush=True)
+    log = clock_log()
 
     rows: dict = {}
     finished = raw.pop("partial", [])              # runs of an interrupted invocation

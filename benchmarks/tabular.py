@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import RESULTS, commit, header, write  # noqa: E402
+from _common import RESULTS, clock_log, commit, header, load_raw, mean_std, write  # noqa: E402
 from images_cpu import summarise  # noqa: E402
 
 from plotllp.bags import bags_from_ids  # noqa: E402
@@ -123,10 +123,6 @@ def fashion(args, log) -> dict:
     return rows
 
 
-def ms(xs):
-    xs = [100 * v for v in xs]
-    return f"{statistics.mean(xs):.2f} ({statistics.stdev(xs) if len(xs) > 1 else 0.0:.2f})"
-
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -142,14 +138,9 @@ def main():
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
     text = header("Tables on CPU: a million rows with huge feature bags; Fashion-MNIST with skewed bags")
     raw_path = os.path.join(RESULTS, "tabular.json")
-    raw = {}
-    if os.path.exists(raw_path):
-        with open(raw_path) as f:
-            raw = json.load(f)
+    raw = load_raw(os.path.basename(raw_path))
     t_start = time.perf_counter()
-
-    def log(msg):
-        print(f"[{time.perf_counter() - t_start:6.0f}s] {msg}", flush=True)
+    log = clock_log()
 
     if args.only in (None, "big"):
         raw["big"] = big(args, log)
@@ -176,7 +167,7 @@ def main():
         for kind, runs in raw["fashion"].items():
             gain = 100 * statistics.mean(r["plot_sel"] - r["first_sel"] for r in runs)
             text += (f"| {'Dirichlet(1)' if kind == 'dirichlet' else 'uniform'} | {len(runs)} | "
-                     f"{ms([r['first_sel'] for r in runs])} | {ms([r['plot_sel'] for r in runs])} | {gain:+.2f} | "
+                     f"{mean_std([r['first_sel'] for r in runs])} | {mean_std([r['plot_sel'] for r in runs])} | {gain:+.2f} | "
                      f"{', '.join(sorted({r['commit'] for r in runs}))} |\n")
     text += f"\nWall time of this invocation: {(time.perf_counter() - t_start) / 60:.1f} min.\n"
     write("tabular.md", text)
