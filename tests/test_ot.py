@@ -182,3 +182,18 @@ def test_unequal_bag_sizes(hard):
         for b in (1, 4):
             alone = pseudo_labels(probs[ids == b], np.zeros(sizes[b], int), props[b:b + 1], hard=False).numpy()
             assert np.allclose(q[ids == b], alone, atol=1e-8)
+
+
+def test_parallel_exact_labels_equal_serial(monkeypatch):
+    import plotllp.ot as ot_module
+
+    rng = np.random.default_rng(3)
+    n, k = 64 * 150, 10
+    probs = torch.softmax(torch.from_numpy(rng.normal(size=(n, k)) * 2), 1)
+    ids = np.repeat(np.arange(150), 64)
+    props = rng.dirichlet(np.ones(k), 150)
+    monkeypatch.setattr(ot_module, "_solver_threads", lambda: 3)
+    parallel = pseudo_labels(probs, ids, props, hard=True)
+    monkeypatch.setattr(ot_module, "PARALLEL_MIN_ROWS", 10 ** 9)
+    serial = pseudo_labels(probs, ids, props, hard=True)
+    assert torch.equal(parallel, serial)

@@ -254,6 +254,8 @@ def cmd_train(args) -> int:
         print(f"plotllp: the run in {cfg.out} has already finished; nothing to resume ({done})")
         return 0
     res = train(cfg, resume=args.resume)
+    if not res.is_main:          # a rank > 0 of a torchrun job: rank 0 reports
+        return 0
     r = res.results
 
     def line(m):

@@ -21,7 +21,7 @@ from .errors import LLPInputError, TrainingDivergedError
 from .ot import pseudo_labels
 
 __all__ = ["resolve_device", "LLPData", "predict_proba", "Evaluator", "OptimConfig", "fit_stage",
-           "LabelWindow", "EpochState"]
+           "LabelWindow", "EpochState", "maybe_compile"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -37,6 +37,15 @@ def resolve_device(name: str = "auto") -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise LLPInputError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
     return dev
+
+
+def maybe_compile(model: torch.nn.Module, enabled: bool) -> torch.nn.Module:
+    """``torch.compile(model)`` when ``enabled`` (it shares ``model``'s parameters), else ``model``."""
+    if not enabled:
+        return model
+    if not hasattr(torch, "compile"):
+        raise LLPInputError("--compile needs PyTorch 2.0 or later")
+    return torch.compile(model)
 
 
 def autocast(device: torch.device):
@@ -76,6 +85,10 @@ class LLPData:
         self.sizes = torch.from_numpy(bags.sizes).to(device)
         self.proportions = torch.from_numpy(bags.proportions).float().to(device)
         self.hidden = None
+        #: distributed runs (:mod:`plotllp.distributed`): where these members sit among all ranks', and
+        #: the bag and member counts of the largest shard, which set the steps per epoch of every rank
+        self.layout = None
+        self.epoch_bags, self.epoch_members = self.num_bags, self.num_members
         if hidden_labels is not None:
             self.hidden = torch.as_tensor(np.asarray(hidden_labels)[bags.indices], dtype=torch.long).to(device)
 
@@ -90,6 +103,15 @@ class LLPData:
     @property
     def num_classes(self) -> int:
         return self.bags.num_classes
+
+    def epoch_order(self, n: int, n_epoch: int, rng, as_tensor: bool = True):
+        """A random order of ``range(n)`` for one epoch, extended to ``n_epoch`` entries by drawing
+        some again (a smaller shard of a distributed run keeps in step with the largest); a tensor on
+        the device, or the numpy array."""
+        order = rng.permutation(n)
+        if n_epoch > n:
+            order = np.concatenate([order, rng.choice(n, n_epoch - n)])
+        return torch.from_numpy(order).to(self.device) if as_tensor else order
 
     def bag_members(self, bag_sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(member positions, local bag index in [0, len(bag_sel))) of the selected bags; vectorised."""
@@ -180,6 +202,7 @@ class Evaluator:
         self.reg = reg
         self.window = LabelWindow(ensemble)
         self.val = val
+        self.dist = None      # a plotllp.distributed.Distributed: training-set metrics are reduced over ranks
 
     def state_dict(self) -> dict:
         return {"window": self.window.state_dict()}
@@ -205,7 +228,8 @@ class Evaluator:
             train_probs = state.train_probs if state.train_probs is not None else predict_proba(
                 model, data.x[data.members])
             state.train_probs = train_probs
-            row["train_bag_mae"] = self.bag_mae(train_probs, data.member_bag, data.proportions)
+            row["train_bag_mae"] = self._reduce(self.bag_mae(train_probs, data.member_bag, data.proportions),
+                                                data.num_bags)
         if self.val is not None:
             vp = predict_proba(model, self.val.x[self.val.members])
             row["val_bag_mae"] = self.bag_mae(vp, self.val.member_bag, self.val.proportions)
@@ -222,10 +246,14 @@ class Evaluator:
             if ensemble is None:
                 ensemble = ot_labels
             h = data.hidden
-            row["train_acc_model"] = float((train_probs.argmax(1) == h).float().mean())
-            row["train_acc_ot"] = float((ot_labels.argmax(1) == h).float().mean())
-            row["train_acc_ot_ensemble"] = float((ensemble.argmax(1) == h).float().mean())
+            n = data.num_members
+            row["train_acc_model"] = self._reduce(float((train_probs.argmax(1) == h).float().mean()), n)
+            row["train_acc_ot"] = self._reduce(float((ot_labels.argmax(1) == h).float().mean()), n)
+            row["train_acc_ot_ensemble"] = self._reduce(float((ensemble.argmax(1) == h).float().mean()), n)
         return row
+
+    def _reduce(self, value: float, weight: float) -> float:
+        return value if self.dist is None else self.dist.weighted_mean(value, weight)
 
 
 @dataclass
@@ -263,8 +291,12 @@ def _fmt(row: dict) -> str:
 
 def fit_stage(stage, model: torch.nn.Module, data: LLPData, optim: OptimConfig, *, epochs: int,
               evaluator: Evaluator | None = None, log=print, seed: int = 0, on_epoch_end=None,
-              resume: dict | None = None) -> list[dict]:
+              resume: dict | None = None, dist=None) -> list[dict]:
     """Run ``epochs`` epochs of ``stage`` on ``model``; return one history row per epoch.
+
+    ``dist`` (a :class:`plotllp.distributed.Distributed`): one rank of a data-parallel run; its
+    gradients are averaged over the ranks at every optimiser step, its random streams drawn afresh each
+    epoch from ``(seed, epoch, rank)``, and its loss, diagnostics and checkpoint state gathered.
 
     ``on_epoch_end(loop_state)`` is called after every epoch with everything the loop needs to go
     on later (optimiser, schedule, random-number states, the stage's and evaluator's state, the
@@ -283,19 +315,31 @@ def fit_stage(stage, model: torch.nn.Module, data: LLPData, optim: OptimConfig, 
     else:
         opt.load_state_dict(resume["optimizer"])
         sched.load_state_dict(resume["scheduler"])
-        rng.bit_generator.state = resume["numpy_rng"]
-        torch.set_rng_state(resume["torch_rng"])
-        if resume.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(resume["cuda_rng"])
-        stage.load_state_dict(resume["stage"], data.device)
-        if evaluator is not None and resume.get("evaluator") is not None:
-            evaluator.load_state_dict(resume["evaluator"], data.device)
+        stage_state, eval_state = resume["stage"], resume.get("evaluator")
+        if dist is None:
+            rng.bit_generator.state = resume["numpy_rng"]
+            torch.set_rng_state(resume["torch_rng"])
+            if resume.get("cuda_rng") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(resume["cuda_rng"])
+        elif data.layout is not None:
+            stage_state = dist.localize_state(stage_state, data.layout)
+            eval_state = dist.localize_state(eval_state, data.layout)
+        stage.load_state_dict(stage_state, data.device)
+        if evaluator is not None and eval_state is not None:
+            evaluator.load_state_dict(eval_state, data.device)
         history, start = list(resume["history"]), int(resume["epoch"]) + 1
     width = len(str(epochs))
     for epoch in range(start, epochs + 1):
         t0 = time.perf_counter()
+        if dist is not None:
+            rng = np.random.default_rng(dist.epoch_seed(seed, epoch))
+            torch.manual_seed(int(np.random.SeedSequence(dist.epoch_seed(seed, epoch)).generate_state(1)[0]))
         model.train()
         state = stage.train_epoch(model, opt, data, rng)
+        if dist is not None:
+            state.loss = dist.mean(state.loss)
+            state.extra = dist.mean_dict(state.extra)
+            dist.sync_buffers(model)
         if not math.isfinite(state.loss):
             raise TrainingDivergedError(f"{stage.name} epoch {epoch}: the loss is {state.loss}; training diverged "
                                         f"(try a lower learning rate)")
@@ -313,10 +357,14 @@ def fit_stage(stage, model: torch.nn.Module, data: LLPData, optim: OptimConfig, 
         if log is not None and evaluator is not None:
             log(f"{stage.name:<5} epoch {epoch:>{width}}/{epochs}  {_fmt(row)}  {train_seconds:.2f}s")
         if on_epoch_end is not None:
+            stage_state = stage.state_dict()
+            eval_state = evaluator.state_dict() if evaluator is not None else None
+            if dist is not None and data.layout is not None:       # every rank takes part; rank 0 saves
+                stage_state = dist.globalize_state(stage_state, data.layout)
+                eval_state = dist.globalize_state(eval_state, data.layout)
             on_epoch_end({"epoch": epoch, "history": history, "optimizer": opt.state_dict(),
                           "scheduler": sched.state_dict(), "numpy_rng": rng.bit_generator.state,
                           "torch_rng": torch.get_rng_state(),
                           "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                          "stage": stage.state_dict(),
-                          "evaluator": evaluator.state_dict() if evaluator is not None else None})
+                          "stage": stage_state, "evaluator": eval_state})
     return history

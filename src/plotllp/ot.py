@@ -17,6 +17,7 @@ a bag sum to the class counts :math:`n_i \mathbf{p}_i`).
   class slots (class :math:`k` repeated :math:`c_k` times) with SciPy's ``linear_sum_assignment``;
   larger bags (more than about 100 instances, or 5 per class) with POT's network simplex ``ot.emd``
   on the :math:`n_i \times K` plan, whose optimum is the same and whose integral vertex is one-hot.
+  Both release the GIL, so groups of bags are solved in parallel threads (one per torch thread).
 - ``hard=False`` (equation (7)): entropic OT with ``reg`` :math:`=\varepsilon = 1/\lambda`
   (default 1/25, the self-labelling reference). The plan is
   :math:`Q_{jk} = \tfrac{1}{n_i}\operatorname{softmax}_k((g_k - C_{jk})/\varepsilon)` where the column
@@ -37,6 +38,7 @@ a bag sum to the class counts :math:`n_i \mathbf{p}_i`).
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import numpy as np
@@ -54,6 +56,8 @@ DEFAULT_REG = 1.0 / 25.0
 #: (POT). Crossover measured on 2 CPU cores: K = 10 near n = 100, K = 100 beyond n = 256.
 ASSIGNMENT_MIN_BAG = 96
 ASSIGNMENT_PER_CLASS = 5
+#: Exact OT over at least this many rows runs in parallel threads (one per torch thread).
+PARALLEL_MIN_ROWS = 4096
 #: Smallest probability used in the cost -log p (so that p = 0 gives a large finite cost).
 _TINY = 1e-300
 
@@ -134,20 +138,47 @@ def exact_labels(probs: torch.Tensor, ids: np.ndarray, props: np.ndarray, sizes:
     n_cls = cost.shape[1]
     classes = np.arange(n_cls)
     max_assignment = max(ASSIGNMENT_MIN_BAG, ASSIGNMENT_PER_CLASS * n_cls)
-    for b in range(sizes.size):
-        lo, hi = offsets[b], offsets[b + 1]
-        c_b = cost_sorted[lo:hi]
-        if hi - lo <= max_assignment:
-            slots = np.repeat(classes, counts[b])
-            _, col = linear_sum_assignment(c_b[:, slots])
-            labels_sorted[lo:hi] = slots[col]
-        else:
-            labels_sorted[lo:hi] = _emd_assignment(c_b, counts[b])
+
+    def solve_bags(b0: int, b1: int) -> None:
+        for b in range(b0, b1):
+            lo, hi = offsets[b], offsets[b + 1]
+            c_b = cost_sorted[lo:hi]
+            if hi - lo <= max_assignment:
+                slots = np.repeat(classes, counts[b])
+                _, col = linear_sum_assignment(c_b[:, slots])
+                labels_sorted[lo:hi] = slots[col]
+            else:
+                labels_sorted[lo:hi] = _emd_assignment(c_b, counts[b])
+
+    # The solvers release the GIL: groups of whole bags (about equal rows) run in parallel threads.
+    workers = _solver_threads() if ids.size >= PARALLEL_MIN_ROWS and sizes.size >= 4 else 1
+    if workers > 1:
+        cuts = np.searchsorted(offsets, np.linspace(0, ids.size, workers + 1)[1:-1])
+        bounds = np.concatenate([[0], cuts, [sizes.size]])
+        list(_pool(workers).map(lambda i: solve_bags(int(bounds[i]), int(bounds[i + 1])), range(workers)))
+    else:
+        solve_bags(0, sizes.size)
     labels = np.empty_like(labels_sorted)
     labels[order] = labels_sorted
     onehot = torch.zeros(ids.size, n_cls, dtype=torch.float64)
     onehot[torch.arange(ids.size), torch.from_numpy(labels)] = 1.0
     return onehot
+
+
+_POOL: dict = {}
+
+
+def _solver_threads() -> int:
+    return max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
+
+
+def _pool(workers: int):
+    """A thread pool kept for the process's life (threads are cheap to keep, costly to start each epoch)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if workers not in _POOL:
+        _POOL[workers] = ThreadPoolExecutor(workers, thread_name_prefix="plotllp-ot")
+    return _POOL[workers]
 
 
 def _emd_assignment(cost: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -23,8 +23,9 @@ from .augment import resolve_augment
 from .bags import Bags, clustered_bags, dirichlet_bags, sampled_bags, uniform_bags
 from .config import TrainConfig, make_config
 from .data import load_dataset
+from .distributed import MemberLayout, from_environment, shard_bags
 from .errors import DataFileError, LLPInputError
-from .engine import EpochState, Evaluator, LLPData, OptimConfig, resolve_device
+from .engine import EpochState, Evaluator, LLPData, OptimConfig, maybe_compile, resolve_device
 from .models import build_model
 from .stages import FIRST_STAGES, PLOT
 
@@ -38,6 +39,7 @@ class RunResult:
     first_stage_model: torch.nn.Module
     dataset: object
     out: str
+    is_main: bool = True      # False on the ranks > 0 of a distributed run (they write nothing)
 
 
 def _atomic(path: str, write) -> None:
@@ -69,7 +71,7 @@ def atomic_torch_save(obj, path: str) -> None:
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "plotllp-checkpoint-1"
 #: settings that may differ between a run and its resumption
-RESUMABLE_CHANGES = {"out", "device", "quiet"}
+RESUMABLE_CHANGES = {"out", "device", "quiet", "compile"}
 
 
 def load_checkpoint(path: str, cfg: TrainConfig) -> dict:
@@ -161,13 +163,15 @@ def make_bags(cfg: TrainConfig, data) -> Bags:
     return uniform_bags(y, cfg.bag_size, num_classes=k, seed=cfg.bag_seed)
 
 
-def make_first_stage(cfg: TrainConfig, augment=None):
-    """The first stage ``cfg.first_stage`` with the run's settings."""
+def make_first_stage(cfg: TrainConfig, augment=None, batch_bags: int | None = None):
+    """The first stage ``cfg.first_stage`` with the run's settings (``batch_bags``: per process, in a
+    distributed run)."""
     optim = OptimConfig(cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay, cfg.lr_halve_every)
     options = {"vat": {"xi": cfg.vat_xi, "eps": cfg.vat_eps, "max_weight": cfg.vat_weight, "ramp": cfg.vat_ramp},
                "gan": {"z_dim": cfg.gan_z_dim, "generator": cfg.gan_generator},
                "dllp": {"chunk_size": cfg.chunk_size or None}}.get(cfg.first_stage, {})
-    return FIRST_STAGES[cfg.first_stage](cfg.epochs1, optim, batch_bags=cfg.batch_bags, augment=augment, **options)
+    return FIRST_STAGES[cfg.first_stage](cfg.epochs1, optim, batch_bags=batch_bags or cfg.batch_bags, augment=augment,
+                                         **options)
 
 
 def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False) -> RunResult:
@@ -176,10 +180,25 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
     After every epoch the whole state of the run is written atomically to ``OUT/checkpoint.pt``;
     ``resume=True`` continues from it (on CPU the results equal those of an uninterrupted run).
     The checkpoint is removed once the run has finished and its results are written.
+
+    Started by ``torchrun`` with several processes, each trains on a shard of the bags and only rank
+    0 prints and writes (:mod:`plotllp.distributed`).
     """
     cfg.validate()
-    say = (lambda *a, **k: None) if cfg.quiet else log
-    device = resolve_device(cfg.device)
+    dist = from_environment(cfg.device)
+    try:
+        return _train(cfg, log, write, resume, dist)
+    finally:
+        if dist is not None:
+            dist.close()
+
+
+def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist) -> RunResult:
+    main = dist is None or dist.is_main
+    say = (lambda *a, **k: None) if cfg.quiet or not main else log
+    device = dist.device if dist is not None else resolve_device(cfg.device)
+    batch_bags = dist.split_batch(cfg.batch_bags, "batch-bags") if dist else cfg.batch_bags
+    batch_size = dist.split_batch(cfg.batch_size, "batch-size") if dist else cfg.batch_size
     ckpt_path = os.path.join(cfg.out, CHECKPOINT)
     ck = load_checkpoint(ckpt_path, cfg) if resume else None
     if write and not resume and os.path.exists(ckpt_path):
@@ -193,12 +212,22 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
     if cfg.val_fraction > 0:
         bags, val_bags = bags.split(cfg.val_fraction, seed=cfg.bag_seed)
         val = LLPData(data.x_train, val_bags, device)
-    train_data = LLPData(data.x_train, bags, device, hidden_labels=data.y_train)
+    if dist is None:
+        train_data = LLPData(data.x_train, bags, device, hidden_labels=data.y_train)
+    else:
+        mine, pos = shard_bags(bags, dist.rank, dist.world)
+        train_data = LLPData(data.x_train, mine, device, hidden_labels=data.y_train)
+        train_data.layout = MemberLayout(torch.from_numpy(pos), int(bags.indices.size))
+        train_data.epoch_bags = dist.max_int(train_data.num_bags)
+        train_data.epoch_members = dist.max_int(train_data.num_members)
+        dist.install_gradient_averaging()
     evaluator = Evaluator(data.x_test, data.y_test, cfg.bag_size, cfg.bag_seed, k, device, labels=cfg.labels,
                           reg=cfg.reg, ensemble=cfg.ensemble, val=val)
-    say(f"plotllp: {cfg.dataset}: {train_data.num_members} training instances in {bags.num_bags} bags of "
+    evaluator.dist = dist
+    say(f"plotllp: {cfg.dataset}: {bags.indices.size} training instances in {bags.num_bags} bags of "
         f"{cfg.bag_size if getattr(data, 'bags', None) is None else 'various sizes'}, "
-        f"{0 if data.y_test is None else len(data.y_test)} test instances, {k} classes; device {device}")
+        f"{0 if data.y_test is None else len(data.y_test)} test instances, {k} classes; device {device}"
+        + (f" x {dist.world} processes ({batch_bags} bags / {batch_size} instances per step each)" if dist else ""))
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.input_shape, k, width=cfg.width, depth=cfg.depth,
@@ -206,12 +235,15 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
     if cfg.init and ck is None:
         load_weights(model, cfg.init)
     model.to(device)
+    if dist is not None:
+        dist.broadcast_module(model)
+    net = maybe_compile(model, cfg.compile)          # the module the stages train (model's parameters)
     betas = (cfg.beta1, cfg.beta2)
     augment = resolve_augment(cfg.augment, cfg.dataset) if data.is_image else None
 
     def saver(phase, prior_seconds, t_start, extra):
         def save(loop):
-            if write:
+            if write and main:
                 loop["elapsed"] = prior_seconds + time.perf_counter() - t_start
                 atomic_torch_save({"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "phase": phase,
                                    "model": model.state_dict(), "loop": loop, **extra}, ckpt_path)
@@ -219,7 +251,7 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
 
     # -- first stage (or where a checkpoint left it) --
     if ck is None or ck["phase"] == "first":
-        first = make_first_stage(cfg, augment)
+        first = make_first_stage(cfg, augment, batch_bags)
         loop = None
         if ck is not None:
             model.load_state_dict(ck["model"])
@@ -227,11 +259,12 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
             say(f"plotllp: resuming the first stage after epoch {loop['epoch']} from {ckpt_path}")
         prior = loop["elapsed"] if loop else 0.0
         t0 = time.perf_counter()
-        history = first.fit(model, train_data, evaluator=evaluator, log=say, seed=cfg.seed,
-                            on_epoch_end=saver("first", prior, t0, {}), resume=loop) if cfg.epochs1 > 0 else []
+        history = first.fit(net, train_data, evaluator=evaluator, log=say, seed=cfg.seed,
+                            on_epoch_end=saver("first", prior, t0, {}), resume=loop,
+                            dist=dist) if cfg.epochs1 > 0 else []
         if not history:                      # no first-stage training: evaluate the initial network once
             history = [{"stage": cfg.first_stage, "epoch": 0, "loss": None,
-                        **evaluator(model, train_data, EpochState(loss=float("nan")))}]
+                        **evaluator(net, train_data, EpochState(loss=float("nan")))}]
         first_summary = _summary(history, prior + time.perf_counter() - t0)
         first_model = copy.deepcopy(model)
     else:
@@ -246,7 +279,7 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
         second = PLOT(cfg.epochs2, OptimConfig(cfg.lr2 or cfg.lr, betas, cfg.weight_decay, cfg.lr_halve_every),
                       labels=cfg.labels, loss=cfg.loss, mixup=cfg.mixup, ensemble=cfg.ensemble, reg=cfg.reg,
                       sce_alpha=cfg.sce_alpha, sce_beta=cfg.sce_beta, mixup_alpha=cfg.mixup_alpha,
-                      batch_size=cfg.batch_size, pseudo_source=cfg.pseudo_source, augment=augment)
+                      batch_size=batch_size, pseudo_source=cfg.pseudo_source, augment=augment)
         loop = ck["loop"] if ck is not None and ck["phase"] == "second" else None
         if loop is None:
             evaluator.window = type(evaluator.window)(cfg.ensemble)
@@ -255,18 +288,18 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
         prior = loop["elapsed"] if loop else 0.0
         extra = {"first_model": first_model.state_dict(), "first_history": history, "first_summary": first_summary}
         t1 = time.perf_counter()
-        h2 = second.fit(model, train_data, evaluator=evaluator, log=say, seed=cfg.seed + 1,
-                        on_epoch_end=saver("second", prior, t1, extra), resume=loop)
+        h2 = second.fit(net, train_data, evaluator=evaluator, log=say, seed=cfg.seed + 1,
+                        on_epoch_end=saver("second", prior, t1, extra), resume=loop, dist=dist)
         history = history + h2
         final_summary = _summary(h2, prior + time.perf_counter() - t1)
 
     results = {"config": cfg.to_dict(), "first_stage": first_summary, "final": dict(final_summary),
                "history": history,
-               "data": {"train_instances": int(train_data.num_members), "bags": int(bags.num_bags),
+               "data": {"train_instances": int(bags.indices.size), "bags": int(bags.num_bags),
                         "test_instances": 0 if data.y_test is None else int(len(data.y_test)), "num_classes": int(k),
                         "validation_bags": int(val.num_bags) if val is not None else 0},
-               "device": str(device), "plotllp_version": _version()}
-    if write:
+               "device": str(device), "processes": dist.world if dist else 1, "plotllp_version": _version()}
+    if write and main:
         os.makedirs(cfg.out, exist_ok=True)
         atomic_write(os.path.join(cfg.out, "results.json"), json.dumps(_jsonable(results), indent=1))
         atomic_write(os.path.join(cfg.out, "config.yaml"), yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -277,7 +310,7 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
         atomic_torch_save({**meta, "state_dict": first_model.state_dict()}, os.path.join(cfg.out, "first_stage.pt"))
         if os.path.exists(ckpt_path):        # the run is complete: results.json and the weights hold it now
             os.unlink(ckpt_path)
-    return RunResult(results, model, first_model, data, cfg.out)
+    return RunResult(results, model, first_model, data, cfg.out, main)
 
 
 def _jsonable(x):

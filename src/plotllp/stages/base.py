@@ -8,6 +8,7 @@ schedule, evaluation and logging. :meth:`Stage.fit` is the one-call form.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..engine import EpochState, Evaluator, LLPData, OptimConfig, autocast, fit_stage
@@ -35,15 +36,26 @@ class Stage:
 
     def bag_batches(self, data: LLPData, rng):
         """Yield ``(inputs, local bag index, proportions)`` for ``self.batch_bags`` whole bags at a time,
-        the bags in a random order drawn from ``rng``; inputs augmented when the stage has ``augment``."""
-        order = torch.from_numpy(rng.permutation(data.num_bags)).to(data.device)
-        for i in range(0, data.num_bags, self.batch_bags):
-            sel = order[i:i + self.batch_bags]
-            pos, local = data.bag_members(sel)
-            x = data.x[data.members[pos]]
+        the bags in a random order drawn from ``rng``; inputs augmented when the stage has ``augment``.
+
+        The member positions of the whole epoch are computed in one pass and the batch boundaries on
+        the host, so no step waits for the device."""
+        n = max(data.num_bags, data.epoch_bags)
+        order_np = data.epoch_order(data.num_bags, n, rng, as_tensor=False)
+        ends = np.cumsum(data.bags.sizes[order_np])
+        order = torch.from_numpy(order_np).to(data.device)
+        pos_all, local_all = data.bag_members(order)
+        for i in range(0, n, self.batch_bags):
+            j = min(i + self.batch_bags, n)
+            lo, hi = (int(ends[i - 1]) if i else 0), int(ends[j - 1])
+            x = data.x[data.members[pos_all[lo:hi]]]
             if getattr(self, "augment", None) is not None:
                 x = self.augment(x)
-            yield x, local, data.proportions[sel]
+            yield x, local_all[lo:hi] - i, data.proportions[order[i:j]]
+
+    def bag_steps(self, data: LLPData) -> int:
+        """Steps per epoch of :meth:`bag_batches`."""
+        return -(-max(data.num_bags, data.epoch_bags) // self.batch_bags)
 
     def begin(self, model, data: LLPData) -> None:
         """Called once before the first epoch."""
@@ -64,8 +76,8 @@ class Stage:
         """Restore :meth:`state_dict` (on resuming a run)."""
 
     def fit(self, model, data: LLPData, *, evaluator: Evaluator | None = None, log=print, seed: int = 0,
-            on_epoch_end=None, resume: dict | None = None) -> list[dict]:
+            on_epoch_end=None, resume: dict | None = None, dist=None) -> list[dict]:
         """Train ``model`` on ``data`` for ``self.epochs`` epochs; returns the per-epoch history.
-        ``on_epoch_end`` and ``resume``: see :func:`plotllp.engine.fit_stage`."""
+        ``on_epoch_end``, ``resume`` and ``dist``: see :func:`plotllp.engine.fit_stage`."""
         return fit_stage(self, model, data, self.optim, epochs=self.epochs, evaluator=evaluator, log=log, seed=seed,
-                         on_epoch_end=on_epoch_end, resume=resume)
+                         on_epoch_end=on_epoch_end, resume=resume, dist=dist)

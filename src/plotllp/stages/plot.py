@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 
 from ..engine import EpochState, LabelWindow, LLPData, OptimConfig, check_finite, predict_proba
 from ..errors import LLPInputError
-from ..losses import sample_mixup, soft_cross_entropy, symmetric_cross_entropy
+from ..losses import mixup, soft_cross_entropy, symmetric_cross_entropy
 from ..ot import DEFAULT_REG, pseudo_labels
 from .base import Stage
 
@@ -35,7 +36,7 @@ class PLOT(Stage):
     def __init__(self, epochs: int, optim: OptimConfig | None = None, *, labels: str = "hard", loss: str = "sce",
                  mixup: bool = False, ensemble: int = 5, reg: float = DEFAULT_REG, sce_alpha: float = 0.1,
                  sce_beta: float = 1.0, mixup_alpha: float = 1.0, batch_size: int = 128,
-                 pseudo_source: str = "ot", augment=None):
+                 pseudo_source: str = "ot", augment=None, overlap: bool | None = None):
         super().__init__(epochs, optim)
         if labels not in ("hard", "soft"):
             raise LLPInputError(f"labels must be 'hard' or 'soft', got {labels!r}")
@@ -52,19 +53,26 @@ class PLOT(Stage):
         self.batch_size = int(batch_size)
         self.source = pseudo_source
         self.augment = augment
+        self.overlap = overlap                    # None: overlap the exact OT with prediction on CUDA
         self.targets = LabelWindow(ensemble)      # what the network is trained on
         self.ot_window = LabelWindow(ensemble)    # OT labels, for the diagnostics
 
     def _relabel(self, model, data: LLPData):
         t0 = time.perf_counter()
-        probs = predict_proba(model, data.x[data.members])
-        check_finite(probs, "training-set predictions")
-        t1 = time.perf_counter()
-        q = pseudo_labels(probs, data.member_bag, data.proportions, hard=self.hard, reg=self.reg).float()
-        t2 = time.perf_counter()
+        overlap = self.overlap if self.overlap is not None else data.device.type == "cuda"
+        if self.hard and self.source == "ot" and overlap:
+            probs, q, ot_seconds = overlapped_exact_labels(model, data)
+            t2 = time.perf_counter()
+            t1 = t2 - ot_seconds                  # the solves ran while the device predicted the next bags
+        else:
+            probs = predict_proba(model, data.x[data.members])
+            check_finite(probs, "training-set predictions")
+            t1 = time.perf_counter()
+            q = pseudo_labels(probs, data.member_bag, data.proportions, hard=self.hard, reg=self.reg).float()
+            t2 = time.perf_counter()
         self.ot_window.push(q)
         self.targets.push(q if self.source == "ot" else probs)
-        self.timing = {"predict_seconds": t1 - t0, "ot_seconds": t2 - t1}
+        self.timing = {"predict_seconds": t1 - t0, "ot_seconds": t2 - t1, "relabel_seconds": t2 - t0}
         return probs, q
 
     def begin(self, model, data: LLPData) -> None:
@@ -86,22 +94,85 @@ class PLOT(Stage):
 
     def train_epoch(self, model, optimizer, data: LLPData, rng) -> EpochState:
         targets = self.targets.mean()
-        order = torch.from_numpy(rng.permutation(data.num_members)).to(data.device)
+        n = max(data.num_members, data.epoch_members)
+        order = data.epoch_order(data.num_members, n, rng)
+        starts = range(0, n, self.batch_size)
+        mixes = self._mixup_draws(starts, n, rng, data.device) if self.mixup else None
         total = torch.zeros((), device=data.device)
-        steps = 0
-        for i in range(0, data.num_members, self.batch_size):
+        for step, i in enumerate(starts):
             pos = order[i:i + self.batch_size]
             x, y = data.x[data.members[pos]], targets[pos]
             if self.augment is not None:
                 x = self.augment(x)
-            if self.mixup and x.shape[0] > 1:
-                x, y = sample_mixup(x.float(), y, rng, self.mixup_alpha)     # uint8 pixels mix as floats
+            if mixes is not None and mixes[step] is not None:
+                lam, perm = mixes[step]
+                x, y = mixup(x.float(), y, lam, perm)           # uint8 pixels mix as floats
             total += self.step(model, optimizer, x, lambda logits, y=y: self.loss(logits, y))
-            steps += 1
-        return EpochState(loss=float(total) / max(steps, 1))
+        return EpochState(loss=float(total) / max(len(starts), 1))
+
+    def _mixup_draws(self, starts, n, rng, device):
+        """Each step's mixup ``(lam, permutation)``, drawn from ``rng`` in the order of
+        :func:`plotllp.losses.sample_mixup` and moved to the device in one copy (no step waits)."""
+        params, perms = [], []
+        for i in starts:
+            b = min(self.batch_size, n - i)
+            if b > 1:
+                params.append((float(rng.beta(self.mixup_alpha, self.mixup_alpha)), len(perms), b))
+                perms.append(rng.permutation(b))
+            else:
+                params.append(None)
+        flat = torch.from_numpy(np.concatenate(perms)).to(device) if perms else None
+        offsets = np.concatenate([[0], np.cumsum([p.size for p in perms])])
+        return [None if p is None else (p[0], flat[offsets[p[1]]:offsets[p[1]] + p[2]]) for p in params]
 
     def end_epoch(self, model, data: LLPData, state: EpochState) -> EpochState:
         probs, q = self._relabel(model, data)
         state.train_probs, state.ot_labels, state.ot_ensemble = probs, q, self.ot_window.mean()
         state.extra.update(self.timing)     # seconds of the relabelling pass: prediction, then the OT solve
         return state
+
+
+def overlapped_exact_labels(model, data: LLPData, chunk_rows: int = 16384):
+    """Hard pseudo-labels of every bag, the exact OT solved on the CPU for one chunk of whole bags
+    while the device predicts the next (CUDA runs kernels asynchronously, so the two overlap).
+
+    Returns ``(probs, labels, ot_seconds)``: the device's predictions and the one-hot labels of
+    every member, and the seconds the CPU spent in the solver. The labels are those of
+    :func:`plotllp.ot.pseudo_labels` on all bags at once (each bag is solved on its own either way).
+    """
+    bags = data.bags
+    sizes, offsets = bags.sizes, bags.offsets
+    chunks, b0 = [], 0
+    while b0 < bags.num_bags:                  # whole bags, about chunk_rows rows each
+        b1 = int(np.searchsorted(offsets, offsets[b0] + chunk_rows, side="right")) - 1
+        b1 = min(max(b1, b0 + 1), bags.num_bags)
+        chunks.append((b0, b1))
+        b0 = b1
+    cuda = data.device.type == "cuda"
+    labels = torch.empty(data.num_members, data.num_classes)
+    parts, pending, ot_seconds = [], None, 0.0
+
+    def solve(job):
+        nonlocal ot_seconds
+        (c0, c1), host, event = job
+        if event is not None:
+            event.synchronize()
+        check_finite(host, "training-set predictions")
+        t = time.perf_counter()
+        ids = np.repeat(np.arange(c1 - c0), sizes[c0:c1])
+        labels[offsets[c0]:offsets[c1]] = pseudo_labels(host, ids, bags.proportions[c0:c1], hard=True).float()
+        ot_seconds += time.perf_counter() - t
+
+    for c0, c1 in chunks:
+        p = predict_proba(model, data.x[data.members[int(offsets[c0]):int(offsets[c1])]])
+        parts.append(p)
+        host = p.to("cpu", non_blocking=True)
+        event = None
+        if cuda:
+            event = torch.cuda.Event()
+            event.record()
+        if pending is not None:
+            solve(pending)                     # the device works on this chunk meanwhile
+        pending = ((c0, c1), host, event)
+    solve(pending)
+    return torch.cat(parts), labels.to(data.device, non_blocking=True), ot_seconds

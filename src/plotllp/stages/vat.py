@@ -56,7 +56,7 @@ class VAT(Stage):
 
     def train_epoch(self, model, optimizer, data: LLPData, rng) -> EpochState:
         eps = default_eps(data.x.shape[1:]) if self.eps is None else float(self.eps)
-        steps = math.ceil(data.num_bags / self.batch_bags)
+        steps = self.bag_steps(data)
         total = torch.zeros((), device=data.device)
         total_vat = torch.zeros((), device=data.device)
         for s, (x, local, props) in enumerate(self.bag_batches(data, rng)):

@@ -1,0 +1,148 @@
+"""The GPU fast path measured: images per second of supervised training, DLLP and PLOT on CIFAR-10.
+
+For each network (conv-large, WRN-28-2) and with and without ``torch.compile`` (bf16 autocast and
+channels-last always, as ``plotllp train`` does on CUDA), side by side on the same data and batch:
+
+- a plain supervised epoch (cross-entropy on the true labels, instance batches of 128),
+- a DLLP epoch (4 whole bags of 64 per step),
+- a PLOT epoch (training on pseudo-labels with SCE + the pass that predicts the training set + the
+  per-bag exact OT, overlapped with that pass on CUDA),
+
+each after one warm-up epoch (compilation happens there), median of ``--epochs`` timed epochs; the
+OT solve's seconds per epoch; one evaluation pass over the 10,000 test images; and the end-to-end
+time of one cell of the paper's protocol (CIFAR-10, bag 64: 400 DLLP + 100 PLOT epochs, evaluated
+every epoch; ``configs/paper/``) extrapolated from these measured epochs.
+
+Run on a CUDA machine: ``python benchmarks/gpu.py --data-dir DIR`` (DIR holds
+``cifar-10-python.tar.gz`` or ``cifar-10-batches-py/``), or ``--synthetic`` for random uint8 images of
+CIFAR-10's shape and size (speed does not depend on the pixels; no accuracy is reported). Writes
+``benchmarks/results/gpu.md`` (and ``gpu.json``). ``--device cpu --train-size 512 --models small-cnn``
+checks the script itself on a CPU (its numbers say nothing about a GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import RESULTS, header, write  # noqa: E402
+from throughput import Supervised, sync  # noqa: E402
+
+from plotllp.augment import resolve_augment  # noqa: E402
+from plotllp.bags import uniform_bags  # noqa: E402
+from plotllp.data import load_dataset  # noqa: E402
+from plotllp.engine import LLPData, OptimConfig, maybe_compile, predict_proba, resolve_device  # noqa: E402
+from plotllp.models import build_model  # noqa: E402
+from plotllp.stages import DLLP, PLOT  # noqa: E402
+
+PAPER_EPOCHS = (400, 100)     # configs/paper: first stage, PLOT
+
+
+def synthetic_cifar(n_train: int, n_test: int = 10000):
+    """Random uint8 images and labels with CIFAR-10's shapes (a stand-in for speed only)."""
+    from plotllp.data.dataset import Dataset
+
+    rng = np.random.default_rng(0)
+    return Dataset("cifar10-synthetic", rng.integers(0, 256, (n_train, 3, 32, 32), dtype=np.uint8),
+                   rng.integers(0, 10, n_train), rng.integers(0, 256, (n_test, 3, 32, 32), dtype=np.uint8),
+                   rng.integers(0, 10, n_test), [str(i) for i in range(10)], ([0.5] * 3, [0.25] * 3))
+
+
+def time_stage(kind, model, data, augment, epochs, device):
+    net = model
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.5, 0.999))
+    rng = np.random.default_rng(0)
+    stage = {"supervised": lambda: Supervised(1, OptimConfig(), batch_size=128, augment=augment),
+             "dllp": lambda: DLLP(1, OptimConfig(), batch_bags=4, augment=augment),
+             "plot": lambda: PLOT(1, OptimConfig(), labels="hard", batch_size=128, augment=augment)}[kind]()
+    stage.begin(net, data)
+    seconds, ot = [], []
+    for epoch in range(epochs + 1):
+        sync(device)
+        t = time.perf_counter()
+        state = stage.train_epoch(net, opt, data, rng)
+        stage.end_epoch(net, data, state)
+        sync(device)
+        if epoch > 0:                                  # epoch 0 warms up (and compiles)
+            seconds.append(time.perf_counter() - t)
+            ot.append(getattr(stage, "timing", {}).get("ot_seconds", 0.0))
+        if not np.isfinite(state.loss):
+            raise SystemExit(f"{kind}: the loss is {state.loss}")
+    s = float(np.median(seconds))
+    return {"seconds": s, "images_per_second": data.num_members / s, "ot_seconds": float(np.median(ot))}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
+    ap.add_argument("--synthetic", action="store_true", help="random images of CIFAR-10's shape (speed only)")
+    ap.add_argument("--models", nargs="+", default=["conv-large", "wrn-28-2"])
+    ap.add_argument("--compile", nargs="+", default=["off", "on"], choices=["off", "on"])
+    ap.add_argument("--epochs", type=int, default=2, help="timed epochs of each kind, after one warm-up epoch")
+    ap.add_argument("--train-size", type=int, default=None)
+    ap.add_argument("--device", default="auto")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    torch.backends.cudnn.benchmark = True
+    ds = synthetic_cifar(args.train_size or 50000) if args.synthetic else load_dataset(
+        "cifar10", data_dir=args.data_dir, train_size=args.train_size)
+    bags = uniform_bags(ds.y_train, 64, num_classes=10, seed=0)
+    data = LLPData(ds.x_train, bags, device, hidden_labels=ds.y_train)
+    x_test = torch.from_numpy(ds.x_test).to(device)
+    augment = resolve_augment("auto", "cifar10")
+    rows = []
+    for name in args.models:
+        for comp in args.compile:
+            torch.manual_seed(0)
+            model = build_model(name, ds.input_shape, 10, normalization=ds.normalization).to(device)
+            if device.type == "cuda":
+                model = model.to(memory_format=torch.channels_last)
+            net = maybe_compile(model, comp == "on")
+            row = {"model": name, "compile": comp}
+            for kind in ("supervised", "dllp", "plot"):
+                row[kind] = time_stage(kind, net, data, augment, args.epochs, device)
+                print(f"{name} compile={comp} {kind}: {row[kind]['seconds']:.2f} s/epoch "
+                      f"({row[kind]['images_per_second']:.0f} images/s, OT {row[kind]['ot_seconds']:.3f} s)", flush=True)
+            predict_proba(net, x_test)                     # warm-up of the eval-mode graph
+            sync(device)
+            t = time.perf_counter()
+            predict_proba(net, x_test)
+            sync(device)
+            row["eval_seconds"] = time.perf_counter() - t
+            e1, e2 = PAPER_EPOCHS
+            row["paper_cell_minutes"] = (e1 * (row["dllp"]["seconds"] + row["eval_seconds"])
+                                         + e2 * (row["plot"]["seconds"] + row["eval_seconds"])) / 60
+            rows.append(row)
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none (CPU run: checks the script only)"
+    text = header("GPU fast path: CIFAR-10 images per second")
+    text += (f"- GPU: {gpu}\n- data: {'random uint8 images of CIFAR-10 shape (--synthetic)' if args.synthetic else 'CIFAR-10'}"
+             f", {data.num_members} training images in {bags.num_bags} bags of 64; bf16 autocast and channels-last on "
+             f"CUDA; median of {args.epochs} epochs after a warm-up epoch\n\n"
+             "| network | compile | supervised img/s | DLLP img/s | PLOT img/s | PLOT / supervised | OT s/epoch "
+             "| OT % of PLOT epoch | eval s | paper cell (400 + 100 epochs), min, extrapolated |\n"
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+    for r in rows:
+        sup, dl, pl = r["supervised"], r["dllp"], r["plot"]
+        text += (f"| {r['model']} | {r['compile']} | {sup['images_per_second']:.0f} | {dl['images_per_second']:.0f} | "
+                 f"{pl['images_per_second']:.0f} | {pl['images_per_second'] / sup['images_per_second']:.2f} | "
+                 f"{pl['ot_seconds']:.3f} | {100 * pl['ot_seconds'] / pl['seconds']:.2f}% | {r['eval_seconds']:.2f} | "
+                 f"{r['paper_cell_minutes']:.1f} |\n")
+    text += ("\nPLOT img/s counts the training images of one PLOT epoch over its whole time (training, the "
+             "prediction pass, the OT solve, the bookkeeping). On CUDA the exact OT runs on the CPU while the GPU "
+             "predicts the next chunk of bags, so its seconds overlap the prediction pass.\n")
+    name = "gpu" if device.type == "cuda" else "gpu_cpu_check"
+    write(f"{name}.md", text)
+    with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The GPU fast path's pieces, checked on CPU: the exact OT overlapped with prediction gives the same
+labels as all bags at once; the epoch's bag batches computed in one pass are the per-batch ones;
+``--compile`` trains."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+from plotllp.bags import sized_bags
+from plotllp.engine import LLPData, predict_proba
+from plotllp.ot import pseudo_labels
+from plotllp.stages import DLLP, PLOT
+from plotllp.stages.plot import overlapped_exact_labels
+
+
+def small_data(seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, size=600)
+    x = rng.normal(size=(600, 6)).astype(np.float32) + y[:, None]
+    sizes = np.diff(np.concatenate([[0], np.sort(rng.choice(np.arange(1, 600), 19, replace=False)), [600]]))
+    bags = sized_bags(y, sizes, num_classes=4, seed=seed)
+    return LLPData(x, bags, "cpu", hidden_labels=y)
+
+
+def test_overlapped_exact_labels_equal_all_bags_at_once():
+    data = small_data()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    probs, labels, ot_seconds = overlapped_exact_labels(model, data, chunk_rows=100)   # many chunks
+    ref_probs = predict_proba(model, data.x[data.members])
+    ref = pseudo_labels(ref_probs, data.member_bag, data.proportions, hard=True)
+    torch.testing.assert_close(probs, ref_probs)
+    assert torch.equal(labels, ref.float()) and ot_seconds > 0
+    counts = torch.zeros(data.num_bags, 4).index_add_(0, data.member_bag, labels)
+    torch.testing.assert_close(counts, torch.from_numpy(data.bags.counts).float())   # every bag's counts met
+
+
+def test_plot_with_and_without_overlap_trains_identically():
+    runs = []
+    for overlap in (False, True):
+        data = small_data(1)
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+        h = PLOT(3, batch_size=32, overlap=overlap).fit(model, data, log=None, seed=0)
+        runs.append([p.detach().clone() for p in model.parameters()])
+        assert len(h) == 3
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+
+
+def test_epoch_bag_batches_equal_per_batch_selection():
+    data = small_data(2)
+    stage = DLLP(1, batch_bags=3)
+    batches = list(stage.bag_batches(data, np.random.default_rng(5)))
+    order = np.random.default_rng(5).permutation(data.num_bags)
+    assert len(batches) == stage.bag_steps(data) == 7
+    for i, (x, local, props) in enumerate(batches):
+        sel = torch.from_numpy(order[3 * i:3 * i + 3])
+        pos, loc = data.bag_members(sel)
+        assert torch.equal(x, data.x[data.members[pos]]) and torch.equal(local, loc)
+        assert torch.equal(props, data.proportions[sel])
+
+
+def test_compile_trains(tmp_path):
+    out = tmp_path / "c"
+    r = subprocess.run([sys.executable, "-m", "plotllp", "train", "--dataset", "moons", "--epochs1", "2", "--epochs2",
+                        "1", "--compile", "--device", "cpu", "--out", str(out)], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((out / "results.json").read_text())
+    assert res["config"]["compile"] is True and res["final"]["test_accuracy"] > 0.5
+    state = torch.load(out / "model.pt", weights_only=True)["state_dict"]
+    assert not any(k.startswith("_orig_mod") for k in state)           # weights saved under the plain names
