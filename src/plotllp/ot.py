@@ -131,9 +131,10 @@ def exact_labels(probs: torch.Tensor, ids: np.ndarray, props: np.ndarray, sizes:
 
     cost = -np.log(np.maximum(probs.detach().to("cpu", torch.float64).numpy(), _TINY))
     counts = integer_counts(props, sizes)
-    order = np.argsort(ids, kind="stable")
+    in_order = bool((np.diff(ids) >= 0).all())          # members listed bag by bag (as LLPData holds them)
+    order = None if in_order else np.argsort(ids, kind="stable")
     offsets = np.concatenate([[0], np.cumsum(sizes)])
-    cost_sorted = cost[order]
+    cost_sorted = cost if in_order else cost[order]
     labels_sorted = np.empty(ids.size, dtype=np.int64)
     n_cls = cost.shape[1]
     classes = np.arange(n_cls)
@@ -158,11 +159,14 @@ def exact_labels(probs: torch.Tensor, ids: np.ndarray, props: np.ndarray, sizes:
         list(_pool(workers).map(lambda i: solve_bags(int(bounds[i]), int(bounds[i + 1])), range(workers)))
     else:
         solve_bags(0, sizes.size)
-    labels = np.empty_like(labels_sorted)
-    labels[order] = labels_sorted
-    onehot = torch.zeros(ids.size, n_cls, dtype=torch.float64)
-    onehot[torch.arange(ids.size), torch.from_numpy(labels)] = 1.0
-    return onehot
+    if in_order:
+        labels = labels_sorted
+    else:
+        labels = np.empty_like(labels_sorted)
+        labels[order] = labels_sorted
+    onehot = np.zeros((ids.size, n_cls))
+    onehot[np.arange(ids.size), labels] = 1.0
+    return torch.from_numpy(onehot)
 
 
 _POOL: dict = {}
