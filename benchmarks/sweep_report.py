@@ -2,7 +2,7 @@
 measured seconds per run, with the commands, commit and machine.
 
 Run: ``python benchmarks/sweep_report.py RUNS --name NAME --sweep-command "plotllp sweep ..."
---sweep-commit COMMIT [--note TEXT]``; writes ``benchmarks/results/NAME.md``.
+--sweep-commit COMMIT [--note-file FILE]``; writes ``benchmarks/results/NAME.md``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def main():
     ap.add_argument("--title", default=None)
     ap.add_argument("--sweep-command", required=True, help="the command that made the runs")
     ap.add_argument("--sweep-commit", required=True, help="the commit the runs were made with")
-    ap.add_argument("--note", default="", help="a paragraph of reading, written after the runs")
+    ap.add_argument("--note-file", default=None, help="a Markdown file of reading, written after the runs")
     args = ap.parse_args()
     text = header(args.title or f"Sweep {args.name}")
     text += f"- runs made by: `{args.sweep_command}` at commit {args.sweep_commit}\n\n"
@@ -46,8 +46,9 @@ def main():
                  f"{statistics.mean(s[1] for s in secs):.0f} |\n")
     total = sum(s[0] + s[1] for v in by_kind.values() for s in v)
     text += f"\n{len(runs)} runs, {total / 3600:.2f} hours of run time in all.\n"
-    if args.note:
-        text += f"\n{args.note}\n"
+    if args.note_file:
+        with open(args.note_file) as f:
+            text += "\n" + f.read()
     write(f"{args.name}.md", text)
 
 
