@@ -197,3 +197,29 @@ def test_parallel_exact_labels_equal_serial(monkeypatch):
     monkeypatch.setattr(ot_module, "PARALLEL_MIN_ROWS", 10 ** 9)
     serial = pseudo_labels(probs, ids, props, hard=True)
     assert torch.equal(parallel, serial)
+
+
+def test_exact_labels_of_mixed_bag_sizes_are_optimal(monkeypatch):
+    """Equal-sized bags gathered together, a few odd sizes one by one, large bags by network simplex."""
+    import plotllp.ot as ot_module
+
+    monkeypatch.setattr(ot_module, "PARALLEL_MIN_ROWS", 1)
+    monkeypatch.setattr(ot_module, "_solver_threads", lambda: 2)
+    rng = np.random.default_rng(11)
+    sizes = np.array([10] * 20 + [7] * 5 + [150] * 3 + [3])
+    rng.shuffle(sizes)
+    ids = np.repeat(np.arange(sizes.size), sizes)
+    perm = rng.permutation(ids.size)                       # members not listed bag by bag
+    ids = ids[perm]
+    k = 4
+    probs = rng.dirichlet(np.full(k, 0.5), ids.size)
+    props = rng.dirichlet(np.ones(k), sizes.size)
+    q = pseudo_labels(probs, ids, props, hard=True).numpy()
+    cost = -np.log(probs)
+    from plotllp.bags import integer_counts
+    counts = integer_counts(props, sizes)
+    for b in range(sizes.size):
+        rows = ids == b
+        assert np.array_equal(q[rows].sum(0), counts[b])
+        best = ot.emd2(np.ones(sizes[b]), counts[b].astype(float), cost[rows])
+        assert (q[rows] * cost[rows]).sum() <= best + 1e-9

@@ -58,6 +58,8 @@ ASSIGNMENT_MIN_BAG = 96
 ASSIGNMENT_PER_CLASS = 5
 #: Exact OT over at least this many rows runs in parallel threads (one per torch thread).
 PARALLEL_MIN_ROWS = 4096
+#: Equal-sized bags solved as assignment problems are gathered at most this many cost entries at a time.
+EXPAND_ELEMENTS = 1 << 20
 #: Smallest probability used in the cost -log p (so that p = 0 gives a large finite cost).
 _TINY = 1e-300
 
@@ -140,25 +142,48 @@ def exact_labels(probs: torch.Tensor, ids: np.ndarray, props: np.ndarray, sizes:
     classes = np.arange(n_cls)
     max_assignment = max(ASSIGNMENT_MIN_BAG, ASSIGNMENT_PER_CLASS * n_cls)
 
-    def solve_bags(b0: int, b1: int) -> None:
-        for b in range(b0, b1):
+    def solve_equal_bags(bags: np.ndarray, n: int) -> None:
+        """Bags of ``n`` rows as assignment problems: their class-slot cost matrices (class k
+        repeated c_k times) gathered in one pass, then one solver call per bag."""
+        rows = offsets[bags][:, None] + np.arange(n)                                   # (g, n)
+        slots = np.repeat(np.tile(classes, bags.size), counts[bags].ravel()).reshape(bags.size, n)
+        expanded = np.take_along_axis(cost_sorted[rows], slots[:, None, :], axis=2)    # (g, n, n)
+        cols = np.empty((bags.size, n), dtype=np.int64)
+        for i in range(bags.size):
+            cols[i] = linear_sum_assignment(expanded[i])[1]
+        labels_sorted[rows] = np.take_along_axis(slots, cols, axis=1)
+
+    def solve_bags(bags: np.ndarray) -> None:
+        """Bags one by one: assignment for small ones, network simplex for large ones."""
+        for b in bags:
             lo, hi = offsets[b], offsets[b + 1]
-            c_b = cost_sorted[lo:hi]
             if hi - lo <= max_assignment:
                 slots = np.repeat(classes, counts[b])
-                _, col = linear_sum_assignment(c_b[:, slots])
-                labels_sorted[lo:hi] = slots[col]
+                labels_sorted[lo:hi] = slots[linear_sum_assignment(cost_sorted[lo:hi][:, slots])[1]]
             else:
-                labels_sorted[lo:hi] = _emd_assignment(c_b, counts[b])
+                labels_sorted[lo:hi] = _emd_assignment(cost_sorted[lo:hi], counts[b])
 
-    # The solvers release the GIL: groups of whole bags (about equal rows) run in parallel threads.
-    workers = _solver_threads() if ids.size >= PARALLEL_MIN_ROWS and sizes.size >= 4 else 1
+    threads = _solver_threads()
+    small = sizes <= max_assignment
+    tasks, rest = [], np.ones(sizes.size, dtype=bool)
+    for n in np.unique(sizes[small]):
+        group = np.flatnonzero(small & (sizes == n))
+        if group.size < 8:                # a few bags of this size: one by one
+            continue
+        rest[group] = False
+        per_task = max(1, min(EXPAND_ELEMENTS // (int(n) * int(n)), -(-group.size // threads)))
+        tasks += [(solve_equal_bags, (group[s:s + per_task], int(n))) for s in range(0, group.size, per_task)]
+    others = np.flatnonzero(rest)
+    if others.size:                       # split by rows, so the threads get about equal work
+        cuts = np.searchsorted(np.cumsum(sizes[others]), np.linspace(0, sizes[others].sum(), threads + 1)[1:-1])
+        tasks += [(solve_bags, (part,)) for part in np.split(others, cuts) if part.size]
+    # The solvers release the GIL: the tasks (groups of whole bags) run in parallel threads.
+    workers = min(threads, len(tasks)) if ids.size >= PARALLEL_MIN_ROWS else 1
     if workers > 1:
-        cuts = np.searchsorted(offsets, np.linspace(0, ids.size, workers + 1)[1:-1])
-        bounds = np.concatenate([[0], cuts, [sizes.size]])
-        list(_pool(workers).map(lambda i: solve_bags(int(bounds[i]), int(bounds[i + 1])), range(workers)))
+        list(_pool(workers).map(lambda task: task[0](*task[1]), tasks))
     else:
-        solve_bags(0, sizes.size)
+        for fn, task_args in tasks:
+            fn(*task_args)
     if in_order:
         labels = labels_sorted
     else:
