@@ -9,13 +9,13 @@ differences on three seeds: at most 0.75 points and 0.0015.
 
 import json
 import os
-import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
+from conftest import kill_when_printed
 
 from plotllp.bags import uniform_bags
 from plotllp.distributed import Distributed, shard_bags
@@ -101,17 +101,7 @@ def test_averaged_gradients_equal_the_full_batch_gradient(tmp_path):
 # -- end to end ------------------------------------------------------------------------------------
 def kill_all_when(cmd, line_start):
     """Start a torchrun job and SIGKILL the launcher and both ranks once rank 0 printed ``line_start``."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env(),
-                            start_new_session=True)
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if line.startswith(line_start):
-            os.killpg(proc.pid, signal.SIGKILL)
-            break
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "".join(seen[-5:])
-    return seen
+    return kill_when_printed(cmd, line_start, env=env(), group=True)
 
 
 def test_two_gloo_ranks_match_one_process_and_resume_after_both_are_killed(tmp_path):

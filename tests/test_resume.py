@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import kill_when_printed
 
 ARGS = ["train", "--dataset", "moons", "--epochs1", "30", "--epochs2", "12", "--labels", "soft", "--mixup",
         "--val-fraction", "0.1", "--device", "cpu"]
@@ -20,18 +21,8 @@ def cli(*args):
 
 def kill_when(out, line_start):
     """Start the run (resuming if asked) and SIGKILL it once it has printed a line starting so."""
-    proc = subprocess.Popen([sys.executable, "-u", "-m", "plotllp", *ARGS, "--out", str(out), *(
-        ["--resume"] if os.path.exists(os.path.join(out, "checkpoint.pt")) else [])],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if line.startswith(line_start):
-            os.kill(proc.pid, signal.SIGKILL)
-            break
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "".join(seen[-5:])
-    return seen
+    return kill_when_printed([sys.executable, "-u", "-m", "plotllp", *ARGS, "--out", str(out), *(
+        ["--resume"] if os.path.exists(os.path.join(out, "checkpoint.pt")) else [])], line_start)
 
 
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
