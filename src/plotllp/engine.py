@@ -41,11 +41,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def maybe_compile(model: torch.nn.Module, enabled: bool) -> torch.nn.Module:
     """``torch.compile(model)`` when ``enabled`` (it shares ``model``'s parameters), else ``model``."""
-    if not enabled:
-        return model
-    if not hasattr(torch, "compile"):
-        raise LLPInputError("--compile needs PyTorch 2.0 or later")
-    return torch.compile(model)
+    return torch.compile(model) if enabled else model
 
 
 def autocast(device: torch.device):
@@ -331,9 +327,10 @@ def fit_stage(stage, model: torch.nn.Module, data: LLPData, optim: OptimConfig, 
     width = len(str(epochs))
     for epoch in range(start, epochs + 1):
         t0 = time.perf_counter()
-        if dist is not None:
-            rng = np.random.default_rng(dist.epoch_seed(seed, epoch))
-            torch.manual_seed(int(np.random.SeedSequence(dist.epoch_seed(seed, epoch)).generate_state(1)[0]))
+        if dist is not None:                  # per-epoch streams: resumable on any number of ranks
+            seq = np.random.SeedSequence(dist.epoch_seed(seed, epoch))
+            rng = np.random.default_rng(seq)
+            torch.manual_seed(int(seq.generate_state(1)[0]))
         model.train()
         state = stage.train_epoch(model, opt, data, rng)
         if dist is not None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -34,7 +35,7 @@ from .engine import autocast
 from .models import frozen_bn_stats
 
 __all__ = ["bag_mean_probs", "proportion_loss", "symmetric_cross_entropy", "soft_cross_entropy", "mixup",
-           "sample_mixup", "vat_loss", "vat_weight", "vat_perturbation", "gan_discriminator_loss",
+           "sample_mixup", "draw_mixup", "vat_loss", "vat_weight", "vat_perturbation", "gan_discriminator_loss",
            "feature_matching_loss"]
 
 PROPORTION_CLAMP = 1e-8
@@ -82,12 +83,16 @@ def mixup(x: torch.Tensor, y: torch.Tensor, lam: float, perm: torch.Tensor) -> t
     return lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
 
 
+def draw_mixup(rng, n: int, alpha: float = 1.0) -> tuple[float, np.ndarray]:
+    """``lam ~ Beta(alpha, alpha)`` and a random permutation of ``n`` rows, drawn in that order from
+    the numpy generator ``rng`` (the mixup reference code's recipe)."""
+    return float(rng.beta(alpha, alpha)), rng.permutation(n)
+
+
 def sample_mixup(x: torch.Tensor, y: torch.Tensor, rng, alpha: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`mixup` with ``lam ~ Beta(alpha, alpha)`` and a random permutation drawn from the numpy
-    generator ``rng`` (the mixup reference code's recipe)."""
-    lam = float(rng.beta(alpha, alpha))
-    perm = torch.from_numpy(rng.permutation(x.shape[0])).to(x.device)
-    return mixup(x, y, lam, perm)
+    """:func:`mixup` with the ``lam`` and permutation of :func:`draw_mixup`."""
+    lam, perm = draw_mixup(rng, x.shape[0], alpha)
+    return mixup(x, y, lam, torch.from_numpy(perm).to(x.device))
 
 
 # -- LLP-VAT ---------------------------------------------------------------------------------

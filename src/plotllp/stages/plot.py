@@ -23,7 +23,7 @@ import torch
 
 from ..engine import EpochState, LabelWindow, LLPData, OptimConfig, check_finite, predict_proba
 from ..errors import LLPInputError
-from ..losses import mixup, soft_cross_entropy, symmetric_cross_entropy
+from ..losses import draw_mixup, mixup, soft_cross_entropy, symmetric_cross_entropy
 from ..ot import DEFAULT_REG, pseudo_labels
 from .base import Stage
 
@@ -111,19 +111,21 @@ class PLOT(Stage):
         return EpochState(loss=float(total) / max(len(starts), 1))
 
     def _mixup_draws(self, starts, n, rng, device):
-        """Each step's mixup ``(lam, permutation)``, drawn from ``rng`` in the order of
-        :func:`plotllp.losses.sample_mixup` and moved to the device in one copy (no step waits)."""
-        params, perms = [], []
-        for i in starts:
-            b = min(self.batch_size, n - i)
-            if b > 1:
-                params.append((float(rng.beta(self.mixup_alpha, self.mixup_alpha)), len(perms), b))
-                perms.append(rng.permutation(b))
+        """Each step's mixup ``(lam, permutation)`` (:func:`plotllp.losses.draw_mixup`, in step order),
+        the permutations moved to the device in one copy so that no step waits for the host."""
+        draws = [draw_mixup(rng, b, self.mixup_alpha) if b > 1 else None
+                 for b in (min(self.batch_size, n - i) for i in starts)]
+        perms = [d[1] for d in draws if d is not None]
+        if not perms:
+            return draws
+        flat, out, at = torch.from_numpy(np.concatenate(perms)).to(device), [], 0
+        for d in draws:
+            if d is not None:
+                out.append((d[0], flat[at:at + d[1].size]))
+                at += d[1].size
             else:
-                params.append(None)
-        flat = torch.from_numpy(np.concatenate(perms)).to(device) if perms else None
-        offsets = np.concatenate([[0], np.cumsum([p.size for p in perms])])
-        return [None if p is None else (p[0], flat[offsets[p[1]]:offsets[p[1]] + p[2]]) for p in params]
+                out.append(None)
+        return out
 
     def end_epoch(self, model, data: LLPData, state: EpochState) -> EpochState:
         probs, q = self._relabel(model, data)
