@@ -17,6 +17,10 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def commit() -> str:
+    """The checkout's commit (``+uncommitted`` when tracked files differ); ``$PLOTLLP_COMMIT`` where there
+    is no git checkout (a copy of the tree sent to another machine)."""
+    if os.environ.get("PLOTLLP_COMMIT"):
+        return os.environ["PLOTLLP_COMMIT"]
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()

@@ -4,7 +4,7 @@ For each network (conv-large, WRN-28-2) and with and without ``torch.compile`` (
 channels-last always, as ``plotllp train`` does on CUDA), side by side on the same data and batch:
 
 - a plain supervised epoch (cross-entropy on the true labels, instance batches of 128),
-- a DLLP epoch (4 whole bags of 64 per step),
+- a DLLP epoch (2 whole bags of 64 per step, the batch of ``configs/paper/``),
 - a PLOT epoch (training on pseudo-labels with SCE + the pass that predicts the training set + the
   per-bag exact OT, overlapped with that pass on CUDA),
 
@@ -16,8 +16,11 @@ every epoch; ``configs/paper/``) extrapolated from these measured epochs.
 Run on a CUDA machine: ``python benchmarks/gpu.py --data-dir DIR`` (DIR holds
 ``cifar-10-python.tar.gz`` or ``cifar-10-batches-py/``), or ``--synthetic`` for random uint8 images of
 CIFAR-10's shape and size (speed does not depend on the pixels; no accuracy is reported). Writes
-``benchmarks/results/gpu.md`` (and ``gpu.json``). ``--device cpu --train-size 512 --models small-cnn``
-checks the script itself on a CPU (its numbers say nothing about a GPU).
+``benchmarks/results/gpu.md`` (and ``gpu.json``) after every measured stage, so a run stopped by a time
+limit keeps what it measured; ``--rows FILE`` adds to the rows an earlier invocation left there
+(``benchmarks/gpu_session.sh`` runs each network and compile setting under its own time limit).
+``--device cpu --train-size 512 --models small-cnn`` checks the script itself on a CPU (its numbers say
+nothing about a GPU).
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ import json
 import os
 import sys
 import time
+import traceback
 
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import RESULTS, header, write  # noqa: E402
+from _common import RESULTS, header  # noqa: E402
 from throughput import Supervised, sync  # noqa: E402
 
 from plotllp.augment import resolve_augment  # noqa: E402
@@ -60,10 +64,10 @@ def time_stage(kind, model, data, augment, epochs, device):
     opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.5, 0.999))
     rng = np.random.default_rng(0)
     stage = {"supervised": lambda: Supervised(1, OptimConfig(), batch_size=128, augment=augment),
-             "dllp": lambda: DLLP(1, OptimConfig(), batch_bags=4, augment=augment),
+             "dllp": lambda: DLLP(1, OptimConfig(), batch_bags=2, augment=augment),
              "plot": lambda: PLOT(1, OptimConfig(), labels="hard", batch_size=128, augment=augment)}[kind]()
     stage.begin(net, data)
-    seconds, ot = [], []
+    seconds, ot, predict = [], [], []
     for epoch in range(epochs + 1):
         sync(device)
         t = time.perf_counter()
@@ -72,11 +76,52 @@ def time_stage(kind, model, data, augment, epochs, device):
         sync(device)
         if epoch > 0:                                  # epoch 0 warms up (and compiles)
             seconds.append(time.perf_counter() - t)
-            ot.append(getattr(stage, "timing", {}).get("ot_seconds", 0.0))
+            timing = getattr(stage, "timing", {})
+            ot.append(timing.get("ot_seconds", 0.0))
+            predict.append(timing.get("predict_seconds", 0.0))
         if not np.isfinite(state.loss):
             raise SystemExit(f"{kind}: the loss is {state.loss}")
     s = float(np.median(seconds))
-    return {"seconds": s, "images_per_second": data.num_members / s, "ot_seconds": float(np.median(ot))}
+    return {"seconds": s, "images_per_second": data.num_members / s, "ot_seconds": float(np.median(ot)),
+            "predict_seconds": float(np.median(predict))}
+
+
+def _fmt(row, kind, fn):
+    return fn(row[kind]) if kind in row else "-"
+
+
+def render(rows, args, num_members, num_bags) -> str:
+    """The Markdown report of the rows measured so far (a stage not measured reads "-")."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CPU run: checks the script only)"
+    text = header("GPU fast path: CIFAR-10 images per second")
+    text += (f"- GPU: {gpu}\n- data: "
+             f"{'random uint8 images of CIFAR-10 shape (--synthetic)' if args.synthetic else 'CIFAR-10'}, "
+             f"{num_members} training images in {num_bags} bags of 64; bf16 autocast and channels-last on CUDA; "
+             f"median of {args.epochs} epochs after a warm-up epoch (which compiles)\n\n"
+             "| network | compile | supervised img/s | DLLP img/s | PLOT img/s | PLOT / supervised | "
+             "PLOT predict s | OT s/epoch | OT % of PLOT epoch | eval s | paper cell (400 + 100 epochs), min, "
+             "extrapolated |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+    for r in rows:
+        sup, plot = r.get("supervised"), r.get("plot")
+        text += " | ".join([
+            f"| {r['model']}", r["compile"],
+            _fmt(r, "supervised", lambda s: f"{s['images_per_second']:.0f}"),
+            _fmt(r, "dllp", lambda s: f"{s['images_per_second']:.0f}"),
+            _fmt(r, "plot", lambda s: f"{s['images_per_second']:.0f}"),
+            f"{plot['images_per_second'] / sup['images_per_second']:.2f}" if sup and plot else "-",
+            _fmt(r, "plot", lambda s: f"{s['predict_seconds']:.2f}"),
+            _fmt(r, "plot", lambda s: f"{s['ot_seconds']:.3f}"),
+            _fmt(r, "plot", lambda s: f"{100 * s['ot_seconds'] / s['seconds']:.2f}%"),
+            f"{r['eval_seconds']:.2f}" if "eval_seconds" in r else "-",
+            f"{r['paper_cell_minutes']:.1f} |" if "paper_cell_minutes" in r else "- |"]) + "\n"
+    errors = [f"- {r['model']} compile={r['compile']}: {r['error']}" for r in rows if "error" in r]
+    if errors:
+        text += "\nStopped with an error:\n" + "\n".join(errors) + "\n"
+    text += ("\nPLOT img/s counts the training images of one PLOT epoch over its whole time (training, the "
+             "prediction pass over the training set, the OT solve, the bookkeeping). On CUDA the exact OT runs on "
+             "the CPU while the GPU predicts the next chunk of bags, so its seconds overlap the prediction pass. "
+             "A \"-\" is a stage that did not finish within the run's time limit.\n")
+    return text
 
 
 def main():
@@ -88,6 +133,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=2, help="timed epochs of each kind, after one warm-up epoch")
     ap.add_argument("--train-size", type=int, default=None)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--rows", default=None, help="JSON file of rows to add to (kept between invocations)")
+    ap.add_argument("--out-dir", default=RESULTS, help="folder of gpu.md and gpu.json (default: benchmarks/results)")
     args = ap.parse_args()
     device = resolve_device(args.device)
     torch.backends.cudnn.benchmark = True
@@ -98,50 +145,55 @@ def main():
     x_test = torch.from_numpy(ds.x_test).to(device)
     augment = resolve_augment("auto", "cifar10")
     rows = []
-    for name in args.models:
-        for comp in args.compile:
-            torch.manual_seed(0)
-            model = build_model(name, ds.input_shape, 10, normalization=ds.normalization).to(device)
-            if device.type == "cuda":
-                model = model.to(memory_format=torch.channels_last)
-            net = maybe_compile(model, comp == "on")
-            row = {"model": name, "compile": comp}
-            for kind in ("supervised", "dllp", "plot"):
-                row[kind] = time_stage(kind, net, data, augment, args.epochs, device)
-                print(f"{name} compile={comp} {kind}: {row[kind]['seconds']:.2f} s/epoch "
-                      f"({row[kind]['images_per_second']:.0f} images/s, OT {row[kind]['ot_seconds']:.3f} s)", flush=True)
-            predict_proba(net, x_test)                     # warm-up of the eval-mode graph
-            sync(device)
-            t = time.perf_counter()
-            predict_proba(net, x_test)
-            sync(device)
-            row["eval_seconds"] = time.perf_counter() - t
-            e1, e2 = PAPER_EPOCHS
-            row["paper_cell_minutes"] = (e1 * (row["dllp"]["seconds"] + row["eval_seconds"])
-                                         + e2 * (row["plot"]["seconds"] + row["eval_seconds"])) / 60
-            rows.append(row)
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none (CPU run: checks the script only)"
-    text = header("GPU fast path: CIFAR-10 images per second")
-    text += (f"- GPU: {gpu}\n- data: {'random uint8 images of CIFAR-10 shape (--synthetic)' if args.synthetic else 'CIFAR-10'}"
-             f", {data.num_members} training images in {bags.num_bags} bags of 64; bf16 autocast and channels-last on "
-             f"CUDA; median of {args.epochs} epochs after a warm-up epoch\n\n"
-             "| network | compile | supervised img/s | DLLP img/s | PLOT img/s | PLOT / supervised | OT s/epoch "
-             "| OT % of PLOT epoch | eval s | paper cell (400 + 100 epochs), min, extrapolated |\n"
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
-    for r in rows:
-        sup, dl, pl = r["supervised"], r["dllp"], r["plot"]
-        text += (f"| {r['model']} | {r['compile']} | {sup['images_per_second']:.0f} | {dl['images_per_second']:.0f} | "
-                 f"{pl['images_per_second']:.0f} | {pl['images_per_second'] / sup['images_per_second']:.2f} | "
-                 f"{pl['ot_seconds']:.3f} | {100 * pl['ot_seconds'] / pl['seconds']:.2f}% | {r['eval_seconds']:.2f} | "
-                 f"{r['paper_cell_minutes']:.1f} |\n")
-    text += ("\nPLOT img/s counts the training images of one PLOT epoch over its whole time (training, the "
-             "prediction pass, the OT solve, the bookkeeping). On CUDA the exact OT runs on the CPU while the GPU "
-             "predicts the next chunk of bags, so its seconds overlap the prediction pass.\n")
+    if args.rows and os.path.exists(args.rows):
+        with open(args.rows) as f:
+            rows = json.load(f)
     name = "gpu" if device.type == "cuda" else "gpu_cpu_check"
-    write(f"{name}.md", text)
-    with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
-        json.dump(rows, f, indent=1)
+    os.makedirs(args.out_dir, exist_ok=True)
+
+    def save():
+        text = render(rows, args, data.num_members, bags.num_bags)
+        with open(os.path.join(args.out_dir, f"{name}.md"), "w") as f:
+            f.write(text)
+        for path in {os.path.join(args.out_dir, f"{name}.json"), args.rows} - {None}:
+            with open(path, "w") as f:
+                json.dump(rows, f, indent=1)
+        return text
+
+    for model_name in args.models:
+        for comp in args.compile:
+            row = {"model": model_name, "compile": comp}
+            rows.append(row)
+            try:
+                torch.manual_seed(0)
+                model = build_model(model_name, ds.input_shape, 10, normalization=ds.normalization).to(device)
+                if device.type == "cuda":
+                    model = model.to(memory_format=torch.channels_last)
+                net = maybe_compile(model, comp == "on")
+                for kind in ("supervised", "dllp", "plot"):
+                    row[kind] = time_stage(kind, net, data, augment, args.epochs, device)
+                    print(f"{model_name} compile={comp} {kind}: {row[kind]['seconds']:.2f} s/epoch "
+                          f"({row[kind]['images_per_second']:.0f} images/s, OT {row[kind]['ot_seconds']:.3f} s, "
+                          f"predict {row[kind]['predict_seconds']:.2f} s)", flush=True)
+                    save()
+                predict_proba(net, x_test)                     # warm-up of the eval-mode graph
+                sync(device)
+                t = time.perf_counter()
+                predict_proba(net, x_test)
+                sync(device)
+                row["eval_seconds"] = time.perf_counter() - t
+                e1, e2 = PAPER_EPOCHS
+                row["paper_cell_minutes"] = (e1 * (row["dllp"]["seconds"] + row["eval_seconds"])
+                                             + e2 * (row["plot"]["seconds"] + row["eval_seconds"])) / 60
+                if device.type == "cuda":
+                    row["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
+            except Exception as exc:                            # keep the other rows; say what broke
+                traceback.print_exc()
+                row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+            save()
+    text = save()
     print(text)
+    print(f"wrote {os.path.join(args.out_dir, name + '.md')}")
 
 
 if __name__ == "__main__":

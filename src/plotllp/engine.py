@@ -123,10 +123,10 @@ class LLPData:
 def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """(N, K) float32 softmax probabilities of ``model`` in eval mode, on ``x``'s device.
 
-    Default batch: 4096 rows of features, 256 images (a conv net's activations on 4096 images take
-    gigabytes)."""
+    Default batch: 4096 rows of features; images 1024 on a GPU, 256 on a CPU (a conv net's
+    activations on 4096 images take gigabytes)."""
     if batch_size is None:
-        batch_size = 256 if x.dim() == 4 else 4096
+        batch_size = (1024 if x.is_cuda else 256) if x.dim() == 4 else 4096
     was_training = model.training
     model.eval()
     out = []
@@ -301,6 +301,7 @@ def fit_stage(stage, model: torch.nn.Module, data: LLPData, optim: OptimConfig, 
     model.to(data.device)
     if data.device.type == "cuda" and data.x.dim() == 4:
         model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True     # fixed image shapes: let cuDNN pick its fastest kernels
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# One prepared run for a lent GPU machine (the workplace's `device` tool), everything under one deadline:
+#   1. smoke runs of every CUDA code path on two-moons, side by side: soft labels + mixup, LLP-VAT,
+#      LLP-GAN, and `torchrun` (NCCL, one rank);
+#   2. benchmarks/gpu.py --synthetic, one network and compile setting per invocation, each under its
+#      own time limit (compile off first: those rows matter most);
+#   3. real CIFAR-10 (the subset written by benchmarks/cifar_subset.py into .gpudata/, since the official
+#      archive is over the 64 MiB a call carries): conv-large, DLLP then PLOT, bag 64, the paper's
+#      settings (configs/paper/table1/cifar10_bag64_dllp_plot.yaml) for a few epochs.
+# Results go to $OUT (gpu.md, gpu.json, cifar_results.json, session.log). Without a git checkout there,
+# pass the commit in PLOTLLP_COMMIT. Usage (in the repository root):
+#   OUT=/tmp/gpu_out PLOTLLP_COMMIT=abc1234 bash benchmarks/gpu_session.sh
+# GPU_SESSION_SECONDS (default 540) is the whole script's budget; GPU_SESSION_DEVICE (default cuda) and
+# GPU_SESSION_TRAIN_SIZE (default 50000) exist to check the script on a CPU.
+set -u
+OUT=${OUT:-gpu_session_out}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+DEVICE=${GPU_SESSION_DEVICE:-cuda}
+TRAIN_SIZE=${GPU_SESSION_TRAIN_SIZE:-50000}
+DEADLINE=$(( $(date +%s) + ${GPU_SESSION_SECONDS:-540} ))
+PY=${PYTHON:-python3}
+exec > >(tee -a "$OUT/session.log") 2>&1
+
+left() { echo $(( DEADLINE - $(date +%s) )); }
+# step NAME CAP MIN command...: run under min(CAP, seconds left); skip when fewer than MIN are left
+step() {
+    local name=$1 cap=$2 min=$3; shift 3
+    local t; t=$(left); (( t > cap )) && t=$cap
+    if (( t < min )); then echo "== $name: skipped ($(left) s left)"; return; fi
+    echo "== $name (limit $t s) $(date -u +%H:%M:%S)"
+    local t0; t0=$(date +%s)
+    timeout --kill-after=5 "$t" "$@"; local rc=$?
+    echo "== $name: rc $rc after $(( $(date +%s) - t0 )) s"
+}
+
+echo "== setup $(date -u)"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv 2>&1 | head -3
+$PY -c "import torch, numpy, scipy, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'numpy', numpy.__version__, 'scipy', scipy.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
+command -v gcc >/dev/null && echo "gcc: $(gcc --version | head -1)" || echo "gcc: none (torch.compile may fail)"
+
+smoke() {
+    local common=(--dataset moons --epochs1 6 --epochs2 4 --device "$DEVICE" --quiet)
+    $PY -m plotllp train "${common[@]}" --labels soft --mixup --out /tmp/smoke_soft > /tmp/smoke_soft.log 2>&1 &
+    $PY -m plotllp train "${common[@]}" --first-stage vat --out /tmp/smoke_vat > /tmp/smoke_vat.log 2>&1 &
+    $PY -m plotllp train "${common[@]}" --first-stage gan --out /tmp/smoke_gan > /tmp/smoke_gan.log 2>&1 &
+    $PY -m torch.distributed.run --nproc_per_node 1 -m plotllp train "${common[@]}" --out /tmp/smoke_ddp \
+        > /tmp/smoke_ddp.log 2>&1 &
+    wait
+    for k in soft vat gan ddp; do
+        echo "-- smoke $k: $(tail -n 3 /tmp/smoke_$k.log | tr '\n' ' ')"
+        [ -f /tmp/smoke_$k/results.json ] && $PY -c "import json; r=json.load(open('/tmp/smoke_$k/results.json')); print('   first stage', r['first_stage'].get('test_accuracy'), 'final', r['final'].get('test_accuracy'), 'device', r['device'], 'processes', r.get('processes'))"
+    done
+}
+step smoke 60 20 bash -c "$(declare -f smoke); DEVICE=$DEVICE PY=$PY smoke"
+
+gpu() {
+    step "gpu.py $1 compile=$2" "$3" 30 $PY benchmarks/gpu.py --synthetic --device "$DEVICE" --train-size "$TRAIN_SIZE" \
+        --models "$1" --compile "$2" --epochs 2 --rows "$OUT/gpu.json" --out-dir "$OUT"
+}
+gpu conv-large off 100
+gpu wrn-28-2 off 120
+step "cifar10 subset: conv-large DLLP + PLOT" 100 40 $PY -m plotllp train \
+    --config configs/paper/table1/cifar10_bag64_dllp_plot.yaml --data-dir .gpudata \
+    --train-size "${GPU_SESSION_CIFAR_TRAIN:-15000}" --epochs1 "${GPU_SESSION_EPOCHS1:-40}" --epochs2 "${GPU_SESSION_EPOCHS2:-20}" --device "$DEVICE" --out /tmp/cifar_run
+[ -f /tmp/cifar_run/results.json ] && cp /tmp/cifar_run/results.json "$OUT/cifar_results.json"
+gpu conv-large on 150
+gpu wrn-28-2 on 600
+echo "== done $(date -u), $(left) s of the budget left"
+[ -f "$OUT/gpu.md" ] && cat "$OUT/gpu.md"
