@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import torch
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
@@ -84,3 +85,23 @@ def clock_log():
     def log(msg):
         print(f"[{time.perf_counter() - t0:7.0f}s] {msg}", flush=True)
     return log
+
+
+def make_case(n_total, n_classes, bag_size, seed=0):
+    """Predictions of a synthetic classifier that is right about 70% of the time (confident but
+    imperfect, as a first stage is) and proportions from the true labels: ``(probs, bag ids,
+    proportions, class counts, number of bags)`` for ``n_total // bag_size`` bags."""
+    rng = np.random.default_rng(seed)
+    m = n_total // bag_size
+    n = m * bag_size
+    y = rng.integers(0, n_classes, n)
+    logits = rng.normal(0, 1.5, (n, n_classes))
+    right = rng.random(n) < 0.7
+    guess = np.where(right, y, rng.integers(0, n_classes, n))
+    logits[np.arange(n), guess] += 4.0
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    ids = np.repeat(np.arange(m), bag_size)
+    counts = np.zeros((m, n_classes))
+    np.add.at(counts, (ids, y), 1)
+    return probs, ids, counts / bag_size, counts, m

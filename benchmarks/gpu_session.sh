@@ -7,11 +7,15 @@
 #   3. real CIFAR-10 (the subset written by benchmarks/cifar_subset.py into .gpudata/, since the official
 #      archive is over the 64 MiB a call carries): conv-large, DLLP then PLOT, bag 64, the paper's
 #      settings (configs/paper/table1/cifar10_bag64_dllp_plot.yaml) for a few epochs.
-# Results go to $OUT (gpu.md, gpu.json, cifar_results.json, session.log). Without a git checkout there,
+#   4. benchmarks/ot_threads.py: the exact OT against the number of solver threads on that CPU;
+#   5. gpu.py again with compile on (last: its compilation takes minutes).
+# Results go to $OUT (gpu.md, gpu.json, cifar_results.json, ot_threads.md, session.log). Without a git checkout there,
 # pass the commit in PLOTLLP_COMMIT. Usage (in the repository root):
 #   OUT=/tmp/gpu_out PLOTLLP_COMMIT=abc1234 bash benchmarks/gpu_session.sh
-# GPU_SESSION_SECONDS (default 540) is the whole script's budget; GPU_SESSION_DEVICE (default cuda) and
-# GPU_SESSION_TRAIN_SIZE (default 50000) exist to check the script on a CPU.
+# GPU_SESSION_SECONDS (default 540) is the whole script's budget; GPU_SESSION_STEPS (default
+# "smoke gpu-off cifar ot-threads gpu-on") the steps to run (always in that order); GPU_SESSION_GPU_EPOCHS (default 2)
+# gpu.py's timed epochs; GPU_SESSION_DEVICE (default cuda) and GPU_SESSION_TRAIN_SIZE (default 50000)
+# exist to check the script on a CPU.
 set -u
 OUT=${OUT:-gpu_session_out}
 mkdir -p "$OUT"
@@ -22,6 +26,8 @@ DEADLINE=$(( $(date +%s) + ${GPU_SESSION_SECONDS:-540} ))
 PY=${PYTHON:-python3}
 exec > >(tee -a "$OUT/session.log") 2>&1
 
+STEPS=" ${GPU_SESSION_STEPS:-smoke gpu-off cifar ot-threads gpu-on} "
+want() { [[ "$STEPS" == *" $1 "* ]]; }
 left() { echo $(( DEADLINE - $(date +%s) )); }
 # step NAME CAP MIN command...: run under min(CAP, seconds left); skip when fewer than MIN are left
 step() {
@@ -52,19 +58,18 @@ smoke() {
         [ -f /tmp/smoke_$k/results.json ] && $PY -c "import json; r=json.load(open('/tmp/smoke_$k/results.json')); print('   first stage', r['first_stage'].get('test_accuracy'), 'final', r['final'].get('test_accuracy'), 'device', r['device'], 'processes', r.get('processes'))"
     done
 }
-step smoke 60 20 bash -c "$(declare -f smoke); DEVICE=$DEVICE PY=$PY smoke"
+want smoke && step smoke 60 20 bash -c "$(declare -f smoke); DEVICE=$DEVICE PY=$PY smoke"
 
 gpu() {
     step "gpu.py $1 compile=$2" "$3" 30 $PY benchmarks/gpu.py --synthetic --device "$DEVICE" --train-size "$TRAIN_SIZE" \
-        --models "$1" --compile "$2" --epochs 2 --rows "$OUT/gpu.json" --out-dir "$OUT"
+        --models "$1" --compile "$2" --epochs "${GPU_SESSION_GPU_EPOCHS:-2}" --rows "$OUT/gpu.json" --out-dir "$OUT"
 }
-gpu conv-large off 100
-gpu wrn-28-2 off 120
-step "cifar10 subset: conv-large DLLP + PLOT" 100 40 $PY -m plotllp train \
+if want gpu-off; then gpu conv-large off 100; gpu wrn-28-2 off 120; fi
+want cifar && step "cifar10 subset: conv-large DLLP + PLOT" 100 40 $PY -m plotllp train \
     --config configs/paper/table1/cifar10_bag64_dllp_plot.yaml --data-dir .gpudata \
     --train-size "${GPU_SESSION_CIFAR_TRAIN:-15000}" --epochs1 "${GPU_SESSION_EPOCHS1:-40}" --epochs2 "${GPU_SESSION_EPOCHS2:-20}" --device "$DEVICE" --out /tmp/cifar_run
 [ -f /tmp/cifar_run/results.json ] && cp /tmp/cifar_run/results.json "$OUT/cifar_results.json"
-gpu conv-large on 150
-gpu wrn-28-2 on 600
+want ot-threads && step "OT against solver threads" 60 15 $PY benchmarks/ot_threads.py --out-dir "$OUT"
+if want gpu-on; then gpu conv-large on 150; gpu wrn-28-2 on 600; fi
 echo "== done $(date -u), $(left) s of the budget left"
 [ -f "$OUT/gpu.md" ] && cat "$OUT/gpu.md"

@@ -27,27 +27,10 @@ import torch
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, _HERE)
-from _common import header, write  # noqa: E402
+from _common import header, make_case, write  # noqa: E402
 from plotllp.ot import pseudo_labels
 
 REG = 1.0 / 25.0
-
-
-def make_case(n_total, n_classes, bag_size, seed=0):
-    rng = np.random.default_rng(seed)
-    m = n_total // bag_size
-    n = m * bag_size
-    y = rng.integers(0, n_classes, n)
-    logits = rng.normal(0, 1.5, (n, n_classes))
-    right = rng.random(n) < 0.7
-    guess = np.where(right, y, rng.integers(0, n_classes, n))
-    logits[np.arange(n), guess] += 4.0
-    probs = np.exp(logits - logits.max(1, keepdims=True))
-    probs /= probs.sum(1, keepdims=True)
-    ids = np.repeat(np.arange(m), bag_size)
-    counts = np.zeros((m, n_classes))
-    np.add.at(counts, (ids, y), 1)
-    return probs, ids, counts / bag_size, counts, m
 
 
 def best_of(fn, repeats):
