@@ -8,7 +8,8 @@ channels-last always, as ``plotllp train`` does on CUDA), side by side on the sa
 - a PLOT epoch (training on pseudo-labels with SCE + the pass that predicts the training set + the
   per-bag exact OT, overlapped with that pass on CUDA),
 
-each after one warm-up epoch (compilation happens there), median of ``--epochs`` timed epochs; the
+each after one warm-up epoch (compilation happens there), median of ``--epochs`` timed epochs, the three
+taking turns epoch by epoch on the same network (a drift of the machine's speed falls on all alike); the
 OT solver's seconds per epoch, and the seconds it adds to the epoch beyond the prediction pass it
 overlaps (the relabelling timed against the same prediction pass alone); one evaluation pass over the 10,000 test images; and the end-to-end
 time of one cell of the paper's protocol (CIFAR-10, bag 64: 400 DLLP + 100 PLOT epochs, evaluated
@@ -60,46 +61,61 @@ def synthetic_cifar(n_train: int, n_test: int = 10000):
                    rng.integers(0, 10, n_test), [str(i) for i in range(10)], ([0.5] * 3, [0.25] * 3))
 
 
-def time_stage(kind, model, data, augment, epochs, device):
-    net = model
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.5, 0.999))
-    rng = np.random.default_rng(0)
-    stage = {"supervised": lambda: Supervised(1, OptimConfig(), batch_size=128, augment=augment),
-             "dllp": lambda: DLLP(1, OptimConfig(), batch_bags=2, augment=augment),
-             "plot": lambda: PLOT(1, OptimConfig(), labels="hard", batch_size=128, augment=augment)}[kind]()
-    stage.begin(net, data)
-    seconds, ot, relabel = [], [], []
+KINDS = ("supervised", "dllp", "plot")
+
+
+def time_stages(net, data, augment, epochs, device, report):
+    """Time ``epochs`` epochs of each stage on ``net``, the stages taking turns epoch by epoch (so that a
+    drift of the machine's speed falls on all three alike), after one warm-up epoch of each (which
+    compiles). ``report(results)`` gets the medians so far after every round."""
+    stages = {"supervised": Supervised(1, OptimConfig(), batch_size=128, augment=augment),
+              "dllp": DLLP(1, OptimConfig(), batch_bags=2, augment=augment),
+              "plot": PLOT(1, OptimConfig(), labels="hard", batch_size=128, augment=augment)}
+    opts = {k: torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.5, 0.999)) for k in KINDS}
+    rngs = {k: np.random.default_rng(i) for i, k in enumerate(KINDS)}
+    times = {k: {"seconds": [], "ot_seconds": [], "relabel_seconds": []} for k in KINDS}
+    for k in KINDS:
+        stages[k].begin(net, data)
+    results = {}
     for epoch in range(epochs + 1):
-        sync(device)
-        t = time.perf_counter()
-        state = stage.train_epoch(net, opt, data, rng)
-        stage.end_epoch(net, data, state)
-        sync(device)
-        if epoch > 0:                                  # epoch 0 warms up (and compiles)
-            seconds.append(time.perf_counter() - t)
-            timing = getattr(stage, "timing", {})
-            ot.append(timing.get("ot_seconds", 0.0))
-            relabel.append(timing.get("relabel_seconds", 0.0))
-        if not np.isfinite(state.loss):
-            raise SystemExit(f"{kind}: the loss is {state.loss}")
-    s = float(np.median(seconds))
-    out = {"seconds": s, "images_per_second": data.num_members / s, "ot_seconds": float(np.median(ot)),
-           "relabel_seconds": float(np.median(relabel))}
-    if kind == "plot":                                 # the prediction pass alone, without the OT
-        alone = []
-        for _ in range(2):
+        for k in KINDS:
             sync(device)
             t = time.perf_counter()
-            predict_proba(net, data.x[data.members])
+            state = stages[k].train_epoch(net, opts[k], data, rngs[k])
+            stages[k].end_epoch(net, data, state)
             sync(device)
-            alone.append(time.perf_counter() - t)
-        out["predict_alone_seconds"] = min(alone)
-        out["ot_exposed_seconds"] = max(0.0, out["relabel_seconds"] - out["predict_alone_seconds"])
-    return out
+            if not np.isfinite(state.loss):
+                raise SystemExit(f"{k}: the loss is {state.loss}")
+            if epoch > 0:                              # epoch 0 warms up (and compiles)
+                times[k]["seconds"].append(time.perf_counter() - t)
+                timing = getattr(stages[k], "timing", {})
+                times[k]["ot_seconds"].append(timing.get("ot_seconds", 0.0))
+                times[k]["relabel_seconds"].append(timing.get("relabel_seconds", 0.0))
+        if epoch > 0:
+            results = {k: {key: float(np.median(v)) for key, v in times[k].items()} for k in KINDS}
+            for r in results.values():
+                r["images_per_second"] = data.num_members / r["seconds"]
+            report(results)
+    alone = []                                         # the prediction pass alone, without the OT
+    for _ in range(2):
+        sync(device)
+        t = time.perf_counter()
+        predict_proba(net, data.x[data.members])
+        sync(device)
+        alone.append(time.perf_counter() - t)
+    plot = results["plot"]
+    plot["predict_alone_seconds"] = min(alone)
+    plot["ot_exposed_seconds"] = max(0.0, plot["relabel_seconds"] - plot["predict_alone_seconds"])
+    report(results)
+    return results
 
 
 def _fmt(row, kind, fn):
-    return fn(row[kind]) if kind in row else "-"
+    """``fn(row[kind])``, or "-" for a stage (or a figure of it) not measured."""
+    try:
+        return fn(row[kind])
+    except KeyError:
+        return "-"
 
 
 def render(rows, args, num_members, num_bags) -> str:
@@ -109,7 +125,8 @@ def render(rows, args, num_members, num_bags) -> str:
     text += (f"- GPU: {gpu}\n- data: "
              f"{'random uint8 images of CIFAR-10 shape (--synthetic)' if args.synthetic else 'CIFAR-10'}, "
              f"{num_members} training images in {num_bags} bags of 64; bf16 autocast and channels-last on CUDA; "
-             f"median of {args.epochs} epochs after a warm-up epoch (which compiles)\n\n"
+             f"median of {args.epochs} epochs after a warm-up epoch (which compiles), the stages taking turns "
+             "epoch by epoch\n\n"
              "| network | compile | supervised img/s | DLLP img/s | PLOT img/s | PLOT / supervised | "
              "PLOT epoch s | relabel s (prediction + OT) | prediction alone s | OT solver s | OT % of PLOT epoch "
              "| OT not hidden s (%) | eval s | paper cell (400 + 100 epochs), min, extrapolated |\n"
@@ -188,13 +205,15 @@ def main():
                 if device.type == "cuda":
                     model = model.to(memory_format=torch.channels_last)
                 net = maybe_compile(model, comp == "on")
-                for kind in ("supervised", "dllp", "plot"):
-                    row[kind] = time_stage(kind, net, data, augment, args.epochs, device)
+                def report(results, row=row):
+                    row.update(results)
+                    save()
+
+                time_stages(net, data, augment, args.epochs, device, report)
+                for kind in KINDS:
                     print(f"{model_name} compile={comp} {kind}: {row[kind]['seconds']:.2f} s/epoch "
                           f"({row[kind]['images_per_second']:.0f} images/s, OT {row[kind]['ot_seconds']:.3f} s, "
-                          f"relabel {row[kind]['relabel_seconds']:.3f} s, prediction alone "
-                          f"{row[kind].get('predict_alone_seconds', 0.0):.3f} s)", flush=True)
-                    save()
+                          f"relabel {row[kind]['relabel_seconds']:.3f} s)", flush=True)
                 predict_proba(net, x_test)                     # warm-up of the eval-mode graph
                 sync(device)
                 t = time.perf_counter()
