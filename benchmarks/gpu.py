@@ -11,15 +11,16 @@ channels-last always, as ``plotllp train`` does on CUDA), side by side on the sa
 each after one warm-up epoch (compilation happens there), median of ``--epochs`` timed epochs, the three
 taking turns epoch by epoch on the same network (a drift of the machine's speed falls on all alike); the
 OT solver's seconds per epoch, and the seconds it adds to the epoch beyond the prediction pass it
-overlaps (the relabelling timed against the same prediction pass alone); one evaluation pass over the 10,000 test images; and the end-to-end
-time of one cell of the paper's protocol (CIFAR-10, bag 64: 400 DLLP + 100 PLOT epochs, evaluated
-every epoch; ``configs/paper/``) extrapolated from these measured epochs.
+overlaps (the relabelling timed against the same prediction pass alone); one evaluation pass over the
+test images (10,000); and the end-to-end time of one cell of the paper's protocol (CIFAR-10, bag 64:
+400 DLLP + 100 PLOT epochs, evaluated every epoch; ``configs/paper/``) extrapolated from these
+measured epochs.
 
 Run on a CUDA machine: ``python benchmarks/gpu.py --data-dir DIR`` (DIR holds
 ``cifar-10-python.tar.gz`` or ``cifar-10-batches-py/``), or ``--synthetic`` for random uint8 images of
 CIFAR-10's shape and size (speed does not depend on the pixels; no accuracy is reported). Writes
-``benchmarks/results/gpu.md`` (and ``gpu.json``) after every measured stage, so a run stopped by a time
-limit keeps what it measured; ``--rows FILE`` adds to the rows an earlier invocation left there
+``benchmarks/results/gpu.md`` (and ``gpu.json``) after every round of timed epochs, so a run stopped by
+a time limit keeps what it measured; ``--rows FILE`` adds to the rows an earlier invocation left there
 (``benchmarks/gpu_session.sh`` runs each network and compile setting under its own time limit).
 ``--device cpu --train-size 512 --models small-cnn`` checks the script itself on a CPU (its numbers say
 nothing about a GPU).
@@ -167,13 +168,14 @@ def main():
     ap.add_argument("--compile", nargs="+", default=["off", "on"], choices=["off", "on"])
     ap.add_argument("--epochs", type=int, default=2, help="timed epochs of each kind, after one warm-up epoch")
     ap.add_argument("--train-size", type=int, default=None)
+    ap.add_argument("--test-size", type=int, default=10000, help="--synthetic: test images (default 10,000)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--rows", default=None, help="JSON file of rows to add to (kept between invocations)")
     ap.add_argument("--out-dir", default=RESULTS, help="folder of gpu.md and gpu.json (default: benchmarks/results)")
     args = ap.parse_args()
     device = resolve_device(args.device)
     torch.backends.cudnn.benchmark = True
-    ds = synthetic_cifar(args.train_size or 50000) if args.synthetic else load_dataset(
+    ds = synthetic_cifar(args.train_size or 50000, args.test_size) if args.synthetic else load_dataset(
         "cifar10", data_dir=args.data_dir, train_size=args.train_size)
     bags = uniform_bags(ds.y_train, 64, num_classes=10, seed=0)
     data = LLPData(ds.x_train, bags, device, hidden_labels=ds.y_train)
@@ -205,6 +207,7 @@ def main():
                 if device.type == "cuda":
                     model = model.to(memory_format=torch.channels_last)
                 net = maybe_compile(model, comp == "on")
+
                 def report(results, row=row):
                     row.update(results)
                     save()

@@ -9,13 +9,13 @@
 #      settings (configs/paper/table1/cifar10_bag64_dllp_plot.yaml) for a few epochs.
 #   4. benchmarks/ot_threads.py: the exact OT against the number of solver threads on that CPU;
 #   5. gpu.py again with compile on (last: its compilation takes minutes).
-# Results go to $OUT (gpu.md, gpu.json, cifar_results.json, ot_threads.md, session.log). Without a git checkout there,
-# pass the commit in PLOTLLP_COMMIT. Usage (in the repository root):
+# Results go to $OUT (gpu.md, gpu.json, cifar_results.json, ot_threads.md, session.log). Without a git
+# checkout there, pass the commit in PLOTLLP_COMMIT. Usage (in the repository root):
 #   OUT=/tmp/gpu_out PLOTLLP_COMMIT=abc1234 bash benchmarks/gpu_session.sh
 # GPU_SESSION_SECONDS (default 540) is the whole script's budget; GPU_SESSION_STEPS (default
-# "smoke gpu-off cifar ot-threads gpu-on") the steps to run (always in that order); GPU_SESSION_GPU_EPOCHS (default 2)
-# gpu.py's timed epochs; GPU_SESSION_DEVICE (default cuda) and GPU_SESSION_TRAIN_SIZE (default 50000)
-# exist to check the script on a CPU.
+# "smoke gpu-off cifar ot-threads gpu-on") the steps to run (always in that order);
+# GPU_SESSION_GPU_EPOCHS (default 2) gpu.py's timed epochs; GPU_SESSION_DEVICE (default cuda) and
+# GPU_SESSION_TRAIN_SIZE (default 50000) exist to check the script on a CPU.
 set -u
 OUT=${OUT:-gpu_session_out}
 mkdir -p "$OUT"

@@ -74,3 +74,19 @@ def test_compile_trains(tmp_path):
     assert res["config"]["compile"] is True and res["final"]["test_accuracy"] > 0.5
     state = torch.load(out / "model.pt", weights_only=True)["state_dict"]
     assert not any(k.startswith("_orig_mod") for k in state)           # weights saved under the plain names
+
+
+def test_gpu_benchmark_script_runs_on_cpu(tmp_path):
+    """benchmarks/gpu.py, which runs on a lent GPU with little time to spare, works end to end (its CPU
+    check: tiny synthetic data) and writes a row with all three stages and the OT columns."""
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "gpu.py"), "--device", "cpu", "--synthetic",
+                          "--train-size", "256", "--test-size", "64", "--models", "small-cnn", "--compile", "off",
+                          "--epochs", "1", "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = json.loads((tmp_path / "gpu_cpu_check.json").read_text())
+    assert len(rows) == 1 and "error" not in rows[0]
+    for kind in ("supervised", "dllp", "plot"):
+        assert rows[0][kind]["images_per_second"] > 0
+    assert rows[0]["plot"]["relabel_seconds"] >= rows[0]["plot"]["ot_seconds"] >= 0
+    assert "| small-cnn | off |" in (tmp_path / "gpu_cpu_check.md").read_text()
