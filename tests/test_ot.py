@@ -223,3 +223,97 @@ def test_exact_labels_of_mixed_bag_sizes_are_optimal(monkeypatch):
         assert np.array_equal(q[rows].sum(0), counts[b])
         best = ot.emd2(np.ones(sizes[b]), counts[b].astype(float), cost[rows])
         assert (q[rows] * cost[rows]).sum() <= best + 1e-9
+
+
+# -- warm start: improve_assignment and pseudo_labels(init=...) -----------------------------------
+def _objective(probs, labels):
+    cost = -np.log(np.maximum(np.asarray(probs, dtype=np.float64), 1e-300))
+    return cost[np.arange(len(labels)), labels].sum()
+
+
+def _random_feasible(rng, ids, counts):
+    """A random assignment meeting every bag's class counts."""
+    labels = np.empty(ids.size, dtype=np.int64)
+    for b in range(counts.shape[0]):
+        rows = np.flatnonzero(ids == b)
+        labels[rows] = rng.permutation(np.repeat(np.arange(counts.shape[1]), counts[b].astype(int)))
+    return labels
+
+
+@given(st.tuples(st.integers(8, 12), st.integers(1, 30), st.integers(2, 8), st.integers(0, 10_000),
+                 st.sampled_from([0.05, 0.3, 1.0, 5.0])))
+def test_warm_start_from_any_feasible_assignment_reaches_the_optimum(problem):
+    """From a random feasible start (far from optimal), cycle cancelling ends at an assignment with
+    the optimal cost (POT's exact OT) and the bags' counts, and certifies every bag."""
+    n_bags, n, k, seed, conc = problem
+    rng = np.random.default_rng(seed)
+    probs, ids, props, counts = random_problem(rng, n_bags, n, k, conc)
+    start = _random_feasible(rng, ids, counts)
+    q = pseudo_labels(probs, ids, props, hard=True, init=start).numpy()
+    labels = q.argmax(1)
+    cold = pseudo_labels(probs, ids, props, hard=True).numpy().argmax(1)
+    for b in range(n_bags):
+        rows = ids == b
+        assert np.array_equal(q[rows].sum(0), counts[b])
+        assert _objective(probs[rows], labels[rows]) == pytest.approx(_objective(probs[rows], cold[rows]),
+                                                                      rel=1e-12, abs=1e-9)
+    # and improve_assignment itself certifies each bag (bags made contiguous)
+    from plotllp.ot import improve_assignment
+    order = np.argsort(ids, kind="stable")
+    cost = torch.from_numpy(-np.log(np.maximum(probs[order], 1e-300))).view(n_bags, n, k)
+    better, certified = improve_assignment(cost, torch.from_numpy(start[order]).view(n_bags, n))
+    assert bool(certified.all())
+    assert _objective(probs[order], better.view(-1).numpy()) == pytest.approx(_objective(probs, cold), abs=1e-8)
+
+
+def test_warm_start_keeps_an_optimal_start_and_solves_infeasible_bags_from_scratch():
+    rng = np.random.default_rng(3)
+    probs, ids, props, counts = random_problem(rng, 20, 32, 5, 0.3)
+    cold = pseudo_labels(probs, ids, props, hard=True)
+    assert torch.equal(pseudo_labels(probs, ids, props, hard=True, init=cold), cold)   # one-hot init, kept
+    start = cold.numpy().argmax(1)
+    bad = ids == 4
+    start[bad] = 0                                       # bag 4's start misses its counts
+    q = pseudo_labels(probs, ids, props, hard=True, init=torch.from_numpy(start)).numpy()
+    assert np.array_equal(q[bad].sum(0), counts[4])
+    assert _objective(probs, q.argmax(1)) == pytest.approx(_objective(probs, cold.numpy().argmax(1)))
+
+
+@pytest.mark.parametrize("init, msg", [(np.zeros(5, dtype=int), "init must hold"),
+                                       (np.full(64, 7), r"init classes must lie in \[0, 3\)")])
+def test_bad_init_raises(init, msg):
+    probs, ids, props, _ = random_problem(np.random.default_rng(0), 2, 32, 3)
+    with pytest.raises(LLPInputError, match=msg):
+        pseudo_labels(probs, ids, props, hard=True, init=init)
+
+
+def test_plot_relabelling_with_warm_start_equals_cold_solves(monkeypatch):
+    """PLOT starts each epoch's exact OT from the previous labels; its labels are those of cold solves."""
+    from plotllp.bags import uniform_bags
+    from plotllp.engine import LLPData, OptimConfig
+    from plotllp.stages import PLOT
+    import plotllp.stages.plot as plot_module
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 1024)
+    x = (rng.normal(size=(1024, 5)) + y[:, None]).astype(np.float32)
+    data = LLPData(x, uniform_bags(y, 32, num_classes=4, seed=0), "cpu", hidden_labels=y)
+    calls = []
+    real = plot_module.pseudo_labels
+
+    def spy(probs, bag_ids, proportions, **kw):
+        out = real(probs, bag_ids, proportions, **kw)
+        kw.pop("init", None)
+        calls.append(torch.equal(out, real(probs, bag_ids, proportions, **kw)))
+        return out
+
+    monkeypatch.setattr(plot_module, "pseudo_labels", spy)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    stage = PLOT(3, OptimConfig(lr=1e-2), labels="hard", batch_size=64)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    stage.begin(model, data)
+    for _ in range(3):
+        state = stage.train_epoch(model, opt, data, rng)
+        stage.end_epoch(model, data, state)
+    assert calls == [True] * 4

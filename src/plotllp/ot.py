@@ -47,7 +47,7 @@ import torch
 from .bags import integer_counts, validate_bag_ids, validate_proportions
 from .errors import LLPInputError
 
-__all__ = ["pseudo_labels", "exact_labels", "entropic_labels", "DEFAULT_REG"]
+__all__ = ["pseudo_labels", "exact_labels", "improve_assignment", "entropic_labels", "DEFAULT_REG"]
 
 #: Entropic regularisation 1/lambda with lambda = 25 (self-labelling reference code).
 DEFAULT_REG = 1.0 / 25.0
@@ -65,7 +65,7 @@ _TINY = 1e-300
 
 
 def pseudo_labels(probs, bag_ids, proportions, *, hard: bool, reg: float | None = None,
-                  tol: float = 1e-10, max_iter: int = 100) -> torch.Tensor:
+                  tol: float = 1e-10, max_iter: int = 100, init=None) -> torch.Tensor:
     r"""Pseudo-labels that meet every bag's label proportions, by per-bag optimal transport.
 
     Parameters
@@ -86,6 +86,11 @@ def pseudo_labels(probs, bag_ids, proportions, *, hard: bool, reg: float | None 
         (L1, in fractions of the bag) of its proportions.
     max_iter : int
         Soft labels: at most this many Newton iterations.
+    init : (N,) class indices or (N, K) one-hot labels, optional
+        Hard labels: an assignment to start from, such as the previous epoch's labels. Each bag whose
+        ``init`` rows meet its class counts is improved to an optimum by cancelling negative cycles
+        (:func:`improve_assignment`); the others are solved from scratch. The result is an optimal
+        assignment either way; where a bag has several, it may be another one than without ``init``.
 
     Returns
     -------
@@ -117,7 +122,7 @@ def pseudo_labels(probs, bag_ids, proportions, *, hard: bool, reg: float | None 
     if (p_t < 0).any():
         raise LLPInputError("probs contain negative values")
     if hard:
-        out = exact_labels(p_t, ids, props, sizes)
+        out = exact_labels(p_t, ids, props, sizes, init=None if init is None else _init_classes(init, n_inst, n_cls))
     else:
         reg = DEFAULT_REG if reg is None else float(reg)
         if not (reg > 0 and math.isfinite(reg)):
@@ -127,8 +132,10 @@ def pseudo_labels(probs, bag_ids, proportions, *, hard: bool, reg: float | None 
 
 
 # -- hard labels: exact OT ------------------------------------------------------------------
-def exact_labels(probs: torch.Tensor, ids: np.ndarray, props: np.ndarray, sizes: np.ndarray) -> torch.Tensor:
-    """One-hot labels of the exact per-bag OT (validated inputs; see :func:`pseudo_labels`)."""
+def exact_labels(probs: torch.Tensor, ids: np.ndarray, props: np.ndarray, sizes: np.ndarray,
+                 init: np.ndarray | None = None) -> torch.Tensor:
+    """One-hot labels of the exact per-bag OT (validated inputs; see :func:`pseudo_labels`); ``init``:
+    (N,) classes to start from, or None."""
     from scipy.optimize import linear_sum_assignment
 
     cost = -np.log(np.maximum(probs.detach().to("cpu", torch.float64).numpy(), _TINY))
@@ -163,9 +170,29 @@ def exact_labels(probs: torch.Tensor, ids: np.ndarray, props: np.ndarray, sizes:
             else:
                 labels_sorted[lo:hi] = _emd_assignment(cost_sorted[lo:hi], counts[b])
 
+    todo = np.ones(sizes.size, dtype=bool)
+    if init is not None:                  # warm start: improve the bags whose init is feasible
+        init_sorted = init if in_order else init[order]
+        bag_of = np.repeat(np.arange(sizes.size), sizes)
+        have = np.bincount(bag_of * n_cls + init_sorted, minlength=sizes.size * n_cls).reshape(-1, n_cls)
+        feasible = (have == counts).all(axis=1)
+        for n in np.unique(sizes[feasible]):
+            group = np.flatnonzero(feasible & (sizes == n))
+            if group.size < 8:
+                continue
+            rows = offsets[group][:, None] + np.arange(n)
+            if group.size == sizes.size:  # every bag, in order: views, no copies
+                group_cost, group_init = cost_sorted.reshape(-1, n, n_cls), init_sorted.reshape(-1, n)
+            else:
+                group_cost, group_init = cost_sorted[rows], init_sorted[rows]
+            improved, certified = improve_assignment(torch.from_numpy(group_cost), torch.from_numpy(group_init))
+            done = certified.numpy()
+            labels_sorted[rows[done]] = improved.numpy()[done]
+            todo[group[done]] = False
+
     threads = _solver_threads()
-    small = sizes <= max_assignment
-    tasks, rest = [], np.ones(sizes.size, dtype=bool)
+    small = (sizes <= max_assignment) & todo
+    tasks, rest = [], todo.copy()
     for n in np.unique(sizes[small]):
         group = np.flatnonzero(small & (sizes == n))
         if group.size < 8:                # a few bags of this size: one by one
@@ -192,6 +219,89 @@ def exact_labels(probs: torch.Tensor, ids: np.ndarray, props: np.ndarray, sizes:
     onehot = np.zeros((ids.size, n_cls))
     onehot[np.arange(ids.size), labels] = 1.0
     return torch.from_numpy(onehot)
+
+
+def improve_assignment(cost: torch.Tensor, labels: torch.Tensor, *, max_rounds: int = 40,
+                       tol: float = 1e-9) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Improve feasible assignments of equal-sized bags to optimal ones, all bags at once.
+
+    ``cost`` (m, n, K): :math:`C_{jk}` of each bag's rows; ``labels`` (m, n): a class per row, meeting
+    the bag's class counts. Moving one row :math:`j` from class :math:`s` to class :math:`t` costs
+    :math:`C_{jt} - C_{js}`; the class graph of a bag has the edges
+    :math:`W_{st} = \min_{j:\,a_j = s} (C_{jt} - C_{js})`. A cycle of this graph moves one row along
+    each of its edges and keeps every class count, and an assignment is optimal exactly when the graph
+    has no negative cycle (the residual-graph criterion of min-cost flow, Ahuja, Magnanti & Orlin 1993,
+    theorem 9.1, with the rows contracted). Each round finds one negative cycle per bag by
+    Bellman-Ford on the :math:`K` classes and moves its rows; a bag with none is optimal (certified).
+
+    Returns ``(labels, certified)``: the improved classes (m, n) and which bags are certified optimal
+    (up to ``tol`` in cost) within ``max_rounds`` rounds; the others are left feasible but unproven.
+    """
+    m, n, k = cost.shape
+    dev, dt = cost.device, cost.dtype
+    labels = labels.clone()
+    certified = torch.zeros(m, dtype=torch.bool, device=dev)
+    active = None                                                            # None: every bag
+    inf = torch.tensor(float("inf"), dtype=dt, device=dev)
+    for _ in range(max_rounds):
+        c, a = (cost, labels) if active is None else (cost[active], labels[active])
+        g = c.shape[0]
+        if g == 0:
+            break
+        move = c - c.gather(2, a[:, :, None])                                  # (g, n, K): C_jt - C_j,a_j
+        w = torch.full((g, k, k), float("inf"), dtype=dt, device=dev)
+        w.scatter_reduce_(1, a[:, :, None].expand(g, n, k), move, "amin", include_self=True)   # W[s, t]
+        w.diagonal(dim1=1, dim2=2).fill_(float("inf"))
+        dist = torch.zeros(g, k, dtype=dt, device=dev)                     # a virtual source to every class
+        pred = torch.full((g, k), -1, dtype=torch.long, device=dev)
+        total = torch.empty(g, k, k, dtype=dt, device=dev)
+        for _ in range(k):                                                   # an update in round k: a negative cycle
+            torch.add(dist[:, :, None], w, out=total)
+            new, via = total.min(1)
+            changed = new < dist - tol
+            dist, pred = torch.where(changed, new, dist), torch.where(changed, via, pred)
+        negative = changed.any(1)
+        index = torch.arange(m, device=dev) if active is None else active
+        certified[index[~negative]] = True
+        sel = torch.nonzero(negative).squeeze(1)
+        if sel.numel() == 0:
+            break
+        p, a_sel, move_sel, w_sel = pred[sel], a[sel], move[sel], w[sel].view(-1, k * k)
+        node = changed[sel].to(torch.int8).argmax(1, keepdim=True)          # (s, 1): a class updated last
+        for _ in range(k):                                                   # k steps back: onto the cycle
+            node = p.gather(1, node).clamp_min(0)
+        ok = p.gather(1, node) >= 0                                          # (a bag without is not applied)
+        start, going = node.clone(), ok.clone()
+        weight = torch.zeros_like(node, dtype=dt)
+        new_a = a_sel.clone()
+        for _ in range(k):                                                   # around the cycle: one row per edge
+            src = p.gather(1, node).clamp_min(0)
+            weight += torch.where(going, w_sel.gather(1, src * k + node), 0.0)
+            cost_in = move_sel.gather(2, node[:, :, None].expand(-1, n, 1)).squeeze(2)   # rows -> class node
+            j = torch.where(a_sel == src, cost_in, inf).argmin(1, keepdim=True)          # the best row of src
+            new_a.scatter_(1, j, torch.where(going, node, new_a.gather(1, j)))
+            node = torch.where(going, src, node)
+            going = going & (node != start)
+            if not going.any():                                              # most cycles are short: stop early
+                break
+        apply = (ok & ~going & (weight < -tol)).squeeze(1)                  # a closed, negative cycle
+        labels[index[sel[apply]]] = new_a[apply]
+        active = index[sel[apply]]
+    return labels, certified
+
+
+def _init_classes(init, n_inst: int, n_cls: int) -> np.ndarray:
+    """``init`` of :func:`pseudo_labels` as (N,) int64 classes, checked."""
+    arr = init.detach().cpu().numpy() if isinstance(init, torch.Tensor) else np.asarray(init)
+    if arr.ndim == 2 and arr.shape == (n_inst, n_cls):
+        arr = arr.argmax(axis=1)
+    if arr.shape != (n_inst,) or arr.dtype.kind not in "iub" and not np.all(np.mod(arr, 1) == 0):
+        raise LLPInputError(f"init must hold a class per instance ({n_inst},) or one-hot rows ({n_inst}, {n_cls}), "
+                            f"got shape {arr.shape}")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= n_cls):
+        raise LLPInputError(f"init classes must lie in [0, {n_cls})")
+    return arr
 
 
 _POOL: dict = {}

@@ -8,7 +8,8 @@ The network of the first stage goes on training on instance-level pseudo-labels:
    pseudo-labels (paper Fig. 3, "TD_OT_5"; ``k = 1`` uses the latest only);
 3. after each epoch the training set is predicted and :math:`Q` is recomputed per bag by exact OT
    (hard labels) or entropic OT (soft labels) with cost :math:`-\log p_\theta(k \mid x)`
-   (:func:`plotllp.ot.pseudo_labels`).
+   (:func:`plotllp.ot.pseudo_labels`); the exact OT starts from the previous epoch's labels, which
+   few rows leave (:func:`plotllp.ot.improve_assignment`).
 
 ``pseudo_source="predictions"`` replaces step 3 by the model's own predictions (no OT): the
 :math:`L_{CE}` and :math:`L_{SCE}` rows of the paper's Table 3.
@@ -68,7 +69,10 @@ class PLOT(Stage):
             probs = predict_proba(model, data.x[data.members])
             check_finite(probs, "training-set predictions")
             t1 = time.perf_counter()
-            q = pseudo_labels(probs, data.member_bag, data.proportions, hard=self.hard, reg=self.reg).float()
+            # hard labels: last epoch's OT labels are the warm start (the result is an optimum either way)
+            init = self.ot_window.latest.argmax(1) if self.hard and len(self.ot_window) else None
+            q = pseudo_labels(probs, data.member_bag, data.proportions, hard=self.hard, reg=self.reg,
+                              init=init).float()
             t2 = time.perf_counter()
         self.ot_window.push(q)
         self.targets.push(q if self.source == "ot" else probs)
