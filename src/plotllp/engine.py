@@ -153,6 +153,11 @@ class LabelWindow:
     def latest(self) -> torch.Tensor:
         return self._items[-1]
 
+    @property
+    def previous(self) -> torch.Tensor:
+        """The matrix pushed before the latest one."""
+        return self._items[-2]
+
     def mean(self) -> torch.Tensor:
         return torch.stack(self._items).mean(0) if len(self._items) > 1 else self._items[-1]
 

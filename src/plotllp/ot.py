@@ -60,6 +60,9 @@ ASSIGNMENT_PER_CLASS = 5
 PARALLEL_MIN_ROWS = 4096
 #: Equal-sized bags solved as assignment problems are gathered at most this many cost entries at a time.
 EXPAND_ELEMENTS = 1 << 20
+#: A warm start (``init``) cancels at most this many negative cycles per bag; bags still unproven are
+#: solved from scratch. Few rows change between PLOT epochs, so most bags need one or two.
+WARM_START_ROUNDS = 4
 #: Smallest probability used in the cost -log p (so that p = 0 gives a large finite cost).
 _TINY = 1e-300
 
@@ -185,7 +188,8 @@ def exact_labels(probs: torch.Tensor, ids: np.ndarray, props: np.ndarray, sizes:
                 group_cost, group_init = cost_sorted.reshape(-1, n, n_cls), init_sorted.reshape(-1, n)
             else:
                 group_cost, group_init = cost_sorted[rows], init_sorted[rows]
-            improved, certified = improve_assignment(torch.from_numpy(group_cost), torch.from_numpy(group_init))
+            improved, certified = improve_assignment(torch.from_numpy(group_cost), torch.from_numpy(group_init),
+                                                     max_rounds=WARM_START_ROUNDS)
             done = certified.numpy()
             labels_sorted[rows[done]] = improved.numpy()[done]
             todo[group[done]] = False

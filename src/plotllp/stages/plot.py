@@ -8,8 +8,8 @@ The network of the first stage goes on training on instance-level pseudo-labels:
    pseudo-labels (paper Fig. 3, "TD_OT_5"; ``k = 1`` uses the latest only);
 3. after each epoch the training set is predicted and :math:`Q` is recomputed per bag by exact OT
    (hard labels) or entropic OT (soft labels) with cost :math:`-\log p_\theta(k \mid x)`
-   (:func:`plotllp.ot.pseudo_labels`); the exact OT starts from the previous epoch's labels, which
-   few rows leave (:func:`plotllp.ot.improve_assignment`).
+   (:func:`plotllp.ot.pseudo_labels`); the exact OT starts from the previous epoch's labels when few
+   rows changed the epoch before (:func:`plotllp.ot.improve_assignment`; the labels are the same).
 
 ``pseudo_source="predictions"`` replaces step 3 by the model's own predictions (no OT): the
 :math:`L_{CE}` and :math:`L_{SCE}` rows of the paper's Table 3.
@@ -27,6 +27,12 @@ from ..errors import LLPInputError
 from ..losses import draw_mixup, mixup, soft_cross_entropy, symmetric_cross_entropy
 from ..ot import DEFAULT_REG, pseudo_labels
 from .base import Stage
+
+
+#: The exact OT starts from last epoch's labels when fewer than this fraction of rows changed between the
+#: two epochs before. Measured on Fashion-MNIST, MLP, bags of 64 (2 CPU cores): 3-8% of rows changed,
+#: warm start 30-40% faster than solving afresh; 15% changed, 50% slower.
+WARM_START_MAX_CHANGE = 0.10
 
 
 class PLOT(Stage):
@@ -69,15 +75,22 @@ class PLOT(Stage):
             probs = predict_proba(model, data.x[data.members])
             check_finite(probs, "training-set predictions")
             t1 = time.perf_counter()
-            # hard labels: last epoch's OT labels are the warm start (the result is an optimum either way)
-            init = self.ot_window.latest.argmax(1) if self.hard and len(self.ot_window) else None
             q = pseudo_labels(probs, data.member_bag, data.proportions, hard=self.hard, reg=self.reg,
-                              init=init).float()
+                              init=self._warm_start()).float()
             t2 = time.perf_counter()
         self.ot_window.push(q)
         self.targets.push(q if self.source == "ot" else probs)
         self.timing = {"predict_seconds": t1 - t0, "ot_seconds": t2 - t1, "relabel_seconds": t2 - t0}
         return probs, q
+
+    def _warm_start(self):
+        """Last epoch's OT labels as the exact solver's start (the result is an optimum either way),
+        when few rows changed between the last two epochs: then most bags need one or two cycles
+        cancelled, which is cheaper than solving them afresh; with many changes it is not."""
+        if not self.hard or len(self.ot_window) < 2:
+            return None
+        last, before = self.ot_window.latest.argmax(1), self.ot_window.previous.argmax(1)
+        return last if float((last != before).float().mean()) < WARM_START_MAX_CHANGE else None
 
     def begin(self, model, data: LLPData) -> None:
         self.targets = LabelWindow(self.targets.k)
