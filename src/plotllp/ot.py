@@ -270,7 +270,8 @@ def improve_assignment(cost: torch.Tensor, labels: torch.Tensor, *, max_rounds: 
         sel = torch.nonzero(negative).squeeze(1)
         if sel.numel() == 0:
             break
-        p, a_sel, move_sel, w_sel = pred[sel], a[sel], move[sel], w[sel].view(-1, k * k)
+        p, a_sel, w_sel = pred[sel], a[sel], w[sel].view(-1, k * k)
+        bag_col, row_of = sel[:, None], torch.arange(n, device=dev)[None, :]
         node = changed[sel].to(torch.int8).argmax(1, keepdim=True)          # (s, 1): a class updated last
         for _ in range(k):                                                   # k steps back: onto the cycle
             node = p.gather(1, node).clamp_min(0)
@@ -281,7 +282,7 @@ def improve_assignment(cost: torch.Tensor, labels: torch.Tensor, *, max_rounds: 
         for _ in range(k):                                                   # around the cycle: one row per edge
             src = p.gather(1, node).clamp_min(0)
             weight += torch.where(going, w_sel.gather(1, src * k + node), 0.0)
-            cost_in = move_sel.gather(2, node[:, :, None].expand(-1, n, 1)).squeeze(2)   # rows -> class node
+            cost_in = move[bag_col, row_of, node]                                        # rows -> class node
             j = torch.where(a_sel == src, cost_in, inf).argmin(1, keepdim=True)          # the best row of src
             new_a.scatter_(1, j, torch.where(going, node, new_a.gather(1, j)))
             node = torch.where(going, src, node)
