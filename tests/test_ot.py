@@ -280,7 +280,8 @@ def test_warm_start_keeps_an_optimal_start_and_solves_infeasible_bags_from_scrat
 
 
 @pytest.mark.parametrize("init, msg", [(np.zeros(5, dtype=int), "init must hold"),
-                                       (np.full(64, 7), r"init classes must lie in \[0, 3\)")])
+                                       (np.full(64, 7), r"init classes must lie in \[0, 3\)"),
+                                       (np.full(64, 0.5), "init classes must be whole numbers")])
 def test_bad_init_raises(init, msg):
     probs, ids, props, _ = random_problem(np.random.default_rng(0), 2, 32, 3)
     with pytest.raises(LLPInputError, match=msg):

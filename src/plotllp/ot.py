@@ -300,9 +300,11 @@ def _init_classes(init, n_inst: int, n_cls: int) -> np.ndarray:
     arr = init.detach().cpu().numpy() if isinstance(init, torch.Tensor) else np.asarray(init)
     if arr.ndim == 2 and arr.shape == (n_inst, n_cls):
         arr = arr.argmax(axis=1)
-    if arr.shape != (n_inst,) or arr.dtype.kind not in "iub" and not np.all(np.mod(arr, 1) == 0):
+    if arr.shape != (n_inst,):
         raise LLPInputError(f"init must hold a class per instance ({n_inst},) or one-hot rows ({n_inst}, {n_cls}), "
                             f"got shape {arr.shape}")
+    if arr.dtype.kind not in "iub" and not (np.isfinite(arr).all() and (np.mod(arr, 1) == 0).all()):
+        raise LLPInputError("init classes must be whole numbers")
     arr = arr.astype(np.int64)
     if arr.size and (arr.min() < 0 or arr.max() >= n_cls):
         raise LLPInputError(f"init classes must lie in [0, {n_cls})")
