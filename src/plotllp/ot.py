@@ -235,15 +235,16 @@ def improve_assignment(cost: torch.Tensor, labels: torch.Tensor, *, max_rounds: 
     :math:`W_{st} = \min_{j:\,a_j = s} (C_{jt} - C_{js})`. A cycle of this graph moves one row along
     each of its edges and keeps every class count, and an assignment is optimal exactly when the graph
     has no negative cycle (the residual-graph criterion of min-cost flow, Ahuja, Magnanti & Orlin 1993,
-    theorem 9.1, with the rows contracted). Each round finds one negative cycle per bag by
-    Bellman-Ford on the :math:`K` classes and moves its rows; a bag with none is optimal (certified).
+    theorem 9.1, with the rows contracted). Negative 2-cycles (two rows trading classes) are cancelled
+    first, cheaply; then each round finds one negative cycle per bag by Bellman-Ford on the :math:`K`
+    classes and moves its rows; a bag with none is optimal (certified).
 
     Returns ``(labels, certified)``: the improved classes (m, n) and which bags are certified optimal
     (up to ``tol`` in cost) within ``max_rounds`` rounds; the others are left feasible but unproven.
     """
     m, n, k = cost.shape
     dev, dt = cost.device, cost.dtype
-    labels = labels.clone()
+    labels = _cancel_swaps(cost, labels.clone(), max_rounds, tol)       # the short cycles first, cheaply
     certified = torch.zeros(m, dtype=torch.bool, device=dev)
     active = None                                                            # None: every bag
     inf = torch.tensor(float("inf"), dtype=dt, device=dev)
@@ -252,9 +253,7 @@ def improve_assignment(cost: torch.Tensor, labels: torch.Tensor, *, max_rounds: 
         g = c.shape[0]
         if g == 0:
             break
-        move = c - c.gather(2, a[:, :, None])                                  # (g, n, K): C_jt - C_j,a_j
-        w = torch.full((g, k, k), float("inf"), dtype=dt, device=dev)
-        w.scatter_reduce_(1, a[:, :, None].expand(g, n, k), move, "amin", include_self=True)   # W[s, t]
+        move, w = _class_graph(c, a)                                         # C_jt - C_j,a_j; W[s, t]
         w.diagonal(dim1=1, dim2=2).fill_(float("inf"))
         dist = torch.zeros(g, k, dtype=dt, device=dev)                     # a virtual source to every class
         pred = torch.full((g, k), -1, dtype=torch.long, device=dev)
@@ -293,6 +292,46 @@ def improve_assignment(cost: torch.Tensor, labels: torch.Tensor, *, max_rounds: 
         labels[index[sel[apply]]] = new_a[apply]
         active = index[sel[apply]]
     return labels, certified
+
+
+def _class_graph(c: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(move, W)``: ``move[b, j, t] = C_jt - C_j,a_j`` and the class graph ``W[b, s, t]``, the cheapest
+    move of a row of class ``s`` to class ``t`` (infinite where ``s`` has no rows)."""
+    g, n, k = c.shape
+    move = c - c.gather(2, a[:, :, None])
+    w = torch.full((g, k, k), float("inf"), dtype=c.dtype, device=c.device)
+    w.scatter_reduce_(1, a[:, :, None].expand(g, n, k), move, "amin", include_self=True)
+    return move, w
+
+
+def _cancel_swaps(cost: torch.Tensor, labels: torch.Tensor, rounds: int, tol: float) -> torch.Tensor:
+    """Cancel negative 2-cycles of the class graph (two rows trading classes), the most negative one per
+    bag and round, all bags at once; ``labels`` is updated in place and returned. Most of the changes
+    between two PLOT epochs are such swaps; :func:`improve_assignment` then certifies (or goes on)."""
+    m, n, k = cost.shape
+    rows = torch.arange(n, device=cost.device)[None, :]
+    inf = torch.tensor(float("inf"), dtype=cost.dtype, device=cost.device)
+    active = None
+    for _ in range(rounds):
+        c, a = (cost, labels) if active is None else (cost[active], labels[active])
+        if c.shape[0] == 0:
+            break
+        move, w = _class_graph(c, a)
+        swap = w + w.transpose(1, 2)                                         # W[s, t] + W[t, s]
+        swap.diagonal(dim1=1, dim2=2).fill_(float("inf"))
+        best, at = swap.flatten(1).min(1)
+        sel = torch.nonzero(best < -tol).squeeze(1)
+        if sel.numel() == 0:
+            break
+        s_cls, t_cls = (at[sel] // k)[:, None], (at[sel] % k)[:, None]
+        a_sel, bag = a[sel], sel[:, None]
+        j_st = torch.where(a_sel == s_cls, move[bag, rows, t_cls], inf).argmin(1, keepdim=True)   # s -> t
+        j_ts = torch.where(a_sel == t_cls, move[bag, rows, s_cls], inf).argmin(1, keepdim=True)   # t -> s
+        a_sel.scatter_(1, j_st, t_cls).scatter_(1, j_ts, s_cls)
+        index = torch.arange(m, device=cost.device) if active is None else active
+        labels[index[sel]] = a_sel
+        active = index[sel]
+    return labels
 
 
 def _init_classes(init, n_inst: int, n_cls: int) -> np.ndarray:
