@@ -179,10 +179,7 @@ def exact_labels(probs: torch.Tensor, ids: np.ndarray, props: np.ndarray, sizes:
         bag_of = np.repeat(np.arange(sizes.size), sizes)
         have = np.bincount(bag_of * n_cls + init_sorted, minlength=sizes.size * n_cls).reshape(-1, n_cls)
         feasible = (have == counts).all(axis=1)
-        for n in np.unique(sizes[feasible]):
-            group = np.flatnonzero(feasible & (sizes == n))
-            if group.size < 8:
-                continue
+        for n, group in _equal_size_groups(sizes, feasible):
             rows = offsets[group][:, None] + np.arange(n)
             if group.size == sizes.size:  # every bag, in order: views, no copies
                 group_cost, group_init = cost_sorted.reshape(-1, n, n_cls), init_sorted.reshape(-1, n)
@@ -196,14 +193,11 @@ def exact_labels(probs: torch.Tensor, ids: np.ndarray, props: np.ndarray, sizes:
 
     threads = _solver_threads()
     small = (sizes <= max_assignment) & todo
-    tasks, rest = [], todo.copy()
-    for n in np.unique(sizes[small]):
-        group = np.flatnonzero(small & (sizes == n))
-        if group.size < 8:                # a few bags of this size: one by one
-            continue
+    tasks, rest = [], todo.copy()         # bags left in rest are solved one by one
+    for n, group in _equal_size_groups(sizes, small):
         rest[group] = False
-        per_task = max(1, min(EXPAND_ELEMENTS // (int(n) * int(n)), -(-group.size // threads)))
-        tasks += [(solve_equal_bags, (group[s:s + per_task], int(n))) for s in range(0, group.size, per_task)]
+        per_task = max(1, min(EXPAND_ELEMENTS // (n * n), -(-group.size // threads)))
+        tasks += [(solve_equal_bags, (group[s:s + per_task], n)) for s in range(0, group.size, per_task)]
     others = np.flatnonzero(rest)
     if others.size:                       # split by rows, so the threads get about equal work
         cuts = np.searchsorted(np.cumsum(sizes[others]), np.linspace(0, sizes[others].sum(), threads + 1)[1:-1])
@@ -223,6 +217,15 @@ def exact_labels(probs: torch.Tensor, ids: np.ndarray, props: np.ndarray, sizes:
     onehot = np.zeros((ids.size, n_cls))
     onehot[np.arange(ids.size), labels] = 1.0
     return torch.from_numpy(onehot)
+
+
+def _equal_size_groups(sizes: np.ndarray, mask: np.ndarray, min_bags: int = 8):
+    """``(n, bags)`` for each size ``n`` shared by at least ``min_bags`` of the bags in ``mask``: those
+    are solved together; a few bags of one size are not worth gathering."""
+    for n in np.unique(sizes[mask]):
+        group = np.flatnonzero(mask & (sizes == n))
+        if group.size >= min_bags:
+            yield int(n), group
 
 
 def improve_assignment(cost: torch.Tensor, labels: torch.Tensor, *, max_rounds: int = 40,

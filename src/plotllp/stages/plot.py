@@ -132,17 +132,11 @@ class PLOT(Stage):
         the permutations moved to the device in one copy so that no step waits for the host."""
         draws = [draw_mixup(rng, b, self.mixup_alpha) if b > 1 else None
                  for b in (min(self.batch_size, n - i) for i in starts)]
-        perms = [d[1] for d in draws if d is not None]
+        perms = [perm for _, perm in filter(None, draws)]
         if not perms:
             return draws
-        flat, out, at = torch.from_numpy(np.concatenate(perms)).to(device), [], 0
-        for d in draws:
-            if d is not None:
-                out.append((d[0], flat[at:at + d[1].size]))
-                at += d[1].size
-            else:
-                out.append(None)
-        return out
+        pieces = iter(torch.from_numpy(np.concatenate(perms)).to(device).split([p.size for p in perms]))
+        return [(d[0], next(pieces)) if d is not None else None for d in draws]
 
     def end_epoch(self, model, data: LLPData, state: EpochState) -> EpochState:
         probs, q = self._relabel(model, data)
