@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One prepared run for a lent GPU machine (the workplace's `device` tool), everything under one deadline:
 #   1. smoke runs of every CUDA code path on two-moons, side by side: soft labels + mixup, LLP-VAT,
-#      LLP-GAN, and `torchrun` (NCCL, one rank);
+#      LLP-GAN, `torchrun` (NCCL, one rank), and hard labels for 10 PLOT epochs (the exact OT's warm
+#      start on the GPU);
 #   2. benchmarks/gpu.py --synthetic, one network and compile setting per invocation, each under its
 #      own time limit (compile off first: those rows matter most);
 #   3. real CIFAR-10 (the subset written by benchmarks/cifar_subset.py into .gpudata/, since the official
@@ -52,10 +53,12 @@ smoke() {
     $PY -m plotllp train "${common[@]}" --first-stage gan --out /tmp/smoke_gan > /tmp/smoke_gan.log 2>&1 &
     $PY -m torch.distributed.run --nproc_per_node 1 -m plotllp train "${common[@]}" --out /tmp/smoke_ddp \
         > /tmp/smoke_ddp.log 2>&1 &
+    $PY -m plotllp train --dataset moons --epochs1 6 --epochs2 10 --device "$DEVICE" --quiet --out /tmp/smoke_hard \
+        > /tmp/smoke_hard.log 2>&1 &
     wait
-    for k in soft vat gan ddp; do
+    for k in soft vat gan ddp hard; do
         echo "-- smoke $k: $(tail -n 3 /tmp/smoke_$k.log | tr '\n' ' ')"
-        [ -f /tmp/smoke_$k/results.json ] && $PY -c "import json; r=json.load(open('/tmp/smoke_$k/results.json')); print('   first stage', r['first_stage'].get('test_accuracy'), 'final', r['final'].get('test_accuracy'), 'device', r['device'], 'processes', r.get('processes'))"
+        [ -f /tmp/smoke_$k/results.json ] && $PY -c "import json; r=json.load(open('/tmp/smoke_$k/results.json')); print('   first stage', r['first_stage'].get('test_accuracy'), 'final', r['final'].get('test_accuracy'), 'device', r['device'], 'processes', r.get('processes'), 'PLOT warm starts', [h.get('warm_start') for h in r['history'] if h['stage'] == 'plot'])"
     done
 }
 want smoke && step smoke 60 20 bash -c "$(declare -f smoke); DEVICE=$DEVICE PY=$PY smoke"
@@ -68,7 +71,13 @@ if want gpu-off; then gpu conv-large off 100; gpu wrn-28-2 off 120; fi
 want cifar && step "cifar10 subset: conv-large DLLP + PLOT" 100 40 $PY -m plotllp train \
     --config configs/paper/table1/cifar10_bag64_dllp_plot.yaml --data-dir .gpudata \
     --train-size "${GPU_SESSION_CIFAR_TRAIN:-15000}" --epochs1 "${GPU_SESSION_EPOCHS1:-40}" --epochs2 "${GPU_SESSION_EPOCHS2:-20}" --device "$DEVICE" --out /tmp/cifar_run
-[ -f /tmp/cifar_run/results.json ] && cp /tmp/cifar_run/results.json "$OUT/cifar_results.json"
+[ -f /tmp/cifar_run/results.json ] && cp /tmp/cifar_run/results.json "$OUT/cifar_results.json" && $PY -c "
+import json; r = json.load(open('$OUT/cifar_results.json'))
+for h in r['history']:
+    if h['stage'] == 'plot':
+        print('   PLOT epoch', h['epoch'], 'seconds %.2f' % h['seconds'], 'relabel %.3f' % h.get('relabel_seconds', 0),
+              'OT %.4f' % h.get('ot_seconds', 0), 'warm', h.get('warm_start'), 'test %.4f' % h.get('test_accuracy', 0))
+print('   first stage', r['first_stage'].get('test_accuracy'), 'final', r['final'].get('test_accuracy'))"
 want ot-threads && step "OT against solver threads" 60 15 $PY benchmarks/ot_threads.py --out-dir "$OUT"
 if want gpu-on; then gpu conv-large on 150; gpu wrn-28-2 on 600; fi
 echo "== done $(date -u), $(left) s of the budget left"

@@ -148,6 +148,24 @@ def test_cuda_input():
         out = pseudo_labels(torch.tensor(probs, device="cuda"), ids, props, hard=hard)
         assert out.is_cuda
         assert np.allclose(out.cpu().numpy(), pseudo_labels(probs, ids, props, hard=hard).numpy(), atol=1e-8)
+    # the warm start runs on the GPU: from a feasible start it reaches the CPU's optimum
+    probs, ids, props, counts = random_problem(rng, 24, 16, 4)
+    cold = pseudo_labels(probs, ids, props, hard=True)
+    start = np.empty(ids.size, dtype=np.int64)
+    for b, c in enumerate(counts):                           # a feasible start: each bag's counts met
+        start[ids == b] = np.repeat(np.arange(4), c.astype(int))
+    warm = pseudo_labels(torch.tensor(probs, device="cuda"), ids, props, hard=True, init=torch.tensor(start, device="cuda"))
+    assert warm.is_cuda and torch.equal(warm.cpu(), cold)
+
+
+def test_probabilities_are_not_changed():
+    """The cost -log p is computed in place on a copy: float64 input stays as it was."""
+    probs, ids, props, _ = random_problem(np.random.default_rng(8), 6, 16, 3)
+    t = torch.tensor(probs)
+    start = pseudo_labels(t, ids, props, hard=True).argmax(1)
+    for init in (None, start):
+        pseudo_labels(t, ids, props, hard=True, init=init)
+        assert torch.equal(t, torch.tensor(probs))
 
 
 @pytest.mark.parametrize("kwargs, msg", [
@@ -315,8 +333,11 @@ def test_plot_relabelling_with_warm_start_equals_cold_solves(monkeypatch):
     stage = PLOT(5, OptimConfig(lr=1e-3), labels="hard", batch_size=64)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     stage.begin(model, data)
+    flags = [stage.timing["warm_start"]]
     for _ in range(5):
         state = stage.train_epoch(model, opt, data, rng)
         stage.end_epoch(model, data, state)
+        flags.append(state.extra["warm_start"])
     assert all(same for _, same in calls) and len(calls) == 6
+    assert flags == [warm for warm, _ in calls]             # the epoch's record says which solve ran
     assert [warm for warm, _ in calls[:2]] == [False, False] and any(warm for warm, _ in calls)

@@ -138,17 +138,20 @@ def pseudo_labels(probs, bag_ids, proportions, *, hard: bool, reg: float | None 
 def exact_labels(probs: torch.Tensor, ids: np.ndarray, props: np.ndarray, sizes: np.ndarray,
                  init: np.ndarray | None = None) -> torch.Tensor:
     """One-hot labels of the exact per-bag OT (validated inputs; see :func:`pseudo_labels`); ``init``:
-    (N,) classes to start from, or None."""
+    (N,) classes to start from, or None. The warm start runs on the device of ``probs`` (it is tensor
+    operations); the solvers of bags solved from scratch run on the CPU. Returns float64 CPU labels."""
     from scipy.optimize import linear_sum_assignment
 
-    cost = -np.log(np.maximum(probs.detach().to("cpu", torch.float64).numpy(), _TINY))
     counts = integer_counts(props, sizes)
     in_order = bool((np.diff(ids) >= 0).all())          # members listed bag by bag (as LLPData holds them)
     order = None if in_order else np.argsort(ids, kind="stable")
     offsets = np.concatenate([[0], np.cumsum(sizes)])
-    cost_sorted = cost if in_order else cost[order]
+    # -log p in float64, bag by bag: on the device of probs for a warm start, else on the CPU
+    cost_t = probs.detach().to(probs.device if init is not None else "cpu", torch.float64)
+    cost_t = (cost_t if in_order else cost_t[torch.from_numpy(order).to(cost_t.device)]).clamp_min(_TINY).log_().neg_()
+    cost_sorted = None                                  # the CPU copy (numpy) for the solvers, made when needed
     labels_sorted = np.empty(ids.size, dtype=np.int64)
-    n_cls = cost.shape[1]
+    n_cls = cost_t.shape[1]
     classes = np.arange(n_cls)
     max_assignment = max(ASSIGNMENT_MIN_BAG, ASSIGNMENT_PER_CLASS * n_cls)
 
@@ -182,14 +185,16 @@ def exact_labels(probs: torch.Tensor, ids: np.ndarray, props: np.ndarray, sizes:
         for n, group in _equal_size_groups(sizes, feasible):
             rows = offsets[group][:, None] + np.arange(n)
             if group.size == sizes.size:  # every bag, in order: views, no copies
-                group_cost, group_init = cost_sorted.reshape(-1, n, n_cls), init_sorted.reshape(-1, n)
+                group_cost, group_init = cost_t.view(-1, n, n_cls), init_sorted.reshape(-1, n)
             else:
-                group_cost, group_init = cost_sorted[rows], init_sorted[rows]
-            improved, certified = improve_assignment(torch.from_numpy(group_cost), torch.from_numpy(group_init),
+                group_cost, group_init = cost_t[torch.from_numpy(rows).to(cost_t.device)], init_sorted[rows]
+            improved, certified = improve_assignment(group_cost, torch.from_numpy(group_init).to(cost_t.device),
                                                      max_rounds=WARM_START_ROUNDS)
-            done = certified.numpy()
-            labels_sorted[rows[done]] = improved.numpy()[done]
+            done = certified.cpu().numpy()
+            labels_sorted[rows[done]] = improved.cpu().numpy()[done]
             todo[group[done]] = False
+    if todo.any():
+        cost_sorted = cost_t.cpu().numpy()
 
     threads = _solver_threads()
     small = (sizes <= max_assignment) & todo
