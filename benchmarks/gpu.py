@@ -110,6 +110,17 @@ def time_stages(net, data, augment, epochs, device, report):
         alone.append(time.perf_counter() - t)
     plot = results["plot"]
     plot["predict_alone_seconds"] = min(alone)
+    by_batch = {}                                      # the same pass at other batch sizes
+    for batch in (512, 2048, 4096):
+        ts = []
+        for _ in range(2):
+            sync(device)
+            t = time.perf_counter()
+            predict_proba(net, data.x[data.members], batch_size=batch)
+            sync(device)
+            ts.append(time.perf_counter() - t)
+        by_batch[str(batch)] = min(ts)
+    plot["predict_seconds_by_batch"] = by_batch
     plot["ot_exposed_seconds"] = max(0.0, plot["relabel_seconds"] - plot["predict_alone_seconds"])
     report(results)
     return results
@@ -153,6 +164,15 @@ def render(rows, args, num_members, num_bags) -> str:
             _fmt(r, "plot", lambda s: s["warm_epochs"]),
             f"{r['eval_seconds']:.2f}" if "eval_seconds" in r else "-",
             f"{r['paper_cell_minutes']:.1f} |" if "paper_cell_minutes" in r else "- |"]) + "\n"
+    batches = [r for r in rows if "predict_seconds_by_batch" in r.get("plot", {})]
+    if batches:
+        text += ("\nThe prediction pass over the training images alone, by images per batch (best of two, s; "
+                 f"{1024 if torch.cuda.is_available() else 256} is the default):\n\n"
+                 "| network | compile | 512 | default | 2048 | 4096 |\n| --- | --- | --- | --- | --- | --- |\n")
+        for r in batches:
+            b = r["plot"]["predict_seconds_by_batch"]
+            text += (f"| {r['model']} | {r['compile']} | {b['512']:.3f} | {r['plot']['predict_alone_seconds']:.3f} | "
+                     f"{b['2048']:.3f} | {b['4096']:.3f} |\n")
     errors = [f"- {r['model']} compile={r['compile']}: {r['error']}" for r in rows if "error" in r]
     if errors:
         text += "\nStopped with an error:\n" + "\n".join(errors) + "\n"
