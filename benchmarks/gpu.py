@@ -75,7 +75,6 @@ def time_stages(net, data, augment, epochs, device, report):
     opts = {k: torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.5, 0.999)) for k in KINDS}
     rngs = {k: np.random.default_rng(i) for i, k in enumerate(KINDS)}
     times = {k: {"seconds": [], "ot_seconds": [], "relabel_seconds": []} for k in KINDS}
-    warm = []                                          # PLOT epochs whose exact OT started from the last labels
     for k in KINDS:
         stages[k].begin(net, data)
     results = {}
@@ -93,13 +92,10 @@ def time_stages(net, data, augment, epochs, device, report):
                 timing = getattr(stages[k], "timing", {})
                 times[k]["ot_seconds"].append(timing.get("ot_seconds", 0.0))
                 times[k]["relabel_seconds"].append(timing.get("relabel_seconds", 0.0))
-                if k == "plot":
-                    warm.append(bool(timing.get("warm_start")))
         if epoch > 0:
             results = {k: {key: float(np.median(v)) for key, v in times[k].items()} for k in KINDS}
             for r in results.values():
                 r["images_per_second"] = data.num_members / r["seconds"]
-            results["plot"]["warm_epochs"] = f"{sum(warm)} of {len(warm)}"
             report(results)
     alone = []                                         # the prediction pass alone, without the OT
     for _ in range(2):
@@ -145,8 +141,8 @@ def render(rows, args, num_members, num_bags) -> str:
              "epoch by epoch\n\n"
              "| network | compile | supervised img/s | DLLP img/s | PLOT img/s | PLOT / supervised | "
              "PLOT epoch s | relabel s (prediction + OT) | prediction alone s | OT solver s | OT % of PLOT epoch "
-             "| OT not hidden s (%) | OT warm-started epochs | eval s | paper cell (400 + 100 epochs), min, extrapolated |\n"
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+             "| OT not hidden s (%) | eval s | paper cell (400 + 100 epochs), min, extrapolated |\n"
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
     for r in rows:
         sup, plot = r.get("supervised"), r.get("plot")
         text += " | ".join([
@@ -161,7 +157,6 @@ def render(rows, args, num_members, num_bags) -> str:
             _fmt(r, "plot", lambda s: f"{s['ot_seconds']:.3f}"),
             _fmt(r, "plot", lambda s: f"{100 * s['ot_seconds'] / s['seconds']:.2f}%"),
             _fmt(r, "plot", lambda s: f"{s['ot_exposed_seconds']:.3f} ({100 * s['ot_exposed_seconds'] / s['seconds']:.2f}%)"),
-            _fmt(r, "plot", lambda s: s["warm_epochs"]),
             f"{r['eval_seconds']:.2f}" if "eval_seconds" in r else "-",
             f"{r['paper_cell_minutes']:.1f} |" if "paper_cell_minutes" in r else "- |"]) + "\n"
     batches = [r for r in rows if "predict_seconds_by_batch" in r.get("plot", {})]
@@ -181,9 +176,6 @@ def render(rows, args, num_members, num_bags) -> str:
              "the exact OT runs on the CPU while the GPU predicts the next chunk of bags, so the solver's seconds "
              "overlap the prediction pass; \"OT not hidden\" is what the OT adds to the epoch: the relabelling's "
              "seconds less those of the same prediction pass alone (best of two, measured after the epochs). "
-             "When fewer than 10% of the labels changed the epoch before, the exact OT instead starts from the last "
-             "labels on the GPU (`plotllp.ot.improve_assignment`) after the whole prediction pass; \"OT warm-started "
-             "epochs\" counts those among the timed PLOT epochs. "
              "A \"-\" is a stage that did not finish within the run's time limit.\n")
     return text
 

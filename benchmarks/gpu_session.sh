@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # One prepared run for a lent GPU machine (the workplace's `device` tool), everything under one deadline:
 #   1. smoke runs of every CUDA code path on two-moons, side by side: soft labels + mixup, LLP-VAT,
-#      LLP-GAN, `torchrun` (NCCL, one rank), and hard labels for 10 PLOT epochs (the exact OT's warm
-#      start on the GPU);
+#      LLP-GAN, `torchrun` (NCCL, one rank), and hard labels for 10 PLOT epochs;
 #   2. benchmarks/gpu.py --synthetic, one network and compile setting per invocation, each under its
 #      own time limit (compile off first: those rows matter most);
 #   3. real CIFAR-10 (the subset written by benchmarks/cifar_subset.py into .gpudata/, since the official

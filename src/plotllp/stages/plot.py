@@ -9,7 +9,8 @@ The network of the first stage goes on training on instance-level pseudo-labels:
 3. after each epoch the training set is predicted and :math:`Q` is recomputed per bag by exact OT
    (hard labels) or entropic OT (soft labels) with cost :math:`-\log p_\theta(k \mid x)`
    (:func:`plotllp.ot.pseudo_labels`); the exact OT starts from the previous epoch's labels when few
-   rows changed the epoch before (:func:`plotllp.ot.improve_assignment`; the labels are the same).
+   rows changed the epoch before (:func:`plotllp.ot.improve_assignment`; the labels are the same),
+   except on CUDA, where it is solved afresh on the CPU while the GPU predicts the next bags.
 
 ``pseudo_source="predictions"`` replaces step 3 by the model's own predictions (no OT): the
 :math:`L_{CE}` and :math:`L_{SCE}` rows of the paper's Table 3.
@@ -31,7 +32,9 @@ from .base import Stage
 
 #: The exact OT starts from last epoch's labels when fewer than this fraction of rows changed between the
 #: two epochs before. Measured on Fashion-MNIST, MLP, bags of 64 (2 CPU cores): 3-8% of rows changed,
-#: warm start 30-40% faster than solving afresh; 15% changed, 50% slower.
+#: warm start 30-40% faster than solving afresh; 15% changed, 50% slower. Not on CUDA, where the solve
+#: from scratch overlaps the prediction pass: on an H100 it added 16-20 ms to the epoch, where the warm
+#: start on the GPU takes 25 ms (benchmarks/results/gpu.md).
 WARM_START_MAX_CHANGE = 0.10
 
 
@@ -66,24 +69,24 @@ class PLOT(Stage):
 
     def _relabel(self, model, data: LLPData):
         t0 = time.perf_counter()
-        init = self._warm_start()
-        warm_check = time.perf_counter() - t0      # part of the OT's seconds
         overlap = self.overlap if self.overlap is not None else data.device.type == "cuda"
-        if self.hard and self.source == "ot" and overlap and init is None:
+        init = None
+        if self.hard and self.source == "ot" and overlap:
             probs, q, ot_seconds = overlapped_exact_labels(model, data)
             t2 = time.perf_counter()
             t1 = t2 - ot_seconds                  # the solves ran while the device predicted the next bags
-        else:                                     # (a warm start runs on the device, after the prediction)
+        else:
             probs = predict_proba(model, data.x[data.members])
             check_finite(probs, "training-set predictions")
             t1 = time.perf_counter()
+            init = self._warm_start()
             q = pseudo_labels(probs, data.member_bag, data.proportions, hard=self.hard, reg=self.reg,
                               init=init).float()
             t2 = time.perf_counter()
         self.ot_window.push(q)
         self.targets.push(q if self.source == "ot" else probs)
-        self.timing = {"predict_seconds": t1 - t0 - warm_check, "ot_seconds": t2 - t1 + warm_check,
-                       "relabel_seconds": t2 - t0, "warm_start": init is not None}
+        self.timing = {"predict_seconds": t1 - t0, "ot_seconds": t2 - t1, "relabel_seconds": t2 - t0,
+                       "warm_start": init is not None}
         return probs, q
 
     def _warm_start(self):
