@@ -43,8 +43,9 @@ def timed(fn, repeats):
 
 
 def next_epoch(probs, ids, props, changed=0.04, seed=1):
-    """``(probs', start)``: predictions perturbed so that about ``changed`` of the optimal labels move, and
-    the optimum of the unperturbed ones (a warm start's situation between two PLOT epochs)."""
+    """``(probs', start, fraction, sigma)``: predictions perturbed (log-probabilities plus Gaussian noise of
+    scale ``sigma``) so that a ``fraction`` of at least ``changed`` of the optimal labels move, and the optimum
+    of the unperturbed ones (a warm start's situation between two PLOT epochs)."""
     start = plot_ot.pseudo_labels(probs, ids, props, hard=True).argmax(1)
     noise = np.random.default_rng(seed).normal(size=tuple(probs.shape))
     for sigma in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8):
