@@ -120,12 +120,15 @@ def pseudo_labels(probs, bag_ids, proportions, *, hard: bool, reg: float | None 
     sizes = np.bincount(ids, minlength=m)
     if (sizes == 0).any():
         raise LLPInputError(f"bag {int(np.flatnonzero(sizes == 0)[0])} has no instances")
-    if not torch.isfinite(p_t).all():
-        raise LLPInputError("probs contain NaN or infinity")
-    if (p_t < 0).any():
-        raise LLPInputError("probs contain negative values")
+    if p_t.numel():                                       # one pass: NaN propagates to both ends
+        lo, hi = torch.aminmax(p_t if p_t.is_floating_point() else p_t.double())
+        if not bool(torch.isfinite(lo) & torch.isfinite(hi)):
+            raise LLPInputError("probs contain NaN or infinity")
+        if lo < 0:
+            raise LLPInputError("probs contain negative values")
     if hard:
-        out = exact_labels(p_t, ids, props, sizes, init=None if init is None else _init_classes(init, n_inst, n_cls))
+        out = exact_labels(p_t, ids, props, sizes, init=None if init is None else _init_classes(init, n_inst, n_cls),
+                           dtype=dtype)
     else:
         reg = DEFAULT_REG if reg is None else float(reg)
         if not (reg > 0 and math.isfinite(reg)):
@@ -136,10 +139,10 @@ def pseudo_labels(probs, bag_ids, proportions, *, hard: bool, reg: float | None 
 
 # -- hard labels: exact OT ------------------------------------------------------------------
 def exact_labels(probs: torch.Tensor, ids: np.ndarray, props: np.ndarray, sizes: np.ndarray,
-                 init: np.ndarray | None = None) -> torch.Tensor:
+                 init: np.ndarray | None = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """One-hot labels of the exact per-bag OT (validated inputs; see :func:`pseudo_labels`); ``init``:
     (N,) classes to start from, or None. The warm start runs on the device of ``probs`` (it is tensor
-    operations); the solvers of bags solved from scratch run on the CPU. Returns float64 CPU labels."""
+    operations); the solvers of bags solved from scratch run on the CPU. Returns CPU labels of ``dtype``."""
     from scipy.optimize import linear_sum_assignment
 
     counts = integer_counts(props, sizes)
@@ -219,9 +222,7 @@ def exact_labels(probs: torch.Tensor, ids: np.ndarray, props: np.ndarray, sizes:
     else:
         labels = np.empty_like(labels_sorted)
         labels[order] = labels_sorted
-    onehot = np.zeros((ids.size, n_cls))
-    onehot[np.arange(ids.size), labels] = 1.0
-    return torch.from_numpy(onehot)
+    return torch.zeros(ids.size, n_cls, dtype=dtype).scatter_(1, torch.from_numpy(labels)[:, None], 1.0)
 
 
 def _equal_size_groups(sizes: np.ndarray, mask: np.ndarray, min_bags: int = 8):
