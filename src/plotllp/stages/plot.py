@@ -66,6 +66,7 @@ class PLOT(Stage):
         self.overlap = overlap                    # None: overlap the exact OT with prediction on CUDA
         self.targets = LabelWindow(ensemble)      # what the network is trained on
         self.ot_window = LabelWindow(ensemble)    # OT labels, for the diagnostics
+        self._classes = None                      # (latest OT labels, their classes): next epoch's "before"
 
     def _relabel(self, model, data: LLPData):
         t0 = time.perf_counter()
@@ -95,7 +96,11 @@ class PLOT(Stage):
         cancelled, which is cheaper than solving them afresh; with many changes it is not."""
         if not self.hard or len(self.ot_window) < 2:
             return None
-        last, before = self.ot_window.latest.argmax(1), self.ot_window.previous.argmax(1)
+        latest, previous = self.ot_window.latest, self.ot_window.previous
+        cached = self._classes
+        before = cached[1] if cached is not None and cached[0] is previous else previous.argmax(1)
+        last = latest.argmax(1)
+        self._classes = (latest, last)
         return last if float((last != before).float().mean()) < WARM_START_MAX_CHANGE else None
 
     def begin(self, model, data: LLPData) -> None:
