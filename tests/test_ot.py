@@ -151,9 +151,7 @@ def test_cuda_input():
     # the warm start runs on the GPU: from a feasible start it reaches the CPU's optimum
     probs, ids, props, counts = random_problem(rng, 24, 16, 4)
     cold = pseudo_labels(probs, ids, props, hard=True)
-    start = np.empty(ids.size, dtype=np.int64)
-    for b, c in enumerate(counts):                           # a feasible start: each bag's counts met
-        start[ids == b] = np.repeat(np.arange(4), c.astype(int))
+    start = _random_feasible(rng, ids, counts)
     warm = pseudo_labels(torch.tensor(probs, device="cuda"), ids, props, hard=True, init=torch.tensor(start, device="cuda"))
     assert warm.is_cuda and torch.equal(warm.cpu(), cold)
 

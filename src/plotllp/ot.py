@@ -91,8 +91,9 @@ def pseudo_labels(probs, bag_ids, proportions, *, hard: bool, reg: float | None 
         Soft labels: at most this many Newton iterations.
     init : (N,) class indices or (N, K) one-hot labels, optional
         Hard labels: an assignment to start from, such as the previous epoch's labels. Each bag whose
-        ``init`` rows meet its class counts is improved to an optimum by cancelling negative cycles
-        (:func:`improve_assignment`); the others are solved from scratch. The result is an optimal
+        ``init`` rows meet its class counts (and whose size at least 8 bags share) is improved to an
+        optimum by cancelling negative cycles (:func:`improve_assignment`) on the device of ``probs``;
+        the others are solved from scratch. The result is an optimal
         assignment either way; where a bag has several, it may be another one than without ``init``.
 
     Returns
