@@ -151,8 +151,10 @@ def exact_labels(probs: torch.Tensor, ids: np.ndarray, props: np.ndarray, sizes:
     order = None if in_order else np.argsort(ids, kind="stable")
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     # -log p in float64, bag by bag: on the device of probs for a warm start, else on the CPU
-    cost_t = probs.detach().to(probs.device if init is not None else "cpu", torch.float64)
-    cost_t = (cost_t if in_order else cost_t[torch.from_numpy(order).to(cost_t.device)]).clamp_min(_TINY).log_().neg_()
+    cost_dev = probs.device if init is not None else torch.device("cpu")
+    cost_t = (probs.detach().to(cost_dev, torch.float64, copy=True) if in_order       # a copy: changed in place
+              else probs.detach()[torch.from_numpy(order).to(probs.device)].to(cost_dev, torch.float64))
+    cost_t = cost_t.clamp_min_(_TINY).log_().neg_()
     cost_sorted = None                                  # the CPU copy (numpy) for the solvers, made when needed
     labels_sorted = np.empty(ids.size, dtype=np.int64)
     n_cls = cost_t.shape[1]
@@ -254,34 +256,39 @@ def improve_assignment(cost: torch.Tensor, labels: torch.Tensor, *, max_rounds: 
     """
     m, n, k = cost.shape
     dev, dt = cost.device, cost.dtype
-    labels = _cancel_swaps(cost, labels.clone(), max_rounds, tol)       # the short cycles first, cheaply
+    labels = labels.clone()
+    move, w = _class_graph(cost, labels)            # every bag's graph, brought up to date as its labels change
+    _cancel_swaps(cost, labels, move, w, max_rounds, tol)               # the short cycles first, cheaply
     certified = torch.zeros(m, dtype=torch.bool, device=dev)
-    active = None                                                            # None: every bag
+    index = torch.arange(m, device=dev)                                     # the bags of this round
     inf = torch.tensor(float("inf"), dtype=dt, device=dev)
     for _ in range(max_rounds):
-        c, a = (cost, labels) if active is None else (cost[active], labels[active])
-        g = c.shape[0]
-        if g == 0:
+        if index.numel() == 0:
             break
-        move, w = _class_graph(c, a)                                         # C_jt - C_j,a_j; W[s, t]
-        w.diagonal(dim1=1, dim2=2).fill_(float("inf"))
-        dist = torch.zeros(g, k, dtype=dt, device=dev)                     # a virtual source to every class
-        pred = torch.full((g, k), -1, dtype=torch.long, device=dev)
-        total = torch.empty(g, k, k, dtype=dt, device=dev)
-        for _ in range(k):                                                   # an update in round k: a negative cycle
-            torch.add(dist[:, :, None], w, out=total)
-            new, via = total.min(1)
+        # Bellman-Ford from a virtual source to every class; a bag whose distances stop changing has no
+        # negative cycle and leaves; those still changing in the k-th pass have one.
+        live = index
+        wl = w[live] if live.numel() < m else w
+        dist = torch.zeros(live.numel(), k, dtype=dt, device=dev)
+        pred = torch.full((live.numel(), k), -1, dtype=torch.long, device=dev)
+        for step in range(k):
+            new, via = (dist[:, :, None] + wl).min(1)
             changed = new < dist - tol
             dist, pred = torch.where(changed, new, dist), torch.where(changed, via, pred)
-        negative = changed.any(1)
-        index = torch.arange(m, device=dev) if active is None else active
-        certified[index[~negative]] = True
-        sel = torch.nonzero(negative).squeeze(1)
-        if sel.numel() == 0:
+            moving = changed.any(1)
+            if step < k - 1 and not bool(moving.all()):
+                live, wl, dist, pred = live[moving], wl[moving], dist[moving], pred[moving]
+                if live.numel() == 0:
+                    break
+        certified[index] = True
+        if live.numel() == 0:
             break
-        p, a_sel, w_sel = pred[sel], a[sel], w[sel].view(-1, k * k)
-        bag_col, row_of = sel[:, None], torch.arange(n, device=dev)[None, :]
-        node = changed[sel].to(torch.int8).argmax(1, keepdim=True)          # (s, 1): a class updated last
+        live, p, w_sel, node = live[moving], pred[moving], wl[moving].view(-1, k * k), changed[moving]
+        if live.numel() == 0:
+            break
+        certified[live] = False
+        a_sel, move_sel = labels[live], move[live]
+        node = node.to(torch.int8).argmax(1, keepdim=True)                   # (s, 1): a class updated last
         for _ in range(k):                                                   # k steps back: onto the cycle
             node = p.gather(1, node).clamp_min(0)
         ok = p.gather(1, node) >= 0                                          # (a bag without is not applied)
@@ -291,7 +298,7 @@ def improve_assignment(cost: torch.Tensor, labels: torch.Tensor, *, max_rounds: 
         for _ in range(k):                                                   # around the cycle: one row per edge
             src = p.gather(1, node).clamp_min(0)
             weight += torch.where(going, w_sel.gather(1, src * k + node), 0.0)
-            cost_in = move[bag_col, row_of, node]                                        # rows -> class node
+            cost_in = move_sel.gather(2, node[:, :, None].expand(-1, n, 1)).squeeze(2)   # rows -> class node
             j = torch.where(a_sel == src, cost_in, inf).argmin(1, keepdim=True)          # the best row of src
             new_a.scatter_(1, j, torch.where(going, node, new_a.gather(1, j)))
             node = torch.where(going, src, node)
@@ -299,49 +306,50 @@ def improve_assignment(cost: torch.Tensor, labels: torch.Tensor, *, max_rounds: 
             if not going.any():                                              # most cycles are short: stop early
                 break
         apply = (ok & ~going & (weight < -tol)).squeeze(1)                  # a closed, negative cycle
-        labels[index[sel[apply]]] = new_a[apply]
-        active = index[sel[apply]]
+        index = live[apply]
+        labels[index] = new_a[apply]
+        move[index], w[index] = _class_graph(cost[index], labels[index])
     return labels, certified
 
 
 def _class_graph(c: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(move, W)``: ``move[b, j, t] = C_jt - C_j,a_j`` and the class graph ``W[b, s, t]``, the cheapest
-    move of a row of class ``s`` to class ``t`` (infinite where ``s`` has no rows)."""
+    move of a row of class ``s`` to class ``t`` (infinite where ``s`` has no rows, and for ``s = t``)."""
     g, n, k = c.shape
     move = c - c.gather(2, a[:, :, None])
     w = torch.full((g, k, k), float("inf"), dtype=c.dtype, device=c.device)
     w.scatter_reduce_(1, a[:, :, None].expand(g, n, k), move, "amin", include_self=True)
+    w.diagonal(dim1=1, dim2=2).fill_(float("inf"))
     return move, w
 
 
-def _cancel_swaps(cost: torch.Tensor, labels: torch.Tensor, rounds: int, tol: float) -> torch.Tensor:
+def _cancel_swaps(cost: torch.Tensor, labels: torch.Tensor, move: torch.Tensor, w: torch.Tensor,
+                  rounds: int, tol: float) -> None:
     """Cancel negative 2-cycles of the class graph (two rows trading classes), the most negative one per
-    bag and round, all bags at once; ``labels`` is updated in place and returned. Most of the changes
-    between two PLOT epochs are such swaps; :func:`improve_assignment` then certifies (or goes on)."""
+    bag and round, all bags at once; ``labels`` and the graphs ``move, w`` (:func:`_class_graph`) are
+    updated in place. Most of the changes between two PLOT epochs are such swaps;
+    :func:`improve_assignment` then certifies (or goes on)."""
     m, n, k = cost.shape
-    rows = torch.arange(n, device=cost.device)[None, :]
     inf = torch.tensor(float("inf"), dtype=cost.dtype, device=cost.device)
-    active = None
+    index = torch.arange(m, device=cost.device)                              # the bags of this round
     for _ in range(rounds):
-        c, a = (cost, labels) if active is None else (cost[active], labels[active])
-        if c.shape[0] == 0:
+        if index.numel() == 0:
             break
-        move, w = _class_graph(c, a)
-        swap = w + w.transpose(1, 2)                                         # W[s, t] + W[t, s]
-        swap.diagonal(dim1=1, dim2=2).fill_(float("inf"))
-        best, at = swap.flatten(1).min(1)
+        wa = w[index] if index.numel() < m else w
+        best, at = (wa + wa.transpose(1, 2)).flatten(1).min(1)              # W[s, t] + W[t, s]
         sel = torch.nonzero(best < -tol).squeeze(1)
         if sel.numel() == 0:
             break
+        index = index[sel]
         s_cls, t_cls = (at[sel] // k)[:, None], (at[sel] % k)[:, None]
-        a_sel, bag = a[sel], sel[:, None]
-        j_st = torch.where(a_sel == s_cls, move[bag, rows, t_cls], inf).argmin(1, keepdim=True)   # s -> t
-        j_ts = torch.where(a_sel == t_cls, move[bag, rows, s_cls], inf).argmin(1, keepdim=True)   # t -> s
+        a_sel, move_sel = labels[index], move[index]
+        j_st = torch.where(a_sel == s_cls, move_sel.gather(2, t_cls[:, :, None].expand(-1, n, 1)).squeeze(2),
+                           inf).argmin(1, keepdim=True)                                          # s -> t
+        j_ts = torch.where(a_sel == t_cls, move_sel.gather(2, s_cls[:, :, None].expand(-1, n, 1)).squeeze(2),
+                           inf).argmin(1, keepdim=True)                                          # t -> s
         a_sel.scatter_(1, j_st, t_cls).scatter_(1, j_ts, s_cls)
-        index = torch.arange(m, device=cost.device) if active is None else active
-        labels[index[sel]] = a_sel
-        active = index[sel]
-    return labels
+        labels[index] = a_sel
+        move[index], w[index] = _class_graph(cost[index], a_sel)
 
 
 def _init_classes(init, n_inst: int, n_cls: int) -> np.ndarray:
