@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,10 +19,11 @@ import torch
 
 from .bags import Bags, uniform_bags
 from .errors import LLPInputError, TrainingDivergedError
+from .models.folding import fold_batchnorm
 from .ot import pseudo_labels
 
 __all__ = ["resolve_device", "LLPData", "predict_proba", "Evaluator", "OptimConfig", "fit_stage",
-           "LabelWindow", "EpochState", "maybe_compile"]
+           "LabelWindow", "EpochState", "maybe_compile", "inference_network"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -119,9 +121,32 @@ class LLPData:
         return pos, local
 
 
+#: model -> its FoldedNetwork (None: nothing to fold), made on the first prediction pass
+_FOLDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def inference_network(model: torch.nn.Module) -> torch.nn.Module:
+    """The module that computes ``model``'s eval-mode outputs for prediction: ``model`` with its
+    BatchNorm layers folded into the convolution or linear layer before them
+    (:func:`plotllp.models.folding.fold_batchnorm`; traced once per model, weights refreshed on every
+    call), or ``model`` itself where nothing folds. A compiled module is returned as it is (the compiler
+    fuses BatchNorm itself). Use it in eval mode only, and call this again after ``model``'s weights
+    change."""
+    if hasattr(model, "_orig_mod"):                    # torch.compile's wrapper
+        return model
+    if model not in _FOLDED:
+        folded = fold_batchnorm(model)
+        _FOLDED[model] = folded if folded.pairs else None
+        return folded.network
+    folded = _FOLDED[model]
+    return model if folded is None else folded.refresh()
+
+
 @torch.no_grad()
-def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    """(N, K) float32 softmax probabilities of ``model`` in eval mode, on ``x``'s device.
+def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int | None = None,
+                  fold: bool = True) -> torch.Tensor:
+    """(N, K) float32 softmax probabilities of ``model`` in eval mode, on ``x``'s device (computed by
+    :func:`inference_network`, BatchNorm folded, unless ``fold=False``).
 
     Default batch: 4096 rows of features; images 1024 on a GPU, 256 on a CPU (a conv net's
     activations on 4096 images take gigabytes)."""
@@ -129,10 +154,11 @@ def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int | Non
         batch_size = (1024 if x.is_cuda else 256) if x.dim() == 4 else 4096
     was_training = model.training
     model.eval()
+    net = inference_network(model).eval() if fold else model
     out = []
     with autocast(x.device):
         for i in range(0, x.shape[0], batch_size):
-            out.append(torch.softmax(model(x[i:i + batch_size]).float(), dim=1))
+            out.append(torch.softmax(net(x[i:i + batch_size]).float(), dim=1))
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
 
