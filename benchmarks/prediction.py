@@ -7,7 +7,7 @@ on random uint8 images of CIFAR-10's shape (speed does not depend on the pixels)
 and checks that they predict the same classes.
 
 Run: ``python benchmarks/prediction.py [--images 1024] [--repeats 4] [--device auto]``; writes
-``benchmarks/results/prediction_<device>.md``.
+``benchmarks/results/prediction_<device>.md`` (or into ``--out-dir``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import header, write  # noqa: E402
+from _common import RESULTS, header  # noqa: E402
 
 from plotllp.engine import autocast, predict_proba, resolve_device  # noqa: E402
 from plotllp.models import build_model  # noqa: E402
@@ -41,6 +41,7 @@ def main():
     ap.add_argument("--images", type=int, default=1024)
     ap.add_argument("--repeats", type=int, default=4, help="timed passes of each kind (after one warm-up)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--out-dir", default=RESULTS, help="folder of the result file (default: benchmarks/results)")
     args = ap.parse_args()
     device = resolve_device(args.device)
     torch.backends.cudnn.benchmark = True
@@ -79,7 +80,11 @@ def main():
              "| --- | --- | --- | --- | --- | --- |\n")
     for name, pairs, unfolded, folded, same in rows:
         text += f"| {name} | {pairs} | {unfolded:.3f} | {folded:.3f} | {folded / unfolded:.3f} | {100 * same:.2f}% |\n"
-    write(f"prediction_{device.type}.md", text)
+    os.makedirs(args.out_dir, exist_ok=True)
+    path = os.path.join(args.out_dir, f"prediction_{device.type}.md")
+    with open(path, "w") as f:
+        f.write(text)
+    print(f"wrote {os.path.relpath(path)}")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ In eval mode a BatchNorm layer is an affine map per channel, :math:`y = \\gamma 
 :math:`z = W x + b`, the two are one layer with :math:`W' = s W` and :math:`b' = s (b - \\mu) + \\beta`,
 :math:`s = \\gamma / \\sqrt{\\sigma^2 + \\epsilon}` (per output channel). The folded network computes the
 same function (up to rounding) with one pass over each activation fewer: the prediction passes of PLOT
-(paper Algorithm 1, line 6) and of evaluation are memory-bound on a GPU, and on a CPU conv-large and
-WRN-28-2 predict 6-12% faster.
+(paper Algorithm 1, line 6) and of evaluation. On two CPU cores conv-large and WRN-28-2 predicted in 0.92
+and 0.96 of their time unfolded (``benchmarks/prediction.py``).
 
 :func:`fold_batchnorm` traces the network once with ``torch.fx`` (modules it cannot trace, such as ones
 with control flow on their input, are folded inside: their children are traced instead) and returns a
