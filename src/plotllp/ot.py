@@ -249,7 +249,9 @@ def improve_assignment(cost: torch.Tensor, labels: torch.Tensor, *, max_rounds: 
     has no negative cycle (the residual-graph criterion of min-cost flow, Ahuja, Magnanti & Orlin 1993,
     theorem 9.1, with the rows contracted). Negative 2-cycles (two rows trading classes) are cancelled
     first, cheaply; then each round finds one negative cycle per bag by Bellman-Ford on the :math:`K`
-    classes and moves its rows; a bag with none is optimal (certified).
+    classes and moves its rows; a bag with none is optimal (certified). Each bag's class graph is
+    built once and rebuilt only when its labels change, and Bellman-Ford drops a bag as soon as its
+    distances stop changing (no negative cycle).
 
     Returns ``(labels, certified)``: the improved classes (m, n) and which bags are certified optimal
     (up to ``tol`` in cost) within ``max_rounds`` rounds; the others are left feasible but unproven.
