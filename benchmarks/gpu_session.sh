@@ -3,6 +3,7 @@
 #   1. smoke runs of every CUDA code path on two-moons, side by side: soft labels + mixup, LLP-VAT,
 #      LLP-GAN, `torchrun` (NCCL, one rank), and hard labels for 10 PLOT epochs;
 #   2. benchmarks/prediction.py: the prediction pass over 50,000 images with and without BatchNorm folded;
+#      benchmarks/step_profile.py: WRN-28-2's supervised and PLOT training steps under torch.profiler;
 #      then benchmarks/gpu.py --synthetic, one network and compile setting per invocation, each under its
 #      own time limit (compile off first: those rows matter most);
 #   3. real CIFAR-10 (the subset written by benchmarks/cifar_subset.py into .gpudata/, since the official
@@ -10,11 +11,12 @@
 #      settings (configs/paper/table1/cifar10_bag64_dllp_plot.yaml) for a few epochs.
 #   4. benchmarks/ot_threads.py: the exact OT against the number of solver threads on that CPU;
 #   5. gpu.py again with compile on (last: its compilation takes minutes).
-# Results go to $OUT (prediction_cuda.md, gpu.md, gpu.json, cifar_results.json, ot_threads.md,
-# session.log). Without a git checkout there, pass the commit in PLOTLLP_COMMIT. Usage (in the repository root):
+# Results go to $OUT (prediction_cuda.md, step_profile_wrn-28-2_cuda.md, gpu.md, gpu.json,
+# cifar_results.json, ot_threads.md, session.log). Without a git checkout there, pass the commit in
+# PLOTLLP_COMMIT. Usage (in the repository root):
 #   OUT=/tmp/gpu_out PLOTLLP_COMMIT=abc1234 bash benchmarks/gpu_session.sh
 # GPU_SESSION_SECONDS (default 540) is the whole script's budget; GPU_SESSION_STEPS (default
-# "smoke prediction gpu-off cifar ot-threads gpu-on") the steps to run (always in that order);
+# "smoke prediction profile gpu-off cifar ot-threads gpu-on") the steps to run (always in that order);
 # GPU_SESSION_GPU_EPOCHS (default 2) gpu.py's timed epochs; GPU_SESSION_DEVICE (default cuda) and
 # GPU_SESSION_TRAIN_SIZE (default 50000) exist to check the script on a CPU.
 set -u
@@ -27,7 +29,7 @@ DEADLINE=$(( $(date +%s) + ${GPU_SESSION_SECONDS:-540} ))
 PY=${PYTHON:-python3}
 exec > >(tee -a "$OUT/session.log") 2>&1
 
-STEPS=" ${GPU_SESSION_STEPS:-smoke prediction gpu-off cifar ot-threads gpu-on} "
+STEPS=" ${GPU_SESSION_STEPS:-smoke prediction profile gpu-off cifar ot-threads gpu-on} "
 want() { [[ "$STEPS" == *" $1 "* ]]; }
 left() { echo $(( DEADLINE - $(date +%s) )); }
 # step NAME CAP MIN command...: run under min(CAP, seconds left); skip when fewer than MIN are left
@@ -69,6 +71,8 @@ gpu() {
 }
 want prediction && step "prediction pass, BatchNorm folded or not" 40 15 $PY benchmarks/prediction.py \
     --images "$TRAIN_SIZE" --repeats 3 --device "$DEVICE" --out-dir "$OUT"
+want profile && step "WRN-28-2 training steps profiled, supervised and PLOT" 60 20 $PY benchmarks/step_profile.py \
+    --model wrn-28-2 --train-size $(( TRAIN_SIZE < 10240 ? TRAIN_SIZE : 10240 )) --device "$DEVICE" --out-dir "$OUT"
 if want gpu-off; then gpu conv-large off 100; gpu wrn-28-2 off 120; fi
 want cifar && step "cifar10 subset: conv-large DLLP + PLOT" 100 40 $PY -m plotllp train \
     --config configs/paper/table1/cifar10_bag64_dllp_plot.yaml --data-dir .gpudata \

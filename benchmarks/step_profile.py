@@ -1,0 +1,114 @@
+"""Where a PLOT training step spends its time that a supervised one does not: both under torch.profiler.
+
+``benchmarks/gpu.py`` found PLOT's training steps (its epoch less the relabelling) as fast as plain
+supervised ones with conv-large but about 10% slower with WRN-28-2 on an H100, eager. This script
+trains one epoch of each kind on the same network and data (as ``gpu.py`` builds them: instance batches
+of 128, augmentation on the device, hard pseudo-labels, SCE), each after a warm-up epoch, the second
+under ``torch.profiler``, and prints the seconds per step and the operators whose total time differs
+most between the two (device time on CUDA, CPU time otherwise). The relabelling (``end_epoch``) is not
+profiled.
+
+Run: ``python benchmarks/step_profile.py --model wrn-28-2 --train-size 10240 [--mixup] [--device auto]``;
+writes ``benchmarks/results/step_profile_<model>_<device>.md`` (or into ``--out-dir``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import RESULTS, header  # noqa: E402
+from gpu import synthetic_cifar  # noqa: E402
+from throughput import Supervised, sync  # noqa: E402
+
+from plotllp.augment import resolve_augment  # noqa: E402
+from plotllp.bags import uniform_bags  # noqa: E402
+from plotllp.engine import LLPData, OptimConfig, resolve_device  # noqa: E402
+from plotllp.models import build_model  # noqa: E402
+from plotllp.stages import PLOT  # noqa: E402
+
+
+def op_times(prof, cuda: bool) -> dict[str, float]:
+    """Total self time (s) per operator name: device time on CUDA, else CPU time."""
+    out = {}
+    for e in prof.key_averages():
+        t = (getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)) if cuda \
+            else e.self_cpu_time_total
+        if t:
+            out[e.key] = out.get(e.key, 0.0) + t / 1e6
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="wrn-28-2")
+    ap.add_argument("--train-size", type=int, default=10240, help="random CIFAR-shaped training images")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--mixup", action="store_true", help="PLOT with mixup (gpu.py's PLOT has none)")
+    ap.add_argument("--top", type=int, default=15, help="operators listed")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out-dir", default=RESULTS, help="folder of the result file (default: benchmarks/results)")
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    torch.backends.cudnn.benchmark = True
+    ds = synthetic_cifar(args.train_size, 16)
+    bags = uniform_bags(ds.y_train, 64, num_classes=10, seed=0)
+    data = LLPData(ds.x_train, bags, device, hidden_labels=ds.y_train)
+    augment = resolve_augment("auto", "cifar10")
+    torch.manual_seed(0)
+    model = build_model(args.model, ds.input_shape, 10, normalization=ds.normalization).to(device)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    stages = {"supervised": Supervised(1, OptimConfig(), batch_size=args.batch_size, augment=augment),
+              "plot": PLOT(1, OptimConfig(), labels="hard", batch_size=args.batch_size, augment=augment,
+                           mixup=args.mixup)}
+    steps = -(-data.num_members // args.batch_size)
+    results = {}
+    for kind, stage in stages.items():
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.5, 0.999))
+        rng = np.random.default_rng(0)
+        stage.begin(model, data)
+        stage.train_epoch(model, opt, data, rng)                  # warm-up (cuDNN picks its kernels)
+        sync(device)
+        t = time.perf_counter()
+        stage.train_epoch(model, opt, data, rng)
+        sync(device)
+        wall = time.perf_counter() - t
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=activities) as prof:
+            stage.train_epoch(model, opt, data, rng)
+            sync(device)
+        results[kind] = {"step_ms": 1000 * wall / steps, "ops": op_times(prof, cuda)}
+        print(f"{kind}: {results[kind]['step_ms']:.2f} ms per step ({steps} steps, not profiled); "
+              f"profiled {'device' if cuda else 'CPU'} time {sum(results[kind]['ops'].values()):.3f} s", flush=True)
+    sup, plo = results["supervised"]["ops"], results["plot"]["ops"]
+    names = sorted(set(sup) | set(plo), key=lambda k: -abs(plo.get(k, 0.0) - sup.get(k, 0.0)))[:args.top]
+    text = header(f"PLOT and supervised training steps profiled ({args.model}, {device.type})")
+    text += (f"\n{data.num_members} random images of CIFAR-10's shape, batches of {args.batch_size}, one epoch of "
+             f"each after a warm-up epoch; PLOT with hard labels, SCE, mixup {'on' if args.mixup else 'off'}. Wall "
+             "time well above the device time means the host (Python, kernel launches) sets the pace.\n\n"
+             + "".join(f"- {kind}: {r['step_ms']:.2f} ms per step (wall clock, not profiled); "
+                       f"{1000 * sum(r['ops'].values()) / steps:.2f} ms of {'device' if cuda else 'CPU'} time "
+                       f"per step (profiled)\n" for kind, r in results.items()) + "\n"
+             f"Operators by the difference of their total self {'device' if cuda else 'CPU'} time over the "
+             f"epoch (s):\n\n| operator | supervised | PLOT | PLOT - supervised |\n| --- | --- | --- | --- |\n")
+    for k in names:
+        text += f"| `{k}` | {sup.get(k, 0.0):.4f} | {plo.get(k, 0.0):.4f} | {plo.get(k, 0.0) - sup.get(k, 0.0):+.4f} |\n"
+    print(text)
+    os.makedirs(args.out_dir, exist_ok=True)
+    path = os.path.join(args.out_dir, f"step_profile_{args.model}_{device.type}.md")
+    with open(path, "w") as f:
+        f.write(text)
+    print(f"wrote {os.path.relpath(path)}")
+
+
+if __name__ == "__main__":
+    main()
