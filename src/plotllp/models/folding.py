@@ -50,9 +50,15 @@ class FoldedNetwork:
 
 def fold_batchnorm(model: nn.Module) -> FoldedNetwork:
     """A :class:`FoldedNetwork` of ``model`` (already refreshed). Where nothing can be folded (no
-    BatchNorm after a convolution or linear layer, or nothing traceable), its ``network`` is ``model``."""
+    BatchNorm after a convolution or linear layer, or nothing traceable), its ``network`` is ``model``.
+    The model is traced in eval mode (a branch on ``self.training`` is taken as in eval mode)."""
     pairs: list = []
-    network = _fold(model, pairs)
+    was_training = model.training
+    model.eval()
+    try:
+        network = _fold(model, pairs)
+    finally:
+        model.train(was_training)
     folded = FoldedNetwork(network, pairs)
     folded.refresh()
     return folded
