@@ -157,8 +157,8 @@ def render(rows, args, num_members, num_bags) -> str:
     batches = [r for r in rows if "predict_seconds_by_batch" in r.get("plot", {})]
     if batches:
         text += ("\nThe prediction pass over the training images alone, by images per batch (best of two, s; "
-                 f"{1024 if torch.cuda.is_available() else 256} is the default; "
-                 "and at the default batch without folding BatchNorm into the convolutions before it):\n\n"
+                 f"{1024 if torch.cuda.is_available() else 256} is the default), and at the default batch with "
+                 "BatchNorm not folded into the convolutions before it:\n\n"
                  "| network | compile | 512 | default | 2048 | 4096 | default, BatchNorm not folded |\n"
                  "| --- | --- | --- | --- | --- | --- | --- |\n")
         for r in batches:

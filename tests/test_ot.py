@@ -304,8 +304,8 @@ def test_bad_init_raises(init, msg):
         pseudo_labels(probs, ids, props, hard=True, init=init)
 
 
-@pytest.mark.parametrize("lr", [1e-3, 1e-5])
-def test_plot_relabelling_with_warm_start_equals_cold_solves(monkeypatch, lr):
+@pytest.mark.parametrize("lr, ensemble", [(1e-3, 5), (1e-5, 5), (1e-3, 1)])
+def test_plot_relabelling_with_warm_start_equals_cold_solves(monkeypatch, lr, ensemble):
     """PLOT starts the exact OT from the previous labels once they settle (not in its first
     relabelling; in the second when few predicted classes changed since the first); its labels are
     those of solves from scratch."""
@@ -331,7 +331,7 @@ def test_plot_relabelling_with_warm_start_equals_cold_solves(monkeypatch, lr):
     monkeypatch.setattr(plot_module, "pseudo_labels", spy)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
-    stage = PLOT(5, OptimConfig(lr=lr), labels="hard", batch_size=64)
+    stage = PLOT(5, OptimConfig(lr=lr), labels="hard", batch_size=64, ensemble=ensemble)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     stage.begin(model, data)
     flags = [stage.timing["warm_start"]]

@@ -67,7 +67,7 @@ class PLOT(Stage):
         self.overlap = overlap                    # None: overlap the exact OT with prediction on CUDA
         self.targets = LabelWindow(ensemble)      # what the network is trained on
         self.ot_window = LabelWindow(ensemble)    # OT labels, for the diagnostics
-        self._classes = None                      # (latest OT labels, their classes): next epoch's "before"
+        self._classes = None                      # (latest OT labels, their classes): the next epoch's "before"
         self._begin_classes = None                # predicted classes of the first relabelling (see _warm_start)
 
     def _relabel(self, model, data: LLPData):
@@ -106,15 +106,17 @@ class PLOT(Stage):
             return None
         latest = self.ot_window.latest
         last = latest.argmax(1)
-        if len(self.ot_window) == 1:              # the first epoch
-            begin, self._begin_classes = self._begin_classes, None
-            changed = None if begin is None else (probs.argmax(1) != begin).float().mean()
+        cached, self._classes = self._classes, (latest, last)
+        begin, self._begin_classes = self._begin_classes, None
+        if cached is not None and cached[0] is not latest:     # the labels before the latest, and their classes
+            changed = (last != cached[1]).float().mean()
+        elif len(self.ot_window) > 1:                           # not cached (a resumed run)
+            changed = (last != self.ot_window.previous.argmax(1)).float().mean()
+        elif begin is not None:                                 # the first epoch: no labels before the latest
+            changed = (probs.argmax(1) != begin).float().mean()
         else:
-            previous, cached = self.ot_window.previous, self._classes
-            before = cached[1] if cached is not None and cached[0] is previous else previous.argmax(1)
-            changed = (last != before).float().mean()
-        self._classes = (latest, last)
-        return last if changed is not None and float(changed) < WARM_START_MAX_CHANGE else None
+            return None
+        return last if float(changed) < WARM_START_MAX_CHANGE else None
 
     def begin(self, model, data: LLPData) -> None:
         self.targets = LabelWindow(self.targets.k)
