@@ -54,9 +54,10 @@ def header(title: str) -> str:
             f"- date: {now}\n")
 
 
-def write(name: str, text: str) -> str:
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, name)
+def write(name: str, text: str, out_dir: str = RESULTS) -> str:
+    """Write ``text`` to ``out_dir/name`` (default: benchmarks/results); returns the path."""
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, name)
     with open(path, "w") as f:
         f.write(text)
     print(f"wrote {os.path.relpath(path)}")

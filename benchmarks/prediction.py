@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import RESULTS, header  # noqa: E402
+from _common import RESULTS, header, write  # noqa: E402
 
 from plotllp.engine import autocast, predict_proba, resolve_device  # noqa: E402
 from plotllp.models import build_model  # noqa: E402
@@ -80,11 +80,7 @@ def main():
              "| --- | --- | --- | --- | --- | --- |\n")
     for name, pairs, unfolded, folded, same in rows:
         text += f"| {name} | {pairs} | {unfolded:.3f} | {folded:.3f} | {folded / unfolded:.3f} | {100 * same:.2f}% |\n"
-    os.makedirs(args.out_dir, exist_ok=True)
-    path = os.path.join(args.out_dir, f"prediction_{device.type}.md")
-    with open(path, "w") as f:
-        f.write(text)
-    print(f"wrote {os.path.relpath(path)}")
+    write(f"prediction_{device.type}.md", text, args.out_dir)
 
 
 if __name__ == "__main__":

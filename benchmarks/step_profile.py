@@ -24,7 +24,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import RESULTS, header  # noqa: E402
+from _common import RESULTS, header, write  # noqa: E402
 from gpu import synthetic_cifar  # noqa: E402
 from throughput import Supervised, sync  # noqa: E402
 
@@ -103,11 +103,7 @@ def main():
     for k in names:
         text += f"| `{k}` | {sup.get(k, 0.0):.4f} | {plo.get(k, 0.0):.4f} | {plo.get(k, 0.0) - sup.get(k, 0.0):+.4f} |\n"
     print(text)
-    os.makedirs(args.out_dir, exist_ok=True)
-    path = os.path.join(args.out_dir, f"step_profile_{args.model}_{device.type}.md")
-    with open(path, "w") as f:
-        f.write(text)
-    print(f"wrote {os.path.relpath(path)}")
+    write(f"step_profile_{args.model}_{device.type}.md", text, args.out_dir)
 
 
 if __name__ == "__main__":
