@@ -313,6 +313,7 @@ def test_plot_relabelling_with_warm_start_equals_cold_solves(monkeypatch, lr, en
     from plotllp.engine import LLPData, OptimConfig
     from plotllp.stages import PLOT
     import plotllp.stages.plot as plot_module
+    from plotllp.ot import WARM_START_MAX_CHANGE
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 4, 1024)
@@ -343,5 +344,43 @@ def test_plot_relabelling_with_warm_start_equals_cold_solves(monkeypatch, lr, en
     assert flags == [warm for warm, _ in calls]             # the epoch's record says which solve ran
     assert not calls[0][0] and any(warm for warm, _ in calls)
     first_change = float((classes[1] != classes[0]).float().mean())
-    assert calls[1][0] == (first_change < plot_module.WARM_START_MAX_CHANGE)
+    assert calls[1][0] == (first_change < WARM_START_MAX_CHANGE)
     assert calls[1][0] == (lr < 1e-4)                       # a slow learner: warm from the first epoch on
+
+
+def test_evaluator_diagnostics_warm_start_equals_cold_solves(monkeypatch):
+    """The first stage's per-epoch training-set diagnostics (exact OT of the model's predictions) start
+    from the last labels when few change, and after a resume from the restored window; the labels are
+    those of solves from scratch."""
+    import plotllp.engine as engine
+    from plotllp.bags import uniform_bags
+    from plotllp.engine import EpochState, Evaluator, LLPData
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 4, 1024)
+    x = (rng.normal(size=(1024, 5)) + y[:, None]).astype(np.float32)
+    data = LLPData(x, uniform_bags(y, 32, num_classes=4, seed=0), "cpu", hidden_labels=y)
+    calls = []
+    real = engine.pseudo_labels
+
+    def spy(probs, bag_ids, proportions, **kw):
+        out = real(probs, bag_ids, proportions, **kw)
+        warm = kw.pop("init", None) is not None
+        calls.append((warm, torch.equal(out, real(probs, bag_ids, proportions, **kw))))
+        return out
+
+    monkeypatch.setattr(engine, "pseudo_labels", spy)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    evaluator = Evaluator(x[:200], y[:200], 32, 0, 4, "cpu")
+    for epoch in range(4):
+        with torch.no_grad():                          # a small change of the model per "epoch"
+            for p in model.parameters():
+                p.add_(0.001 * torch.randn_like(p))
+        evaluator(model, data, EpochState(loss=0.0))
+        if epoch == 1:                                 # a resume: the evaluator rebuilt from its state
+            state = evaluator.state_dict()
+            evaluator = Evaluator(x[:200], y[:200], 32, 0, 4, "cpu")
+            evaluator.load_state_dict(state, "cpu")
+    assert len(calls) == 4 and all(same for _, same in calls)
+    assert [warm for warm, _ in calls] == [False, True, True, True]

@@ -20,7 +20,7 @@ import torch
 from .bags import Bags, uniform_bags
 from .errors import LLPInputError, TrainingDivergedError
 from .models.folding import fold_batchnorm
-from .ot import pseudo_labels
+from .ot import WarmStart, pseudo_labels
 
 __all__ = ["resolve_device", "LLPData", "predict_proba", "Evaluator", "OptimConfig", "fit_stage",
            "LabelWindow", "EpochState", "maybe_compile", "inference_network"]
@@ -228,6 +228,7 @@ class Evaluator:
         self.hard = labels == "hard"
         self.reg = reg
         self.window = LabelWindow(ensemble)
+        self.warm_start = WarmStart()         # the diagnostics' exact OT starts from the last labels when few change
         self.val = val
         self.dist = None      # a plotllp.distributed.Distributed: training-set metrics are reduced over ranks
 
@@ -236,6 +237,7 @@ class Evaluator:
 
     def load_state_dict(self, state: dict, device) -> None:
         self.window.load_state_dict(state["window"], device)
+        self.warm_start = WarmStart.resumed(self.window)
 
     @staticmethod
     def bag_mae(probs: torch.Tensor, bag_ids: torch.Tensor, proportions: torch.Tensor) -> float:
@@ -267,7 +269,11 @@ class Evaluator:
             ot_labels, ensemble = state.ot_labels, state.ot_ensemble
             if ot_labels is None:
                 check_finite(train_probs, "training-set predictions")
-                ot_labels = pseudo_labels(train_probs, data.member_bag, data.proportions, hard=self.hard, reg=self.reg)
+                init = self.warm_start.init(train_probs) if self.hard else None
+                ot_labels = pseudo_labels(train_probs, data.member_bag, data.proportions, hard=self.hard, reg=self.reg,
+                                          init=init)
+                if self.hard:
+                    self.warm_start.record(ot_labels, train_probs)
                 self.window.push(ot_labels)
                 ensemble = self.window.mean()
             if ensemble is None:

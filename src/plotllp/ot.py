@@ -47,7 +47,7 @@ import torch
 from .bags import integer_counts, validate_bag_ids, validate_proportions
 from .errors import LLPInputError
 
-__all__ = ["pseudo_labels", "exact_labels", "improve_assignment", "entropic_labels", "DEFAULT_REG"]
+__all__ = ["pseudo_labels", "exact_labels", "improve_assignment", "entropic_labels", "WarmStart", "DEFAULT_REG"]
 
 #: Entropic regularisation 1/lambda with lambda = 25 (self-labelling reference code).
 DEFAULT_REG = 1.0 / 25.0
@@ -63,6 +63,10 @@ EXPAND_ELEMENTS = 1 << 20
 #: A warm start (``init``) cancels at most this many negative cycles per bag; bags still unproven are
 #: solved from scratch. Few rows change between PLOT epochs, so most bags need one or two.
 WARM_START_ROUNDS = 4
+#: :class:`WarmStart` starts from the last labels when fewer than this fraction of rows changed class
+#: between the two solves before. Measured on Fashion-MNIST, MLP, bags of 64 (2 CPU cores): 3-8% of rows
+#: changed, warm start 30-40% faster than solving afresh; 15% changed, 50% slower.
+WARM_START_MAX_CHANGE = 0.10
 #: Smallest probability used in the cost -log p (so that p = 0 gives a large finite cost).
 _TINY = 1e-300
 
@@ -352,6 +356,53 @@ def _cancel_swaps(cost: torch.Tensor, labels: torch.Tensor, move: torch.Tensor, 
         a_sel.scatter_(1, j_st, t_cls).scatter_(1, j_ts, s_cls)
         labels[index] = a_sel
         move[index], w[index] = _class_graph(cost[index], a_sel)
+
+
+class WarmStart:
+    """When to start the next exact OT of a sequence (one solve per epoch, the same instances and bags)
+    from the last labels: when fewer than ``max_change`` of the rows changed class between the last
+    two solves; after the first solve, which has none before it, when fewer than ``max_change`` of the
+    predicted classes (argmax of the probabilities) changed since it. Then most bags need one or two
+    cycles cancelled (:func:`improve_assignment`), which is cheaper than solving them afresh; with many
+    changes it is not. The labels are optimal either way. ::
+
+        start = WarmStart()
+        for epoch in range(epochs):
+            ...
+            q = pseudo_labels(probs, bag_ids, proportions, hard=True, init=start.init(probs))
+            start.record(q, probs)
+    """
+
+    def __init__(self, max_change: float = WARM_START_MAX_CHANGE):
+        self.max_change = float(max_change)
+        self._last = self._before = self._first_predicted = None
+
+    def init(self, probs: torch.Tensor) -> torch.Tensor | None:
+        """The last labels' classes (N,) to start the solve on ``probs`` from, or None (solve afresh)."""
+        if self._last is None:
+            return None
+        if self._before is not None:
+            changed = (self._last != self._before).float().mean()
+        elif self._first_predicted is not None:
+            changed = (probs.argmax(1) != self._first_predicted).float().mean()
+        else:
+            return None
+        return self._last if float(changed) < self.max_change else None
+
+    @classmethod
+    def resumed(cls, window) -> "WarmStart":
+        """A WarmStart that has recorded the last two labels of ``window`` (a restored
+        :class:`plotllp.engine.LabelWindow`), as after a resume."""
+        start = cls()
+        for q in ([window.previous] if len(window) > 1 else []) + ([window.latest] if len(window) else []):
+            start.record(q)
+        return start
+
+    def record(self, labels: torch.Tensor, probs: torch.Tensor | None = None) -> None:
+        """After each solve: its (N, K) labels, and for the first solve the probabilities it solved."""
+        first = self._last is None
+        self._before, self._last = self._last, labels.argmax(1)
+        self._first_predicted = probs.argmax(1) if first and probs is not None else None
 
 
 def _init_classes(init, n_inst: int, n_cls: int) -> np.ndarray:

@@ -283,6 +283,7 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist) -> RunResult:
         loop = ck["loop"] if ck is not None and ck["phase"] == "second" else None
         if loop is None:
             evaluator.window = type(evaluator.window)(cfg.ensemble)
+            evaluator.warm_start = type(evaluator.warm_start)()
         else:
             say(f"plotllp: resuming PLOT after epoch {loop['epoch']} from {ckpt_path}")
         prior = loop["elapsed"] if loop else 0.0

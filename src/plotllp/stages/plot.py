@@ -26,17 +26,10 @@ import torch
 from ..engine import EpochState, LabelWindow, LLPData, OptimConfig, check_finite, predict_proba
 from ..errors import LLPInputError
 from ..losses import draw_mixup, mixup, soft_cross_entropy, symmetric_cross_entropy
-from ..ot import DEFAULT_REG, pseudo_labels
+from ..ot import DEFAULT_REG, WarmStart, pseudo_labels
 from .base import Stage
 
 
-#: The exact OT starts from last epoch's labels when fewer than this fraction of rows changed between the
-#: two epochs before (in the first epoch: of the predicted classes since the first relabelling). Measured
-#: on Fashion-MNIST, MLP, bags of 64 (2 CPU cores): 3-8% of rows changed, warm start 30-40% faster than
-#: solving afresh; 15% changed, 50% slower. Not on CUDA, where the solve
-#: from scratch overlaps the prediction pass: on an H100 it added 16-20 ms to the epoch, where the warm
-#: start on the GPU takes 25 ms (benchmarks/results/gpu.md).
-WARM_START_MAX_CHANGE = 0.10
 
 
 class PLOT(Stage):
@@ -67,11 +60,12 @@ class PLOT(Stage):
         self.overlap = overlap                    # None: overlap the exact OT with prediction on CUDA
         self.targets = LabelWindow(ensemble)      # what the network is trained on
         self.ot_window = LabelWindow(ensemble)    # OT labels, for the diagnostics
-        self._classes = None                      # (latest OT labels, their classes): the next epoch's "before"
-        self._begin_classes = None                # predicted classes of the first relabelling (see _warm_start)
+        self.warm_start = WarmStart()             # off CUDA: when to start the exact OT from the last labels
 
     def _relabel(self, model, data: LLPData):
         t0 = time.perf_counter()
+        # On CUDA the exact OT is solved afresh on the CPU while the GPU predicts the next bags: on an H100
+        # that added 16-20 ms to the epoch, where the warm start on the GPU took 25 ms (benchmarks/results/gpu.md).
         overlap = self.overlap if self.overlap is not None else data.device.type == "cuda"
         init = None
         if self.hard and self.source == "ot" and overlap:
@@ -81,12 +75,12 @@ class PLOT(Stage):
         else:
             probs = predict_proba(model, data.x[data.members])
             check_finite(probs, "training-set predictions")
-            if self.hard and not len(self.ot_window):      # the first relabelling: keep its classes
-                self._begin_classes = probs.argmax(1)
             t1 = time.perf_counter()
-            init = self._warm_start(probs)
+            init = self.warm_start.init(probs) if self.hard else None
             q = pseudo_labels(probs, data.member_bag, data.proportions, hard=self.hard, reg=self.reg,
                               init=init).float()
+            if self.hard:
+                self.warm_start.record(q, probs)
             t2 = time.perf_counter()
         self.ot_window.push(q)
         self.targets.push(q if self.source == "ot" else probs)
@@ -94,33 +88,10 @@ class PLOT(Stage):
                        "warm_start": init is not None}
         return probs, q
 
-    def _warm_start(self, probs):
-        """Last epoch's OT labels as the exact solver's start (the result is an optimum either way),
-        when few rows changed between the last two epochs: then most bags need one or two cycles
-        cancelled, which is cheaper than solving them afresh; with many changes it is not.
-
-        The first epoch has no such change to go by; there the share of instances whose predicted class
-        changed since the first relabelling stands in for it (on Fashion-MNIST, MLP, bags of 64 it was
-        1.0-1.7 times the share of OT labels that changed)."""
-        if not self.hard or not len(self.ot_window):
-            return None
-        latest = self.ot_window.latest
-        last = latest.argmax(1)
-        cached, self._classes = self._classes, (latest, last)
-        begin, self._begin_classes = self._begin_classes, None
-        if cached is not None and cached[0] is not latest:     # the labels before the latest, and their classes
-            changed = (last != cached[1]).float().mean()
-        elif len(self.ot_window) > 1:                           # not cached (a resumed run)
-            changed = (last != self.ot_window.previous.argmax(1)).float().mean()
-        elif begin is not None:                                 # the first epoch: no labels before the latest
-            changed = (probs.argmax(1) != begin).float().mean()
-        else:
-            return None
-        return last if float(changed) < WARM_START_MAX_CHANGE else None
-
     def begin(self, model, data: LLPData) -> None:
         self.targets = LabelWindow(self.targets.k)
         self.ot_window = LabelWindow(self.ot_window.k)
+        self.warm_start = WarmStart()
         self._relabel(model, data)
 
     def state_dict(self) -> dict:
@@ -129,6 +100,7 @@ class PLOT(Stage):
     def load_state_dict(self, state: dict, device) -> None:
         self.targets.load_state_dict(state["targets"], device)
         self.ot_window.load_state_dict(state["ot_window"], device)
+        self.warm_start = WarmStart.resumed(self.ot_window)
 
     def loss(self, logits, targets):
         if self.loss_name == "sce":
