@@ -228,7 +228,7 @@ class Evaluator:
         self.hard = labels == "hard"
         self.reg = reg
         self.window = LabelWindow(ensemble)
-        self.warm_start = WarmStart()         # the diagnostics' exact OT starts from the last labels when few change
+        self.warm_start = WarmStart()         # off CUDA the diagnostics' exact OT starts from the last labels
         self.val = val
         self.dist = None      # a plotllp.distributed.Distributed: training-set metrics are reduced over ranks
 
@@ -269,10 +269,11 @@ class Evaluator:
             ot_labels, ensemble = state.ot_labels, state.ot_ensemble
             if ot_labels is None:
                 check_finite(train_probs, "training-set predictions")
-                init = self.warm_start.init(train_probs) if self.hard else None
+                warm = self.hard and not train_probs.is_cuda     # as PLOT: on CUDA the CPU solver, from scratch
+                init = self.warm_start.init(train_probs) if warm else None
                 ot_labels = pseudo_labels(train_probs, data.member_bag, data.proportions, hard=self.hard, reg=self.reg,
                                           init=init)
-                if self.hard:
+                if warm:
                     self.warm_start.record(ot_labels, train_probs)
                 self.window.push(ot_labels)
                 ensemble = self.window.mean()
