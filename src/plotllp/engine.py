@@ -131,7 +131,8 @@ def inference_network(model: torch.nn.Module) -> torch.nn.Module:
     (:func:`plotllp.models.folding.fold_batchnorm`; traced once per model, weights refreshed on every
     call), or ``model`` itself where nothing folds. A compiled module is returned as it is (the compiler
     fuses BatchNorm itself). Use it in eval mode only, and call this again after ``model``'s weights
-    change."""
+    change. The trace fixes the network's structure as it was then: a model that later swaps its
+    layers, or branches on its own attributes, is predicted with ``predict_proba(..., fold=False)``."""
     if hasattr(model, "_orig_mod"):                    # torch.compile's wrapper
         return model
     if model not in _FOLDED:
