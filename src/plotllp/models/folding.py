@@ -33,7 +33,8 @@ class FoldedNetwork:
     """An inference view of a network with its foldable BatchNorm layers folded (see the module's
     docstring). ``network`` is the module to call, in eval mode only; ``pairs`` lists the folded
     ``(layer, norm, folded)`` modules, the first two the live network's. Call :meth:`refresh` after the
-    live network's weights change. It holds no reference to the network's root module."""
+    live network's weights change. Unless nothing folds (then ``network`` is the network itself), it
+    holds no reference to the network's root module."""
 
     def __init__(self, network: nn.Module, pairs: list[tuple[nn.Module, nn.Module, nn.Module]]):
         self.network, self.pairs = network, pairs
