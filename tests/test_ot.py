@@ -304,23 +304,18 @@ def test_bad_init_raises(init, msg):
         pseudo_labels(probs, ids, props, hard=True, init=init)
 
 
-@pytest.mark.parametrize("lr, ensemble", [(1e-3, 5), (1e-5, 5), (1e-3, 1)])
-def test_plot_relabelling_with_warm_start_equals_cold_solves(monkeypatch, lr, ensemble):
-    """PLOT starts the exact OT from the previous labels once they settle (not in its first
-    relabelling; in the second when few predicted classes changed since the first); its labels are
-    those of solves from scratch."""
+def _warm_start_setup(monkeypatch, module, seed):
+    """Four-class data in bags of 32, and a spy on ``module.pseudo_labels`` that records, per call, the
+    predicted classes, whether it was warm-started and whether its labels equal a solve from scratch."""
     from plotllp.bags import uniform_bags
-    from plotllp.engine import LLPData, OptimConfig
-    from plotllp.stages import PLOT
-    import plotllp.stages.plot as plot_module
-    from plotllp.ot import WARM_START_MAX_CHANGE
+    from plotllp.engine import LLPData
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     y = rng.integers(0, 4, 1024)
     x = (rng.normal(size=(1024, 5)) + y[:, None]).astype(np.float32)
     data = LLPData(x, uniform_bags(y, 32, num_classes=4, seed=0), "cpu", hidden_labels=y)
     calls, classes = [], []
-    real = plot_module.pseudo_labels
+    real = module.pseudo_labels
 
     def spy(probs, bag_ids, proportions, **kw):
         classes.append(probs.argmax(1))
@@ -329,9 +324,23 @@ def test_plot_relabelling_with_warm_start_equals_cold_solves(monkeypatch, lr, en
         calls.append((warm, torch.equal(out, real(probs, bag_ids, proportions, **kw))))
         return out
 
-    monkeypatch.setattr(plot_module, "pseudo_labels", spy)
+    monkeypatch.setattr(module, "pseudo_labels", spy)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    return rng, x, y, data, model, calls, classes
+
+
+@pytest.mark.parametrize("lr, ensemble", [(1e-3, 5), (1e-5, 5), (1e-3, 1)])
+def test_plot_relabelling_with_warm_start_equals_cold_solves(monkeypatch, lr, ensemble):
+    """PLOT starts the exact OT from the previous labels once they settle (not in its first
+    relabelling; in the second when few predicted classes changed since the first); its labels are
+    those of solves from scratch."""
+    from plotllp.engine import OptimConfig
+    from plotllp.stages import PLOT
+    import plotllp.stages.plot as plot_module
+    from plotllp.ot import WARM_START_MAX_CHANGE
+
+    rng, _, _, data, model, calls, classes = _warm_start_setup(monkeypatch, plot_module, 0)
     stage = PLOT(5, OptimConfig(lr=lr), labels="hard", batch_size=64, ensemble=ensemble)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     stage.begin(model, data)
@@ -353,25 +362,9 @@ def test_evaluator_diagnostics_warm_start_equals_cold_solves(monkeypatch):
     from the last labels when few change, and after a resume from the restored window; the labels are
     those of solves from scratch."""
     import plotllp.engine as engine
-    from plotllp.bags import uniform_bags
-    from plotllp.engine import EpochState, Evaluator, LLPData
+    from plotllp.engine import EpochState, Evaluator
 
-    rng = np.random.default_rng(1)
-    y = rng.integers(0, 4, 1024)
-    x = (rng.normal(size=(1024, 5)) + y[:, None]).astype(np.float32)
-    data = LLPData(x, uniform_bags(y, 32, num_classes=4, seed=0), "cpu", hidden_labels=y)
-    calls = []
-    real = engine.pseudo_labels
-
-    def spy(probs, bag_ids, proportions, **kw):
-        out = real(probs, bag_ids, proportions, **kw)
-        warm = kw.pop("init", None) is not None
-        calls.append((warm, torch.equal(out, real(probs, bag_ids, proportions, **kw))))
-        return out
-
-    monkeypatch.setattr(engine, "pseudo_labels", spy)
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    _, x, y, data, model, calls, _ = _warm_start_setup(monkeypatch, engine, 1)
     evaluator = Evaluator(x[:200], y[:200], 32, 0, 4, "cpu")
     for epoch in range(4):
         with torch.no_grad():                          # a small change of the model per "epoch"
