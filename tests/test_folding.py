@@ -111,3 +111,15 @@ def test_a_layer_whose_output_is_used_twice_is_not_folded():
             return self.bn(z) + z
 
     assert fold_batchnorm(TwoUses()).pairs == []
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")          # torch.jit.script, deprecated in torch 2.13
+def test_scripted_and_wrapped_networks_are_left_as_they_are():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    scripted = torch.jit.script(net)
+    assert fold_batchnorm(scripted).network is scripted
+    wrapped = nn.DataParallel(net)
+    assert fold_batchnorm(wrapped).network is wrapped
+    x = torch.randn(2, 3, 8, 8)
+    net.eval()
+    torch.testing.assert_close(predict_proba(scripted, x), predict_proba(net, x, fold=False))

@@ -27,6 +27,9 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights, fuse_linear_bn_weights
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+#: modules not traced nor looked into: scripted modules, and wrappers whose forward does more than call
+#: their child (a shallow copy of them would not be safe)
+_LEFT_AS_THEY_ARE = (torch.jit.ScriptModule, nn.DataParallel, nn.parallel.DistributedDataParallel)
 
 
 class FoldedNetwork:
@@ -67,6 +70,8 @@ def fold_batchnorm(model: nn.Module) -> FoldedNetwork:
 
 def _fold(module: nn.Module, pairs: list) -> nn.Module:
     """``module`` with its foldable pairs folded (new modules in a traced graph), or ``module`` itself."""
+    if isinstance(module, _LEFT_AS_THEY_ARE):
+        return module
     try:
         graph_module = fx.symbolic_trace(module)
     except Exception:                     # not traceable as a whole: fold inside its children
