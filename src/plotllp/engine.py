@@ -111,11 +111,13 @@ class LLPData:
             order = np.concatenate([order, rng.choice(n, n_epoch - n)])
         return torch.from_numpy(order).to(self.device) if as_tensor else order
 
-    def bag_members(self, bag_sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(member positions, local bag index in [0, len(bag_sel))) of the selected bags; vectorised."""
+    def bag_members(self, bag_sel: torch.Tensor, total: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(member positions, local bag index in [0, len(bag_sel))) of the selected bags; vectorised.
+        ``total``: their number of members, if the caller knows it (then CUDA need not be asked for it)."""
         lengths = self.sizes[bag_sel]
         starts = self.offsets[bag_sel]
-        local = torch.repeat_interleave(torch.arange(bag_sel.numel(), device=self.device), lengths)
+        local = torch.repeat_interleave(torch.arange(bag_sel.numel(), device=self.device), lengths,
+                                        output_size=total)
         first = torch.cumsum(lengths, 0) - lengths
         pos = starts[local] + torch.arange(local.numel(), device=self.device) - first[local]
         return pos, local

@@ -44,7 +44,7 @@ class Stage:
         order_np = data.epoch_order(data.num_bags, n, rng, as_tensor=False)
         ends = np.cumsum(data.bags.sizes[order_np])
         order = torch.from_numpy(order_np).to(data.device)
-        pos_all, local_all = data.bag_members(order)
+        pos_all, local_all = data.bag_members(order, int(ends[-1]) if n else 0)
         for i in range(0, n, self.batch_bags):
             j = min(i + self.batch_bags, n)
             lo, hi = (int(ends[i - 1]) if i else 0), int(ends[j - 1])

@@ -43,7 +43,8 @@ class DLLP(Stage):
                 with autocast(x.device):
                     logits = model(x[i:i + c])
                 sums.index_add_(0, local[i:i + c], torch.softmax(logits.float(), dim=1))
-        sizes = torch.bincount(local, minlength=m).clamp_min(1).float()
+        ones = torch.ones(local.shape[0], device=x.device)
+        sizes = torch.zeros(m, device=x.device).index_add_(0, local, ones).clamp_min(1)   # bincount would wait on CUDA
         mean = (sums / sizes[:, None]).requires_grad_(True)
         clamped = mean.clamp(PROPORTION_CLAMP, 1 - PROPORTION_CLAMP)
         loss = -(props.float() * torch.log(clamped)).sum(1).mean()
