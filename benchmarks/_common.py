@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import platform
@@ -17,9 +18,11 @@ import torch
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
+@functools.cache
 def commit() -> str:
     """The checkout's commit (``+uncommitted`` when tracked files differ); ``$PLOTLLP_COMMIT`` where there
-    is no git checkout (a copy of the tree sent to another machine)."""
+    is no git checkout (a copy of the tree sent to another machine). Read once, when this module is
+    imported: a result file names the code that ran, even if the checkout moves on during a long run."""
     if os.environ.get("PLOTLLP_COMMIT"):
         return os.environ["PLOTLLP_COMMIT"]
     try:
@@ -30,6 +33,9 @@ def commit() -> str:
         return (rev or "unknown") + ("+uncommitted" if dirty else "")
     except OSError:
         return "unknown"
+
+
+commit()
 
 
 def machine() -> str:
