@@ -24,6 +24,10 @@ a time limit keeps what it measured; ``--rows FILE`` adds to the rows an earlier
 (``benchmarks/gpu_session.sh`` runs each network and compile setting under its own time limit).
 ``--device cpu --train-size 512 --models small-cnn`` checks the script itself on a CPU (its numbers say
 nothing about a GPU).
+
+``--compile static`` compiles with ``dynamic=False``: one graph per input size, where ``on`` (torch's
+default) compiles graphs whose batch size is symbolic as soon as the network has met a second size,
+which here is at once (PLOT's first relabelling predicts batches of 1,024 before training on 128).
 """
 
 from __future__ import annotations
@@ -182,7 +186,8 @@ def main():
     ap.add_argument("--data-dir", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data"))
     ap.add_argument("--synthetic", action="store_true", help="random images of CIFAR-10's shape (speed only)")
     ap.add_argument("--models", nargs="+", default=["conv-large", "wrn-28-2"])
-    ap.add_argument("--compile", nargs="+", default=["off", "on"], choices=["off", "on"])
+    ap.add_argument("--compile", nargs="+", default=["off", "on"], choices=["off", "on", "static"],
+                    help="off: eager; on: torch.compile as `plotllp train --compile`; static: dynamic=False")
     ap.add_argument("--epochs", type=int, default=2, help="timed epochs of each kind, after one warm-up epoch")
     ap.add_argument("--train-size", type=int, default=None)
     ap.add_argument("--test-size", type=int, default=10000, help="--synthetic: test images (default 10,000)")
@@ -223,7 +228,11 @@ def main():
                 model = build_model(model_name, ds.input_shape, 10, normalization=ds.normalization).to(device)
                 if device.type == "cuda":
                     model = model.to(memory_format=torch.channels_last)
-                net = maybe_compile(model, comp == "on")
+                if comp == "static":                # a graph per input size: more than torch's default 8 here
+                    torch._dynamo.config.recompile_limit = 64
+                    net = torch.compile(model, dynamic=False)
+                else:
+                    net = maybe_compile(model, comp == "on")
 
                 def report(results, row=row):
                     row.update(results)

@@ -10,7 +10,8 @@
 #      archive is over the 64 MiB a call carries): conv-large, DLLP then PLOT, bag 64, the paper's
 #      settings (configs/paper/table1/cifar10_bag64_dllp_plot.yaml) for a few epochs.
 #   4. benchmarks/ot_threads.py: the exact OT against the number of solver threads on that CPU;
-#   5. gpu.py again with compile on (last: its compilation takes minutes).
+#   5. gpu.py again with compile on (last: its compilation takes minutes);
+#   6. (step gpu-static, not run unless named) WRN-28-2 compiled with one graph per input size.
 # Results go to $OUT (prediction_cuda.md, step_profile_wrn-28-2_cuda.md, gpu.md, gpu.json,
 # cifar_results.json, ot_threads.md, session.log). Without a git checkout there, pass the commit in
 # PLOTLLP_COMMIT. Usage (in the repository root):
@@ -86,5 +87,6 @@ for h in r['history']:
 print('   first stage', r['first_stage'].get('test_accuracy'), 'final', r['final'].get('test_accuracy'))"
 want ot-threads && step "OT against solver threads" 60 15 $PY benchmarks/ot_threads.py --out-dir "$OUT"
 if want gpu-on; then gpu conv-large on 150; gpu wrn-28-2 on 600; fi
+want gpu-static && gpu wrn-28-2 static 600
 echo "== done $(date -u), $(left) s of the budget left"
 [ -f "$OUT/gpu.md" ] && cat "$OUT/gpu.md"
