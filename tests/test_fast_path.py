@@ -1,8 +1,9 @@
 """The GPU fast path's pieces, checked on CPU: the exact OT overlapped with prediction gives the same
 labels as all bags at once; the epoch's bag batches computed in one pass are the per-batch ones;
-``--compile`` trains."""
+``--compile`` trains, and where torch.compile cannot build code it stops with one line."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 
 from plotllp.bags import sized_bags
-from plotllp.engine import LLPData, predict_proba
+from plotllp.engine import LLPData, compile_failure, predict_proba
 from plotllp.ot import pseudo_labels
 from plotllp.stages import DLLP, PLOT
 from plotllp.stages.plot import overlapped_exact_labels
@@ -74,6 +75,27 @@ def test_compile_trains(tmp_path):
     assert res["config"]["compile"] is True and res["final"]["test_accuracy"] > 0.5
     state = torch.load(out / "model.pt", weights_only=True)["state_dict"]
     assert not any(k.startswith("_orig_mod") for k in state)           # weights saved under the plain names
+
+
+def test_compile_failure_is_one_line(tmp_path):
+    """A machine where torch.compile cannot build code (here: no C++ compiler for the CPU) gets a one-line
+    error naming what is missing, not torch's traceback."""
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache"),
+           "TORCHINDUCTOR_FX_GRAPH_CACHE": "0"}
+    r = subprocess.run([sys.executable, "-m", "plotllp", "train", "--dataset", "moons", "--epochs1", "1", "--epochs2",
+                        "1", "--compile", "--device", "cpu", "--out", str(tmp_path / "c")], capture_output=True,
+                       text=True, timeout=600, env=env)
+    assert r.returncode == 2
+    assert r.stderr.startswith("plotllp: error: --compile: ") and r.stderr.count("\n") == 1, r.stderr[-2000:]
+    assert "InvalidCxxCompiler" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_compile_failure_reads_torch_backend_errors():
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    err = BackendCompilerFailed(lambda *a: None, RuntimeError("no Triton here\nmore detail"), None)
+    assert compile_failure(err) == "RuntimeError: no Triton here"
+    assert compile_failure(ValueError("not a compile error")) is None
 
 
 def test_gpu_benchmark_script_runs_on_cpu(tmp_path):

@@ -332,6 +332,14 @@ def main(argv=None) -> int:
     except OSError as e:                 # unwritable output folder, disk full, ...
         print(f"plotllp: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
+    except Exception as e:
+        from .engine import compile_failure          # torch is imported only by the commands that need it
+        reason = compile_failure(e)
+        if reason is None:
+            raise
+        print(f"plotllp: error: --compile: torch.compile could not compile the network ({reason}); train "
+              f"without --compile (with --resume if --out already holds this run's checkpoint)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

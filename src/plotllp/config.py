@@ -91,7 +91,8 @@ class TrainConfig:
     # run
     seed: int = _opt(0, "seed of initialisation, minibatch order and mixup")
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
-    compile: bool = _opt(False, "train a torch.compile'd network (faster epochs on a GPU after a one-off compilation)")
+    compile: bool = _opt(False, "train a torch.compile'd network (faster epochs on a GPU after a one-off "
+                                "compilation; needs a C++ compiler for CPU code, Triton for CUDA)")
     out: str = _opt("runs/latest", "output folder (results.json, model.pt, config.yaml)")
     quiet: bool = _opt(False, "print only the summary")
 

@@ -23,7 +23,7 @@ from .models.folding import fold_batchnorm
 from .ot import WarmStart, pseudo_labels
 
 __all__ = ["resolve_device", "LLPData", "predict_proba", "Evaluator", "OptimConfig", "fit_stage",
-           "LabelWindow", "EpochState", "maybe_compile", "inference_network"]
+           "LabelWindow", "EpochState", "maybe_compile", "compile_failure", "inference_network"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -42,8 +42,29 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def maybe_compile(model: torch.nn.Module, enabled: bool) -> torch.nn.Module:
-    """``torch.compile(model)`` when ``enabled`` (it shares ``model``'s parameters), else ``model``."""
-    return torch.compile(model) if enabled else model
+    """``torch.compile(model)`` when ``enabled`` (it shares ``model``'s parameters), else ``model``.
+    The compilation itself happens at the first call; :func:`compile_failure` reads its errors."""
+    if not enabled:
+        return model
+    try:
+        return torch.compile(model)
+    except RuntimeError as e:                  # e.g. a Python version that torch.compile does not support yet
+        raise LLPInputError(f"--compile is not available here: {str(e).splitlines()[0]}; train without "
+                            f"--compile") from None
+
+
+def compile_failure(exc: BaseException) -> str | None:
+    """What stopped ``torch.compile`` in one line (for example, no C++ compiler for CPU code, or no Triton
+    for CUDA), when ``exc`` is torch's error that the compiler backend failed; else None."""
+    try:
+        from torch._dynamo.exc import BackendCompilerFailed
+    except ImportError:                        # a torch without it: nothing to recognise
+        return None
+    if not isinstance(exc, BackendCompilerFailed):
+        return None
+    inner = getattr(exc, "inner_exception", None) or exc
+    lines = [line.strip() for line in str(inner).splitlines() if line.strip()]
+    return f"{type(inner).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 def autocast(device: torch.device):
