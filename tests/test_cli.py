@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from plotllp.cli import main
 
@@ -136,3 +137,20 @@ def test_bad_init_file(tmp_path, content, msg):
     r = run_cli(["train", "--init", str(path), "--out", str(tmp_path / "o"), *FAST])
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and msg in r.stderr, r.stderr
+
+
+def test_device_names_are_checked(monkeypatch):
+    from plotllp.engine import resolve_device
+    from plotllp.errors import LLPInputError
+
+    assert resolve_device("cpu").type == "cpu"
+    with pytest.raises(LLPInputError, match="unknown device"):
+        resolve_device("gpu0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(LLPInputError, match="CUDA is not available"):
+        resolve_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)     # a machine with two GPUs
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(LLPInputError, match=r"has 2 CUDA device\(s\), cuda:0 to cuda:1"):
+        resolve_device("cuda:2")

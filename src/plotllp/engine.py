@@ -36,6 +36,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise LLPInputError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise LLPInputError(f"device {name!r} asked for but CUDA is not available here; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise LLPInputError(f"device {name!r} asked for but this machine has {torch.cuda.device_count()} CUDA "
+                            f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     if dev.type not in ("cpu", "cuda"):
         raise LLPInputError(f"device {name!r} is not supported; use auto, cpu, cuda or cuda:N")
     return dev
