@@ -147,3 +147,17 @@ def test_batch_must_split_evenly(tmp_path):
     assert r.returncode != 0
     assert "--batch-bags 3 cannot be split evenly over 2 processes; use a multiple of 2" in r.stdout + r.stderr
     assert "[rank0]: Traceback" not in r.stderr and "[rank1]: Traceback" not in r.stderr     # one line each
+
+
+def test_more_processes_than_gpus_is_one_line(monkeypatch):
+    """NCCL cannot put two ranks on one GPU: the second process of a one-GPU machine is told so."""
+    from plotllp.distributed import from_environment
+    from plotllp.errors import LLPInputError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(LLPInputError, match="use torchrun --nproc_per_node 1 or fewer"):
+        from_environment("cuda")

@@ -202,7 +202,11 @@ def from_environment(device_name: str = "auto") -> Distributed | None:
     if use_cuda:
         if not torch.cuda.is_available():
             raise LLPInputError(f"device {device_name!r} asked for but CUDA is not available here; use --device cpu")
-        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+        if local_rank >= torch.cuda.device_count():      # NCCL cannot put two ranks on one GPU
+            raise LLPInputError(f"process {local_rank} of this machine has no GPU of its own: it has "
+                                f"{torch.cuda.device_count()}; use torchrun --nproc_per_node "
+                                f"{torch.cuda.device_count()} or fewer (or --device cpu)")
+        device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
         backend = "nccl"
     else:
