@@ -154,10 +154,10 @@ def test_more_processes_than_gpus_is_one_line(monkeypatch):
     from plotllp.distributed import from_environment
     from plotllp.errors import LLPInputError
 
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", "1")
-    monkeypatch.setenv("LOCAL_RANK", "1")
+    for name, value in {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    with pytest.raises(LLPInputError, match="use torchrun --nproc_per_node 1 or fewer"):
+    with pytest.raises(LLPInputError, match="2 processes on this machine but 1 GPU.*--nproc_per_node 1 or fewer"):
         from_environment("cuda")

@@ -202,11 +202,13 @@ def from_environment(device_name: str = "auto") -> Distributed | None:
     if use_cuda:
         if not torch.cuda.is_available():
             raise LLPInputError(f"device {device_name!r} asked for but CUDA is not available here; use --device cpu")
-        if local_rank >= torch.cuda.device_count():      # NCCL cannot put two ranks on one GPU
-            raise LLPInputError(f"process {local_rank} of this machine has no GPU of its own: it has "
-                                f"{torch.cuda.device_count()}; use torchrun --nproc_per_node "
-                                f"{torch.cuda.device_count()} or fewer (or --device cpu)")
-        device = torch.device("cuda", local_rank)
+        gpus = torch.cuda.device_count()
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0)
+        if local_world > gpus and "CUDA_VISIBLE_DEVICES" not in os.environ:   # every process sees every GPU
+            raise LLPInputError(f"{local_world} processes on this machine but {gpus} GPU(s): NCCL cannot put two "
+                                f"processes on one GPU; use torchrun --nproc_per_node {gpus} or fewer (or --device cpu)")
+        # (where a launcher gives each process its own GPU through CUDA_VISIBLE_DEVICES, it is cuda:0)
+        device = torch.device("cuda", local_rank % gpus)
         torch.cuda.set_device(device)
         backend = "nccl"
     else:
