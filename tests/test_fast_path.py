@@ -11,10 +11,9 @@ import numpy as np
 import torch
 
 from plotllp.bags import sized_bags
-from plotllp.engine import LLPData, compile_failure, predict_proba
+from plotllp.engine import Evaluator, LLPData, compile_failure, overlapped_exact_labels, predict_proba
 from plotllp.ot import pseudo_labels
 from plotllp.stages import DLLP, PLOT
-from plotllp.stages.plot import overlapped_exact_labels
 
 
 def small_data(seed=0):
@@ -50,6 +49,31 @@ def test_plot_with_and_without_overlap_trains_identically():
         assert len(h) == 3
     for a, b in zip(*runs):
         assert torch.equal(a, b)
+
+
+def test_first_stage_diagnostics_with_and_without_overlap_are_identical(monkeypatch):
+    """The evaluator's training-set diagnostics of a first stage solve the exact OT overlapped with the
+    prediction pass on CUDA (forced here on the CPU): the same rows as solved after it."""
+    import plotllp.engine
+
+    calls = []
+    monkeypatch.setattr(plotllp.engine, "overlapped_exact_labels",
+                        lambda *a, **k: calls.append(1) or overlapped_exact_labels(*a, **k))
+    histories = []
+    for overlap in (False, True):
+        data = small_data(3)
+        rng = np.random.default_rng(3)
+        y_test = rng.integers(0, 4, size=200)
+        x_test = rng.normal(size=(200, 6)).astype(np.float32) + y_test[:, None]
+        evaluator = Evaluator(x_test, y_test, 20, 0, 4, "cpu")
+        evaluator.overlap = overlap
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+        h = DLLP(3, batch_bags=4).fit(model, data, evaluator=evaluator, log=None, seed=0)
+        histories.append([{k: v for k, v in row.items() if "seconds" not in k} for row in h])
+    assert len(calls) == 3                                  # every epoch of the second run overlapped
+    assert histories[0] == histories[1]
+    assert all("train_acc_ot_ensemble" in row for row in histories[1])
 
 
 def test_epoch_bag_batches_equal_per_batch_selection():

@@ -190,6 +190,52 @@ def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int | Non
     return torch.cat(out) if out else torch.empty(0)
 
 
+def overlapped_exact_labels(model, data: LLPData, chunk_rows: int = 16384):
+    """Hard pseudo-labels of every bag, the exact OT solved on the CPU for one chunk of whole bags
+    while the device predicts the next (CUDA runs kernels asynchronously, so the two overlap).
+
+    Returns ``(probs, labels, ot_seconds)``: the device's predictions and the one-hot labels of
+    every member, and the seconds the CPU spent in the solver. The labels are those of
+    :func:`plotllp.ot.pseudo_labels` on all bags at once (each bag is solved on its own either way).
+    """
+    bags = data.bags
+    sizes, offsets = bags.sizes, bags.offsets
+    chunks, b0 = [], 0
+    while b0 < bags.num_bags:                  # whole bags, about chunk_rows rows each
+        b1 = int(np.searchsorted(offsets, offsets[b0] + chunk_rows, side="right")) - 1
+        b1 = min(max(b1, b0 + 1), bags.num_bags)
+        chunks.append((b0, b1))
+        b0 = b1
+    cuda = data.device.type == "cuda"
+    labels = torch.empty(data.num_members, data.num_classes)
+    parts, pending, ot_seconds = [], None, 0.0
+
+    def solve(job):
+        nonlocal ot_seconds
+        (c0, c1), host, event = job
+        if event is not None:
+            event.synchronize()
+        check_finite(host, "training-set predictions")
+        t = time.perf_counter()
+        ids = np.repeat(np.arange(c1 - c0), sizes[c0:c1])
+        labels[offsets[c0]:offsets[c1]] = pseudo_labels(host, ids, bags.proportions[c0:c1], hard=True).float()
+        ot_seconds += time.perf_counter() - t
+
+    for c0, c1 in chunks:
+        p = predict_proba(model, data.x[data.members[int(offsets[c0]):int(offsets[c1])]])
+        parts.append(p)
+        host = p.to("cpu", non_blocking=True)
+        event = None
+        if cuda:
+            event = torch.cuda.Event()
+            event.record()
+        if pending is not None:
+            solve(pending)                     # the device works on this chunk meanwhile
+        pending = ((c0, c1), host, event)
+    solve(pending)
+    return torch.cat(parts), labels.to(data.device, non_blocking=True), ot_seconds
+
+
 class LabelWindow:
     """The last ``k`` label matrices and their mean (the ensemble target of paper Fig. 3)."""
 
@@ -256,6 +302,7 @@ class Evaluator:
         self.reg = reg
         self.window = LabelWindow(ensemble)
         self.warm_start = WarmStart()         # off CUDA the diagnostics' exact OT starts from the last labels
+        self.overlap = None                   # None: on CUDA, solve the exact OT while the device predicts, as PLOT
         self.val = val
         self.dist = None      # a plotllp.distributed.Distributed: training-set metrics are reduced over ranks
 
@@ -290,10 +337,14 @@ class Evaluator:
             vp = predict_proba(model, self.val.x[self.val.members])
             row["val_bag_mae"] = self.bag_mae(vp, self.val.member_bag, self.val.proportions)
         if data.hidden is not None:
-            train_probs = state.train_probs
+            train_probs, ot_labels, ensemble = state.train_probs, state.ot_labels, state.ot_ensemble
+            overlap = self.overlap if self.overlap is not None else data.device.type == "cuda"
+            if ot_labels is None and train_probs is None and self.hard and overlap:
+                train_probs, ot_labels, _ = overlapped_exact_labels(model, data)    # as PLOT's relabelling on CUDA
+                self.window.push(ot_labels)
+                ensemble = self.window.mean()
             if train_probs is None:
                 train_probs = predict_proba(model, data.x[data.members])
-            ot_labels, ensemble = state.ot_labels, state.ot_ensemble
             if ot_labels is None:
                 check_finite(train_probs, "training-set predictions")
                 warm = self.hard and not train_probs.is_cuda     # as PLOT: on CUDA the CPU solver, from scratch

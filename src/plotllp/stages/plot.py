@@ -23,7 +23,8 @@ import time
 import numpy as np
 import torch
 
-from ..engine import EpochState, LabelWindow, LLPData, OptimConfig, check_finite, predict_proba
+from ..engine import (EpochState, LabelWindow, LLPData, OptimConfig, check_finite, overlapped_exact_labels,
+                      predict_proba)
 from ..errors import LLPInputError
 from ..losses import draw_mixup, mixup, soft_cross_entropy, symmetric_cross_entropy
 from ..ot import DEFAULT_REG, WarmStart, pseudo_labels
@@ -141,49 +142,3 @@ class PLOT(Stage):
         state.train_probs, state.ot_labels, state.ot_ensemble = probs, q, self.ot_window.mean()
         state.extra.update(self.timing)     # seconds of the relabelling pass: prediction, then the OT solve
         return state
-
-
-def overlapped_exact_labels(model, data: LLPData, chunk_rows: int = 16384):
-    """Hard pseudo-labels of every bag, the exact OT solved on the CPU for one chunk of whole bags
-    while the device predicts the next (CUDA runs kernels asynchronously, so the two overlap).
-
-    Returns ``(probs, labels, ot_seconds)``: the device's predictions and the one-hot labels of
-    every member, and the seconds the CPU spent in the solver. The labels are those of
-    :func:`plotllp.ot.pseudo_labels` on all bags at once (each bag is solved on its own either way).
-    """
-    bags = data.bags
-    sizes, offsets = bags.sizes, bags.offsets
-    chunks, b0 = [], 0
-    while b0 < bags.num_bags:                  # whole bags, about chunk_rows rows each
-        b1 = int(np.searchsorted(offsets, offsets[b0] + chunk_rows, side="right")) - 1
-        b1 = min(max(b1, b0 + 1), bags.num_bags)
-        chunks.append((b0, b1))
-        b0 = b1
-    cuda = data.device.type == "cuda"
-    labels = torch.empty(data.num_members, data.num_classes)
-    parts, pending, ot_seconds = [], None, 0.0
-
-    def solve(job):
-        nonlocal ot_seconds
-        (c0, c1), host, event = job
-        if event is not None:
-            event.synchronize()
-        check_finite(host, "training-set predictions")
-        t = time.perf_counter()
-        ids = np.repeat(np.arange(c1 - c0), sizes[c0:c1])
-        labels[offsets[c0]:offsets[c1]] = pseudo_labels(host, ids, bags.proportions[c0:c1], hard=True).float()
-        ot_seconds += time.perf_counter() - t
-
-    for c0, c1 in chunks:
-        p = predict_proba(model, data.x[data.members[int(offsets[c0]):int(offsets[c1])]])
-        parts.append(p)
-        host = p.to("cpu", non_blocking=True)
-        event = None
-        if cuda:
-            event = torch.cuda.Event()
-            event.record()
-        if pending is not None:
-            solve(pending)                     # the device works on this chunk meanwhile
-        pending = ((c0, c1), host, event)
-    solve(pending)
-    return torch.cat(parts), labels.to(data.device, non_blocking=True), ot_seconds
