@@ -23,7 +23,8 @@ from .models.folding import fold_batchnorm
 from .ot import WarmStart, pseudo_labels
 
 __all__ = ["resolve_device", "LLPData", "predict_proba", "Evaluator", "OptimConfig", "fit_stage",
-           "LabelWindow", "EpochState", "maybe_compile", "compile_failure", "inference_network"]
+           "LabelWindow", "EpochState", "maybe_compile", "compile_failure", "inference_network",
+           "overlapped_exact_labels"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
