@@ -340,22 +340,23 @@ class Evaluator:
         if data.hidden is not None:
             train_probs, ot_labels, ensemble = state.train_probs, state.ot_labels, state.ot_ensemble
             overlap = self.overlap if self.overlap is not None else data.device.type == "cuda"
-            if ot_labels is None and train_probs is None and self.hard and overlap:
-                train_probs, ot_labels, _ = overlapped_exact_labels(model, data)    # as PLOT's relabelling on CUDA
+            if ot_labels is None:
+                if train_probs is None and self.hard and overlap:         # as PLOT's relabelling on CUDA
+                    train_probs, ot_labels, _ = overlapped_exact_labels(model, data)
+                else:
+                    if train_probs is None:
+                        train_probs = predict_proba(model, data.x[data.members])
+                    check_finite(train_probs, "training-set predictions")
+                    warm = self.hard and not train_probs.is_cuda     # as PLOT: on CUDA the CPU solver, from scratch
+                    init = self.warm_start.init(train_probs) if warm else None
+                    ot_labels = pseudo_labels(train_probs, data.member_bag, data.proportions, hard=self.hard,
+                                              reg=self.reg, init=init)
+                    if warm:
+                        self.warm_start.record(ot_labels, train_probs)
                 self.window.push(ot_labels)
                 ensemble = self.window.mean()
             if train_probs is None:
                 train_probs = predict_proba(model, data.x[data.members])
-            if ot_labels is None:
-                check_finite(train_probs, "training-set predictions")
-                warm = self.hard and not train_probs.is_cuda     # as PLOT: on CUDA the CPU solver, from scratch
-                init = self.warm_start.init(train_probs) if warm else None
-                ot_labels = pseudo_labels(train_probs, data.member_bag, data.proportions, hard=self.hard, reg=self.reg,
-                                          init=init)
-                if warm:
-                    self.warm_start.record(ot_labels, train_probs)
-                self.window.push(ot_labels)
-                ensemble = self.window.mean()
             if ensemble is None:
                 ensemble = ot_labels
             h = data.hidden

@@ -31,8 +31,6 @@ from ..ot import DEFAULT_REG, WarmStart, pseudo_labels
 from .base import Stage
 
 
-
-
 class PLOT(Stage):
     """Pseudo-labelling with optimal transport, trained with SCE (and mixup)."""
 
