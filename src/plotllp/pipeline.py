@@ -187,7 +187,10 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
     cfg.validate()
     dist = from_environment(cfg.device)
     try:
-        return _train(cfg, log, write, resume, dist)
+        result = _train(cfg, log, write, resume, dist)
+        if dist is not None:
+            dist.barrier()        # the ranks leave together: none tears the group down while rank 0 still writes
+        return result
     finally:
         if dist is not None:
             dist.close()
