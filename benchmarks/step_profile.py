@@ -5,8 +5,9 @@ supervised ones with conv-large but about 10% slower with WRN-28-2 on an H100, e
 trains one epoch of each kind on the same network and data (as ``gpu.py`` builds them: instance batches
 of 128, augmentation on the device, hard pseudo-labels, SCE), each after a warm-up epoch, the second
 under ``torch.profiler``, and prints the seconds per step and the operators whose total time differs
-most between the two (device time on CUDA, CPU time otherwise). The relabelling (``end_epoch``) is not
-profiled.
+most between the two (device time on CUDA, CPU time otherwise). A third kind of epoch, PLOT with
+cross-entropy instead of SCE (``plot-ce``), separates what the loss costs from the rest of PLOT's loop.
+The relabelling (``end_epoch``) is not profiled.
 
 Run: ``python benchmarks/step_profile.py --model wrn-28-2 --train-size 10240 [--mixup] [--device auto]``;
 writes ``benchmarks/results/step_profile_<model>_<device>.md`` (or into ``--out-dir``).
@@ -52,6 +53,7 @@ def main():
     ap.add_argument("--train-size", type=int, default=10240, help="random CIFAR-shaped training images")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--mixup", action="store_true", help="PLOT with mixup (gpu.py's PLOT has none)")
+    ap.add_argument("--rounds", type=int, default=3, help="timed epochs of each kind, taking turns (default 3)")
     ap.add_argument("--top", type=int, default=15, help="operators listed")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out-dir", default=RESULTS, help="folder of the result file (default: benchmarks/results)")
@@ -69,39 +71,55 @@ def main():
         model = model.to(memory_format=torch.channels_last)
     stages = {"supervised": Supervised(1, OptimConfig(), batch_size=args.batch_size, augment=augment),
               "plot": PLOT(1, OptimConfig(), labels="hard", batch_size=args.batch_size, augment=augment,
-                           mixup=args.mixup)}
+                           mixup=args.mixup),
+              # the same epoch with cross-entropy: isolates what SCE costs from the rest of PLOT's loop
+              "plot-ce": PLOT(1, OptimConfig(), labels="hard", loss="ce", batch_size=args.batch_size,
+                              augment=augment, mixup=args.mixup)}
     steps = -(-data.num_members // args.batch_size)
-    results = {}
+    opts = {k: torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.5, 0.999)) for k in stages}
+    rngs = {k: np.random.default_rng(0) for k in stages}
     for kind, stage in stages.items():
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.5, 0.999))
-        rng = np.random.default_rng(0)
         stage.begin(model, data)
-        stage.train_epoch(model, opt, data, rng)                  # warm-up (cuDNN picks its kernels)
-        sync(device)
-        t = time.perf_counter()
-        stage.train_epoch(model, opt, data, rng)
-        sync(device)
-        wall = time.perf_counter() - t
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-        with profile(activities=activities) as prof:
-            stage.train_epoch(model, opt, data, rng)
+        stage.train_epoch(model, opts[kind], data, rngs[kind])    # warm-up (cuDNN picks its kernels)
+    walls = {k: [] for k in stages}
+    for _ in range(args.rounds):                                 # the kinds take turns (a drift falls on all)
+        for kind, stage in stages.items():
             sync(device)
-        results[kind] = {"step_ms": 1000 * wall / steps, "ops": op_times(prof, cuda)}
-        print(f"{kind}: {results[kind]['step_ms']:.2f} ms per step ({steps} steps, not profiled); "
-              f"profiled {'device' if cuda else 'CPU'} time {sum(results[kind]['ops'].values()):.3f} s", flush=True)
-    sup, plo = results["supervised"]["ops"], results["plot"]["ops"]
-    names = sorted(set(sup) | set(plo), key=lambda k: -abs(plo.get(k, 0.0) - sup.get(k, 0.0)))[:args.top]
+            t = time.perf_counter()
+            stage.train_epoch(model, opts[kind], data, rngs[kind])
+            sync(device)
+            walls[kind].append(time.perf_counter() - t)
+    results = {}
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    for kind, stage in stages.items():
+        with profile(activities=activities) as prof:
+            stage.train_epoch(model, opts[kind], data, rngs[kind])
+            sync(device)
+        results[kind] = {"step_ms": 1000 * float(np.median(walls[kind])) / steps, "ops": op_times(prof, cuda),
+                         "host_ops": op_times(prof, False)}
+        print(f"{kind}: {results[kind]['step_ms']:.2f} ms per step (median of {args.rounds} epochs of {steps} "
+              f"steps, not profiled); profiled {'device' if cuda else 'CPU'} time "
+              f"{sum(results[kind]['ops'].values()):.3f} s", flush=True)
+    what = "device" if cuda else "CPU"
     text = header(f"PLOT and supervised training steps profiled ({args.model}, {device.type})")
-    text += (f"\n{data.num_members} random images of CIFAR-10's shape, batches of {args.batch_size}, one epoch of "
-             f"each after a warm-up epoch; PLOT with hard labels, SCE, mixup {'on' if args.mixup else 'off'}. Wall "
-             "time well above the device time means the host (Python, kernel launches) sets the pace.\n\n"
+    text += (f"\n{data.num_members} random images of CIFAR-10's shape, batches of {args.batch_size}, the median "
+             f"of {args.rounds} epochs of each kind (taking turns) after a warm-up epoch, then one epoch of each "
+             f"profiled; PLOT with hard labels, mixup {'on' if args.mixup else 'off'}, SCE (`plot`) or "
+             "cross-entropy (`plot-ce`). Wall time well above the device time means the host (Python, kernel "
+             "launches) sets the pace.\n\n"
              + "".join(f"- {kind}: {r['step_ms']:.2f} ms per step (wall clock, not profiled); "
-                       f"{1000 * sum(r['ops'].values()) / steps:.2f} ms of {'device' if cuda else 'CPU'} time "
-                       f"per step (profiled)\n" for kind, r in results.items()) + "\n"
-             f"Operators by the difference of their total self {'device' if cuda else 'CPU'} time over the "
-             f"epoch (s):\n\n| operator | supervised | PLOT | PLOT - supervised |\n| --- | --- | --- | --- |\n")
-    for k in names:
-        text += f"| `{k}` | {sup.get(k, 0.0):.4f} | {plo.get(k, 0.0):.4f} | {plo.get(k, 0.0) - sup.get(k, 0.0):+.4f} |\n"
+                       f"{1000 * sum(r['ops'].values()) / steps:.2f} ms of {what} time per step (profiled)"
+                       + (f", {1000 * sum(r['host_ops'].values()) / steps:.2f} ms of the host's operator time"
+                          if cuda else "") + "\n" for kind, r in results.items()))
+    tables = [("ops", what)] + ([("host_ops", "host (CPU)")] if cuda else [])
+    for key, label in tables:
+        sup, plo = results["supervised"][key], results["plot"][key]
+        names = sorted(set(sup) | set(plo), key=lambda k: -abs(plo.get(k, 0.0) - sup.get(k, 0.0)))[:args.top]
+        text += (f"\nOperators by the difference of their total self {label} time over the epoch (s):\n\n"
+                 "| operator | supervised | PLOT | PLOT - supervised |\n| --- | --- | --- | --- |\n")
+        for k in names:
+            text += (f"| `{k}` | {sup.get(k, 0.0):.4f} | {plo.get(k, 0.0):.4f} | "
+                     f"{plo.get(k, 0.0) - sup.get(k, 0.0):+.4f} |\n")
     print(text)
     write(f"step_profile_{args.model}_{device.type}.md", text, args.out_dir)
 
