@@ -8,10 +8,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from plotllp.bags import sized_bags
 from plotllp.engine import Evaluator, LLPData, compile_failure, overlapped_exact_labels, predict_proba
+from plotllp.errors import TrainingDivergedError
 from plotllp.ot import pseudo_labels
 from plotllp.stages import DLLP, PLOT
 
@@ -36,6 +38,22 @@ def test_overlapped_exact_labels_equal_all_bags_at_once():
     assert torch.equal(labels, ref.float()) and ot_seconds > 0
     counts = torch.zeros(data.num_bags, 4).index_add_(0, data.member_bag, labels)
     torch.testing.assert_close(counts, torch.from_numpy(data.bags.counts).float())   # every bag's counts met
+
+
+def test_overlapped_exact_labels_raise_the_solver_threads_error():
+    """A chunk of non-finite predictions stops the relabelling with the one-line divergence error, raised
+    in the calling thread although the chunk was checked in the solver's."""
+    data = small_data()
+
+    class NaNAfter(torch.nn.Module):        # finite for the first chunk's rows, NaN after
+        def forward(self, x):
+            out = x[:, :4].clone()
+            out[x[:, 5] > 100] = float("nan")
+            return out
+
+    data.x[data.members[300:], 5] = 1000.0
+    with pytest.raises(TrainingDivergedError, match="training-set predictions contain NaN"):
+        overlapped_exact_labels(NaNAfter(), data, chunk_rows=100)
 
 
 def test_plot_with_and_without_overlap_trains_identically():
