@@ -47,12 +47,19 @@ def op_times(prof, cuda: bool) -> dict[str, float]:
     return out
 
 
+def scale(times: dict[str, float], factor: float) -> dict[str, float]:
+    return {k: v * factor for k, v in times.items()}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="wrn-28-2")
     ap.add_argument("--train-size", type=int, default=10240, help="random CIFAR-shaped training images")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--mixup", action="store_true", help="PLOT with mixup (gpu.py's PLOT has none)")
+    ap.add_argument("--profile-size", type=int, default=1280,
+                    help="images of the profiled epochs (default 1280: 10 steps; their times are scaled to the "
+                         "epoch of --train-size)")
     ap.add_argument("--rounds", type=int, default=3, help="timed epochs of each kind, taking turns (default 3)")
     ap.add_argument("--top", type=int, default=15, help="operators listed")
     ap.add_argument("--device", default="auto")
@@ -62,19 +69,26 @@ def main():
     cuda = device.type == "cuda"
     torch.backends.cudnn.benchmark = True
     ds = synthetic_cifar(args.train_size, 16)
-    bags = uniform_bags(ds.y_train, 64, num_classes=10, seed=0)
-    data = LLPData(ds.x_train, bags, device, hidden_labels=ds.y_train)
     augment = resolve_augment("auto", "cifar10")
+
+    def llp_data(n):
+        bags = uniform_bags(ds.y_train[:n], 64, num_classes=10, seed=0)
+        return LLPData(ds.x_train[:n], bags, device, hidden_labels=ds.y_train[:n])
+
+    def make_stages():
+        return {"supervised": Supervised(1, OptimConfig(), batch_size=args.batch_size, augment=augment),
+                "plot": PLOT(1, OptimConfig(), labels="hard", batch_size=args.batch_size, augment=augment,
+                             mixup=args.mixup),
+                # the same epoch with cross-entropy: what SCE costs apart from the rest of PLOT's loop
+                "plot-ce": PLOT(1, OptimConfig(), labels="hard", loss="ce", batch_size=args.batch_size,
+                                augment=augment, mixup=args.mixup)}
+
+    data, small = llp_data(args.train_size), llp_data(min(args.profile_size, args.train_size))
     torch.manual_seed(0)
     model = build_model(args.model, ds.input_shape, 10, normalization=ds.normalization).to(device)
     if cuda:
         model = model.to(memory_format=torch.channels_last)
-    stages = {"supervised": Supervised(1, OptimConfig(), batch_size=args.batch_size, augment=augment),
-              "plot": PLOT(1, OptimConfig(), labels="hard", batch_size=args.batch_size, augment=augment,
-                           mixup=args.mixup),
-              # the same epoch with cross-entropy: isolates what SCE costs from the rest of PLOT's loop
-              "plot-ce": PLOT(1, OptimConfig(), labels="hard", loss="ce", batch_size=args.batch_size,
-                              augment=augment, mixup=args.mixup)}
+    stages = make_stages()
     steps = -(-data.num_members // args.batch_size)
     opts = {k: torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.5, 0.999)) for k in stages}
     rngs = {k: np.random.default_rng(0) for k in stages}
@@ -89,22 +103,28 @@ def main():
             stage.train_epoch(model, opts[kind], data, rngs[kind])
             sync(device)
             walls[kind].append(time.perf_counter() - t)
+    # The profiled epochs are short (--profile-size images): summing a long epoch's events takes minutes.
     results = {}
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    for kind, stage in stages.items():
+    psteps = -(-small.num_members // args.batch_size)
+    for kind, stage in make_stages().items():
+        stage.begin(model, small)
+        stage.train_epoch(model, opts[kind], small, rngs[kind])
         with profile(activities=activities) as prof:
-            stage.train_epoch(model, opts[kind], data, rngs[kind])
+            stage.train_epoch(model, opts[kind], small, rngs[kind])
             sync(device)
-        results[kind] = {"step_ms": 1000 * float(np.median(walls[kind])) / steps, "ops": op_times(prof, cuda),
-                         "host_ops": op_times(prof, False)}
+        results[kind] = {"step_ms": 1000 * float(np.median(walls[kind])) / steps,
+                         "ops": scale(op_times(prof, cuda), steps / psteps),
+                         "host_ops": scale(op_times(prof, False), steps / psteps)}
         print(f"{kind}: {results[kind]['step_ms']:.2f} ms per step (median of {args.rounds} epochs of {steps} "
               f"steps, not profiled); profiled {'device' if cuda else 'CPU'} time "
               f"{sum(results[kind]['ops'].values()):.3f} s", flush=True)
     what = "device" if cuda else "CPU"
     text = header(f"PLOT and supervised training steps profiled ({args.model}, {device.type})")
     text += (f"\n{data.num_members} random images of CIFAR-10's shape, batches of {args.batch_size}, the median "
-             f"of {args.rounds} epochs of each kind (taking turns) after a warm-up epoch, then one epoch of each "
-             f"profiled; PLOT with hard labels, mixup {'on' if args.mixup else 'off'}, SCE (`plot`) or "
+             f"of {args.rounds} epochs of each kind (taking turns) after a warm-up epoch, then one short epoch of "
+             f"each ({small.num_members} images) profiled, its times scaled to {data.num_members} images; "
+             f"PLOT with hard labels, mixup {'on' if args.mixup else 'off'}, SCE (`plot`) or "
              "cross-entropy (`plot-ce`). Wall time well above the device time means the host (Python, kernel "
              "launches) sets the pace.\n\n"
              + "".join(f"- {kind}: {r['step_ms']:.2f} ms per step (wall clock, not profiled); "
