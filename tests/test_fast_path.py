@@ -40,9 +40,8 @@ def test_overlapped_exact_labels_equal_all_bags_at_once():
     torch.testing.assert_close(counts, torch.from_numpy(data.bags.counts).float())   # every bag's counts met
 
 
-def test_overlapped_exact_labels_raise_the_solver_threads_error():
-    """A chunk of non-finite predictions stops the relabelling with the one-line divergence error, raised
-    in the calling thread although the chunk was checked in the solver's."""
+def test_overlapped_exact_labels_stop_at_non_finite_predictions():
+    """A later chunk of non-finite predictions stops the relabelling with the one-line divergence error."""
     data = small_data()
 
     class NaNAfter(torch.nn.Module):        # finite for the first chunk's rows, NaN after

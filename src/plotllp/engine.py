@@ -172,18 +172,14 @@ def inference_network(model: torch.nn.Module) -> torch.nn.Module:
 
 @torch.no_grad()
 def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int | None = None,
-                  fold: bool | None = None) -> torch.Tensor:
-    """(N, K) float32 softmax probabilities of ``model`` in eval mode, on ``x``'s device.
+                  fold: bool = True) -> torch.Tensor:
+    """(N, K) float32 softmax probabilities of ``model`` in eval mode, on ``x``'s device (computed by
+    :func:`inference_network`, BatchNorm folded, unless ``fold=False``).
 
-    ``fold``: compute them by :func:`inference_network` (BatchNorm folded); ``None`` (default) folds
-    on a CPU, not on CUDA, where it made conv-large's prediction pass slower on an H100 (0.284 s
-    against 0.247 s for 50,000 images; WRN-28-2 0.238 against 0.242; ``benchmarks/prediction.py``,
-    ``benchmarks/results/gpu.md``). Default batch: 4096 rows of features; images 1024 on a GPU, 256 on
-    a CPU (a conv net's activations on 4096 images take gigabytes)."""
+    Default batch: 4096 rows of features; images 1024 on a GPU, 256 on a CPU (a conv net's
+    activations on 4096 images take gigabytes)."""
     if batch_size is None:
         batch_size = (1024 if x.is_cuda else 256) if x.dim() == 4 else 4096
-    if fold is None:
-        fold = not x.is_cuda
     was_training = model.training
     model.eval()
     net = inference_network(model).eval() if fold else model
@@ -195,54 +191,50 @@ def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int | Non
     return torch.cat(out) if out else torch.empty(0)
 
 
-def overlapped_exact_labels(model, data: LLPData, chunk_rows: int = 8192):
-    """Hard pseudo-labels of every bag, the exact OT of each chunk of whole bags solved on the CPU by a
-    background thread while the device predicts the chunks after it.
+def overlapped_exact_labels(model, data: LLPData, chunk_rows: int = 16384):
+    """Hard pseudo-labels of every bag, the exact OT solved on the CPU for one chunk of whole bags
+    while the device predicts the next (CUDA runs kernels asynchronously, so the two overlap).
 
-    The calling thread queues the prediction of every chunk without waiting (CUDA runs kernels
-    asynchronously, and the CUDA driver's launch queue holds about one chunk); the solver thread waits
-    for a chunk's predictions to reach the host (a CUDA event), then solves its bags. The chunks have
-    about equal numbers of rows, at most ``chunk_rows`` each, so only the last chunk's solve (about
-    1/n of the OT) follows the prediction pass.
-
-    Returns ``(probs, labels, ot_seconds)``: the device's predictions and the one-hot labels of every
-    member, and the seconds the solver spent on them. The labels are those of
+    Returns ``(probs, labels, ot_seconds)``: the device's predictions and the one-hot labels of
+    every member, and the seconds the CPU spent in the solver. The labels are those of
     :func:`plotllp.ot.pseudo_labels` on all bags at once (each bag is solved on its own either way).
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     bags = data.bags
     sizes, offsets = bags.sizes, bags.offsets
-    n_chunks = max(1, -(-int(offsets[-1]) // max(int(chunk_rows), 1)))
-    cuts = np.searchsorted(offsets, np.linspace(0, offsets[-1], n_chunks + 1)[1:-1], side="right") - 1
-    bounds = np.unique(np.concatenate([[0], cuts, [bags.num_bags]]))     # whole bags, about equal rows
+    chunks, b0 = [], 0
+    while b0 < bags.num_bags:                  # whole bags, about chunk_rows rows each
+        b1 = int(np.searchsorted(offsets, offsets[b0] + chunk_rows, side="right")) - 1
+        b1 = min(max(b1, b0 + 1), bags.num_bags)
+        chunks.append((b0, b1))
+        b0 = b1
     cuda = data.device.type == "cuda"
     labels = torch.empty(data.num_members, data.num_classes)
-    ot_seconds = [0.0]
+    parts, pending, ot_seconds = [], None, 0.0
 
-    def solve(c0, c1, host, event):
+    def solve(job):
+        nonlocal ot_seconds
+        (c0, c1), host, event = job
         if event is not None:
-            event.synchronize()                # releases the GIL while the device finishes the chunk
+            event.synchronize()
         check_finite(host, "training-set predictions")
         t = time.perf_counter()
         ids = np.repeat(np.arange(c1 - c0), sizes[c0:c1])
         labels[offsets[c0]:offsets[c1]] = pseudo_labels(host, ids, bags.proportions[c0:c1], hard=True).float()
-        ot_seconds[0] += time.perf_counter() - t
+        ot_seconds += time.perf_counter() - t
 
-    parts = []
-    with ThreadPoolExecutor(1, thread_name_prefix="plotllp-overlap") as solver:
-        futures = []
-        for c0, c1 in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-            p = predict_proba(model, data.x[data.members[int(offsets[c0]):int(offsets[c1])]])
-            parts.append(p)
-            event = None
-            if cuda:
-                event = torch.cuda.Event()
-                event.record()
-            futures.append(solver.submit(solve, c0, c1, p.to("cpu", non_blocking=True), event))
-        for f in futures:
-            f.result()                         # in order; raises the first solve's error, if any
-    return torch.cat(parts), labels.to(data.device, non_blocking=True), ot_seconds[0]
+    for c0, c1 in chunks:
+        p = predict_proba(model, data.x[data.members[int(offsets[c0]):int(offsets[c1])]])
+        parts.append(p)
+        host = p.to("cpu", non_blocking=True)
+        event = None
+        if cuda:
+            event = torch.cuda.Event()
+            event.record()
+        if pending is not None:
+            solve(pending)                     # the device works on this chunk meanwhile
+        pending = ((c0, c1), host, event)
+    solve(pending)
+    return torch.cat(parts), labels.to(data.device, non_blocking=True), ot_seconds
 
 
 class LabelWindow:
