@@ -172,14 +172,21 @@ def inference_network(model: torch.nn.Module) -> torch.nn.Module:
 
 @torch.no_grad()
 def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int | None = None,
-                  fold: bool = True) -> torch.Tensor:
-    """(N, K) float32 softmax probabilities of ``model`` in eval mode, on ``x``'s device (computed by
-    :func:`inference_network`, BatchNorm folded, unless ``fold=False``).
+                  fold: bool | None = None) -> torch.Tensor:
+    """(N, K) float32 softmax probabilities of ``model`` in eval mode, on ``x``'s device.
 
-    Default batch: 4096 rows of features; images 1024 on a GPU, 256 on a CPU (a conv net's
-    activations on 4096 images take gigabytes)."""
+    ``fold``: compute them by :func:`inference_network` (BatchNorm folded); ``None`` (default) folds
+    on a CPU, not on CUDA. On an H100 (bf16, channels-last) folding made conv-large's prediction pass
+    slower, 0.284-0.286 s against 0.248-0.250 s for 50,000 images (WRN-28-2: 0.236-0.240 against
+    0.242-0.244 s), since a convolution's bias is added by a separate elementwise pass that took longer
+    than cuDNN's BatchNorm (0.419 against 0.272 ms on a 1024 x 128 x 32 x 32 activation;
+    ``benchmarks/prediction.py``, ``benchmarks/results/gpu.md``). Default batch: 4096 rows of
+    features; images 1024 on a GPU, 256 on a CPU (a conv net's activations on 4096 images take
+    gigabytes)."""
     if batch_size is None:
         batch_size = (1024 if x.is_cuda else 256) if x.dim() == 4 else 4096
+    if fold is None:
+        fold = not x.is_cuda
     was_training = model.training
     model.eval()
     net = inference_network(model).eval() if fold else model
