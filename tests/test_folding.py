@@ -123,3 +123,26 @@ def test_scripted_and_wrapped_networks_are_left_as_they_are():
     x = torch.randn(2, 3, 8, 8)
     net.eval()
     torch.testing.assert_close(predict_proba(scripted, x), predict_proba(net, x, fold=False))
+
+
+def test_predict_proba_folds_by_default_on_a_cpu_only(monkeypatch):
+    """``fold=None`` folds on a CPU and not on CUDA (where folding was slower on an H100): seen through
+    which network ``predict_proba`` asks :func:`inference_network` for."""
+    import plotllp.engine
+
+    asked = []
+    monkeypatch.setattr(plotllp.engine, "inference_network", lambda m: asked.append(m) or m)
+    model = build_model("small-cnn", (3, 32, 32), 10)
+    x = torch.zeros(4, 3, 32, 32)
+    predict_proba(model, x)
+    assert asked == [model]
+    predict_proba(model, x, fold=False)
+    assert asked == [model]
+
+    class CudaLooking(torch.Tensor):      # a CPU tensor that says it is on CUDA
+        @property
+        def is_cuda(self):
+            return True
+
+    predict_proba(model, x.as_subclass(CudaLooking))
+    assert asked == [model]                # not asked again: no folding on CUDA by default
