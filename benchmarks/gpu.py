@@ -11,11 +11,12 @@ channels-last always, as ``plotllp train`` does on CUDA), side by side on the sa
 each after one warm-up epoch (compilation happens there), median of ``--epochs`` timed epochs, the three
 taking turns epoch by epoch on the same network (a drift of the machine's speed falls on all alike); the
 OT solver's seconds per epoch, and the seconds it adds to the epoch beyond the prediction pass it
-overlaps (the relabelling timed against the same prediction pass alone), and the relabelling alone with
-chunks of 1,024, 4,096 and 16,384 rows (``overlapped_exact_labels``' ``chunk_rows``); one evaluation pass over the
-test images (10,000); and the end-to-end time of one cell of the paper's protocol (CIFAR-10, bag 64:
-400 DLLP + 100 PLOT epochs, evaluated every epoch, with the training-set diagnostics of every first-stage
-epoch; ``configs/paper/``) extrapolated from these measured epochs (:func:`paper_cell_minutes`).
+overlaps (the relabelling timed against the same prediction pass alone), and the relabelling alone
+with chunks of 1,024, 4,096 and 16,384 rows (``overlapped_exact_labels``' ``chunk_rows``); one
+evaluation pass over the test images (10,000); and the end-to-end time of one cell of the paper's
+protocol (CIFAR-10, bag 64: 400 DLLP + 100 PLOT epochs, evaluated every epoch, with the training-set
+diagnostics of every first-stage epoch; ``configs/paper/``) extrapolated from these measured epochs
+(:func:`paper_cell_minutes`).
 
 Run on a CUDA machine: ``python benchmarks/gpu.py --data-dir DIR`` (DIR holds
 ``cifar-10-python.tar.gz`` or ``cifar-10-batches-py/``), or ``--synthetic`` for random uint8 images of
