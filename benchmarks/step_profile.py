@@ -1,13 +1,15 @@
 """Where a PLOT training step spends its time that a supervised one does not: both under torch.profiler.
 
 ``benchmarks/gpu.py`` found PLOT's training steps (its epoch less the relabelling) as fast as plain
-supervised ones with conv-large but about 10% slower with WRN-28-2 on an H100, eager. This script
-trains one epoch of each kind on the same network and data (as ``gpu.py`` builds them: instance batches
-of 128, augmentation on the device, hard pseudo-labels, SCE), each after a warm-up epoch, the second
-under ``torch.profiler``, and prints the seconds per step and the operators whose total time differs
-most between the two (device time on CUDA, CPU time otherwise). A third kind of epoch, PLOT with
-cross-entropy instead of SCE (``plot-ce``), separates what the loss costs from the rest of PLOT's loop.
-The relabelling (``end_epoch``) is not profiled.
+supervised ones with conv-large but about 10% slower with WRN-28-2 on an H100, eager (run 3). This
+script trains epochs of each kind on the same network and data (as ``gpu.py`` builds them: instance
+batches of 128, augmentation on the device, hard pseudo-labels): supervised, PLOT with SCE, and PLOT
+with cross-entropy instead of SCE (``plot-ce``, which separates what the loss costs from the rest of
+PLOT's loop). After a warm-up epoch of each, ``--rounds`` epochs of each taking turns give the seconds
+per step (median); then one short epoch of each (``--profile-size`` images) runs under
+``torch.profiler``, and the operators whose total time differs most between supervised and PLOT are
+listed (device time on CUDA, CPU time otherwise; on CUDA the host's operator time too), scaled to the
+timed epoch. The relabelling (``end_epoch``) is not profiled.
 
 Run: ``python benchmarks/step_profile.py --model wrn-28-2 --train-size 10240 [--mixup] [--device auto]``;
 writes ``benchmarks/results/step_profile_<model>_<device>.md`` (or into ``--out-dir``).
