@@ -85,6 +85,29 @@ def load_raw(name: str) -> dict:
         return json.load(f)
 
 
+def resumable_runs(raw_path: str, raw: dict, run, log, *, reuse_finished: bool = False):
+    """``once(settings, tag)``: ``run(settings, tag, log)`` tagged, or the result of the same tag left
+    by an earlier invocation at this commit. Each new result is written to ``raw_path`` (under
+    ``"partial"``, beside ``raw``) as soon as it exists, so an interruption loses at most one run.
+    ``raw``'s ``"partial"`` entry is taken out; ``reuse_finished`` also reuses the runs of ``raw``'s
+    other entries (lists of tagged runs) from a finished invocation."""
+    finished = raw.pop("partial", [])
+    earlier = [r for runs in raw.values() for r in runs] if reuse_finished else []
+    done = {r["tag"]: r for r in [*earlier, *finished] if "tag" in r}
+
+    def once(settings, tag):
+        if tag in done and done[tag]["commit"] == commit():
+            log(f"{tag}: kept from an earlier invocation")
+            return done[tag]
+        out = {**run(settings, tag, log), "tag": tag}
+        finished.append(out)
+        with open(raw_path, "w") as f:
+            json.dump({**raw, "partial": finished}, f, indent=1)
+        done[tag] = out
+        return out
+    return once
+
+
 def clock_log():
     """A ``log(msg)`` that prefixes the seconds since it was made."""
     t0 = time.perf_counter()

@@ -27,7 +27,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import RESULTS, clock_log, commit, header, load_raw, mean_std, write  # noqa: E402
+from _common import RESULTS, clock_log, commit, header, load_raw, mean_std, resumable_runs, write  # noqa: E402
 from images_cpu import summarise  # noqa: E402
 
 from plotllp.config import make_config  # noqa: E402
@@ -112,19 +112,7 @@ def main():
     log = clock_log()
 
     new: dict = {}
-    finished = raw.pop("partial", [])
-    done = {r["tag"]: r for r in finished if "tag" in r}
-
-    def once(settings, tag):
-        """Run one setting, or reuse its result from an interrupted invocation at this commit."""
-        if tag in done and done[tag]["commit"] == commit():
-            log(f"{tag}: kept from an earlier invocation")
-            return done[tag]
-        out = {**run(settings, tag, log), "tag": tag}
-        finished.append(out)
-        with open(raw_path, "w") as f:               # after every run: an interruption loses at most one
-            json.dump({**raw, "partial": finished}, f, indent=1)
-        return out
+    once = resumable_runs(raw_path, raw, run, log)
 
     if args.only in (None, "moons"):
         for stage in args.stages:

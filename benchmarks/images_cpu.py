@@ -33,7 +33,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import RESULTS, clock_log, commit, header, load_raw, mean_std, write  # noqa: E402
+from _common import RESULTS, clock_log, commit, header, load_raw, mean_std, resumable_runs, write  # noqa: E402
 
 from plotllp.config import make_config  # noqa: E402
 from plotllp.pipeline import train  # noqa: E402
@@ -114,20 +114,7 @@ def main():
     log = clock_log()
 
     rows: dict = {}
-    finished = raw.pop("partial", [])              # runs of an interrupted invocation
-    done = {r["tag"]: r for runs in [*raw.values(), finished] for r in runs if "tag" in r}
-
-    def once(settings, tag):
-        """Run one setting, or reuse its result from an earlier (interrupted) invocation at this commit."""
-        if tag in done and done[tag]["commit"] == commit():
-            log(f"{tag}: kept from an earlier invocation")
-            return done[tag]
-        out = {**run(settings, tag, log), "tag": tag}
-        finished.append(out)
-        with open(raw_path, "w") as f:               # after every run: an interruption loses at most one
-            json.dump({**raw, "partial": finished}, f, indent=1)
-        done[tag] = out
-        return out
+    once = resumable_runs(raw_path, raw, run, log, reuse_finished=True)
 
     if args.only in (None, "fashion"):
         for bag in args.bag_sizes:

@@ -28,7 +28,7 @@ import torch
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, _HERE)
 from _common import header, make_case, write  # noqa: E402
-from plotllp.ot import pseudo_labels
+from plotllp.ot import pseudo_labels  # noqa: E402
 
 REG = 1.0 / 25.0
 

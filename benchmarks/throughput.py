@@ -131,7 +131,8 @@ def main():
     sup, (plot, ot) = rows["supervised"][0], rows["plot"]
     text += (f"\n{data.num_members} training instances in {bags.num_bags} bags of {args.bag_size}; batch "
              f"{args.batch_size}; {args.labels} labels; device {device}; PLOT continues {args.first_epochs} DLLP "
-             f"epochs; median of {args.epochs} epochs after a warm-up epoch, the epochs of the two kinds alternating.\n\n| epoch | seconds | ratio to supervised |\n| --- | --- | --- |\n"
+             f"epochs; median of {args.epochs} epochs after a warm-up epoch, the epochs of the two kinds alternating.\n\n"
+             "| epoch | seconds | ratio to supervised |\n| --- | --- | --- |\n"
              f"| supervised (CE on true labels) | {sup:.3f} | 1.00x |\n"
              f"| PLOT (train + predict + OT + bookkeeping) | {plot:.3f} | {plot / sup:.2f}x |\n"
              f"| of which the OT solve | {ot:.3f} | {100 * ot / plot:.1f}% of the PLOT epoch |\n")

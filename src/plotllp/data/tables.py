@@ -2,8 +2,8 @@
 
 ``plotllp train --dataset table:FILE --bag-column COL`` reads a CSV (or Parquet, with pyarrow
 installed) file. ``--bag-column a,b`` groups rows by several columns (feature bags); the bag id is then
-their values joined by ``|`` (as the proportions file must name it). The features are ``--features a,b,c`` or every other numeric column. The bags'
-proportions come from either
+their values joined by ``|`` (as the proportions file must name it). The features are
+``--features a,b,c`` or every other numeric column. The bags' proportions come from either
 
 - ``--proportions FILE``: a table with the bag id in its first column (or in a column named like the
   bag column) and one column per class, holding proportions or integer counts (real LLP data: no
