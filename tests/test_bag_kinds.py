@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plotllp.bags import clustered_bags, dirichlet_bags, feature_bags, sampled_bags, sized_bags
+from plotllp.bags import clustered_bags, dirichlet_bags, feature_bags, sampled_bags, sized_bags, uniform_bags
 from plotllp.errors import LLPInputError
 
 
@@ -93,3 +93,25 @@ def test_bad_bag_kinds():
         sized_bags(y, [6, 6])
     with pytest.raises(LLPInputError, match="rows"):
         feature_bags(np.zeros(9), y)
+
+
+@pytest.mark.parametrize("kind", ["uniform", "dirichlet", "clustered", "replacement"])
+def test_test_bags_are_formed_like_the_training_bags(kind):
+    """SPEC section 1: the bag-level error is measured on test bags built the same way as the training
+    bags (the same kind, size and seed, on the test set)."""
+    from plotllp.config import make_config
+    from plotllp.data import load_dataset
+    from plotllp.pipeline import make_bags, make_test_bags
+
+    cfg = make_config({"dataset": "digits", "bags": kind, "bag_size": 16, "bag_alpha": 0.1, "bag_seed": 3})
+    ds = load_dataset("digits", seed=0)
+    train, test = make_bags(cfg, ds), make_test_bags(cfg, ds)
+    assert test.indices.max() < len(ds.y_test)
+    expected = {"uniform": uniform_bags(ds.y_test, 16, num_classes=10, seed=3),
+                "dirichlet": dirichlet_bags(ds.y_test, 16, alpha=0.1, num_classes=10, seed=3),
+                "clustered": clustered_bags(ds.x_test, ds.y_test, 16, num_classes=10, seed=3),
+                "replacement": sampled_bags(ds.y_test, 16, num_classes=10, seed=3)}[kind]
+    np.testing.assert_array_equal(test.indices, expected.indices)
+    np.testing.assert_array_equal(test.proportions, expected.proportions)
+    if kind == "dirichlet":          # skewed like the training bags: the largest class holds most of a bag
+        assert test.proportions.max(1).mean() > 0.5 and train.proportions.max(1).mean() > 0.5

@@ -134,3 +134,25 @@ def test_parquet_table(tables, tmp_path):
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "q" / "results.json").read_text())
     assert res["data"]["bags"] == 20 and res["data"]["train_instances"] == 178
+
+
+def test_label_column_tables_report_the_error_of_the_held_out_bags(tables):
+    """With --label-column, the test bags whose proportion error is reported are the held-out bags
+    themselves (SPEC section 1: built the same way as the training bags), not random groups of rows."""
+    from plotllp.config import make_config
+    from plotllp.data.tables import load_table
+    from plotllp.pipeline import make_test_bags
+
+    d, _ = tables
+    ds = load_table(str(d / "rows.csv"), bag_column="clinic", label_column="label", seed=0)
+    cfg = make_config({"dataset": f"table:{d / 'rows.csv'}", "bag_column": "clinic", "label_column": "label"})
+    test_bags = make_test_bags(cfg, ds)
+    clinic = np.array([row["clinic"] for row in csv.DictReader(open(d / "rows.csv"))])
+    held_out = sorted(set(clinic) - set(ds.bag_names))
+    assert test_bags.num_bags == len(held_out) == 4
+    test_rows = np.flatnonzero(np.isin(clinic, held_out))        # the test arrays, in file order
+    assert len(test_rows) == len(ds.y_test)
+    for b in range(test_bags.num_bags):
+        members = test_bags.indices[test_bags.bag_ids == b]
+        assert len(set(clinic[test_rows[members]])) == 1            # one clinic per test bag
+        np.testing.assert_allclose(test_bags.proportions[b], np.bincount(ds.y_test[members], minlength=3) / len(members))

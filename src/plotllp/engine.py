@@ -289,20 +289,25 @@ class EpochState:
 
 
 class Evaluator:
-    """Per-epoch metrics (SPEC section 1): test accuracy, bag-level MAE on test bags built like the
-    training bags, the validation bags' MAE (no instance labels needed), and the training-set
+    """Per-epoch metrics (SPEC section 1): test accuracy, bag-level MAE on test bags (``test_bags``, a
+    :class:`~plotllp.bags.Bags` over the test rows, built like the training bags; default: uniform random
+    bags of ``bag_size``), the validation bags' MAE (no instance labels needed), and the training-set
     diagnostics (accuracy of the model, of its OT labels, of the ensemble of the last k OT labels
     against the hidden labels)."""
 
     def __init__(self, x_test, y_test, bag_size: int, bag_seed: int, num_classes: int, device, *,
-                 labels: str = "hard", reg: float = 1 / 25, ensemble: int = 5, val: LLPData | None = None):
+                 labels: str = "hard", reg: float = 1 / 25, ensemble: int = 5, val: LLPData | None = None,
+                 test_bags: Bags | None = None):
         self.device = torch.device(device)
         self.has_test = y_test is not None and len(y_test) > 0
         if self.has_test:
             self.x_test = as_input_tensor(x_test, self.device)
             self.y_test = torch.as_tensor(np.asarray(y_test), dtype=torch.long).to(self.device)
             y = np.asarray(y_test)
-            self.test_bags = uniform_bags(y, min(bag_size, y.size), num_classes=num_classes, seed=bag_seed)
+            self.test_bags = (test_bags if test_bags is not None
+                              else uniform_bags(y, min(bag_size, y.size), num_classes=num_classes, seed=bag_seed))
+            if self.test_bags.indices.size and int(self.test_bags.indices.max()) >= y.size:
+                raise LLPInputError(f"test_bags name row {int(self.test_bags.indices.max())} of a test set of {y.size}")
             self.test_members = torch.from_numpy(self.test_bags.indices).to(self.device)
             self.test_bag_ids = torch.from_numpy(self.test_bags.bag_ids).to(self.device)
             self.test_props = torch.from_numpy(self.test_bags.proportions).float().to(self.device)

@@ -149,18 +149,35 @@ def table_options(cfg: TrainConfig) -> dict:
 
 def make_bags(cfg: TrainConfig, data) -> Bags:
     """The training bags of ``cfg.bags`` kind from the data set's (otherwise hidden) labels."""
-    y, k = data.y_train, data.num_classes
     if getattr(data, "bags", None) is not None:          # a table: its bag column made the bags
         if cfg.bags != "uniform":
             raise LLPInputError("--bags applies to labelled data sets; a table's bags come from --bag-column")
         return data.bags
+    return _bags_of_kind(cfg, data.x_train, data.y_train, cfg.bag_size, data.num_classes)
+
+
+def make_test_bags(cfg: TrainConfig, data) -> Bags | None:
+    """The test bags whose proportion error is reported (``bag_mae``; SPEC section 1: built the same way
+    as the training bags): a table's held-out bags, else bags of ``cfg.bags`` kind formed on the test
+    set (of at most as many instances as it has); None without a labelled test set."""
+    if data.y_test is None or len(data.y_test) == 0:
+        return None
+    if getattr(data, "test_bags", None) is not None:
+        return data.test_bags
+    size = min(cfg.bag_size, len(data.y_test))
+    if getattr(data, "bags", None) is not None:          # (a table without held-out bags: none to report)
+        return uniform_bags(data.y_test, size, num_classes=data.num_classes, seed=cfg.bag_seed)
+    return _bags_of_kind(cfg, data.x_test, data.y_test, size, data.num_classes)
+
+
+def _bags_of_kind(cfg: TrainConfig, x, y, size: int, k: int) -> Bags:
     if cfg.bags == "dirichlet":
-        return dirichlet_bags(y, cfg.bag_size, alpha=cfg.bag_alpha, num_classes=k, seed=cfg.bag_seed)
+        return dirichlet_bags(y, size, alpha=cfg.bag_alpha, num_classes=k, seed=cfg.bag_seed)
     if cfg.bags == "clustered":
-        return clustered_bags(data.x_train, y, cfg.bag_size, num_classes=k, seed=cfg.bag_seed)
+        return clustered_bags(x, y, size, num_classes=k, seed=cfg.bag_seed)
     if cfg.bags == "replacement":
-        return sampled_bags(y, cfg.bag_size, num_classes=k, seed=cfg.bag_seed)
-    return uniform_bags(y, cfg.bag_size, num_classes=k, seed=cfg.bag_seed)
+        return sampled_bags(y, size, num_classes=k, seed=cfg.bag_seed)
+    return uniform_bags(y, size, num_classes=k, seed=cfg.bag_seed)
 
 
 def make_first_stage(cfg: TrainConfig, augment=None, batch_bags: int | None = None):
@@ -225,7 +242,7 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist) -> RunResult:
         train_data.epoch_members = dist.max_int(train_data.num_members)
         dist.install_gradient_averaging()
     evaluator = Evaluator(data.x_test, data.y_test, cfg.bag_size, cfg.bag_seed, k, device, labels=cfg.labels,
-                          reg=cfg.reg, ensemble=cfg.ensemble, val=val)
+                          reg=cfg.reg, ensemble=cfg.ensemble, val=val, test_bags=make_test_bags(cfg, data))
     evaluator.dist = dist
     say(f"plotllp: {cfg.dataset}: {bags.indices.size} training instances in {bags.num_bags} bags of "
         f"{cfg.bag_size if getattr(data, 'bags', None) is None else 'various sizes'}, "

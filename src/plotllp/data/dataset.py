@@ -20,6 +20,8 @@ class Dataset:
     class_names: list = field(default_factory=list)
     #: per-channel (mean, std) in [0, 1] units for uint8 images, None for feature tables
     normalization: tuple | None = None
+    #: a table's held-out bags (rows of the test arrays); None: the test bags are formed like the training bags
+    test_bags: object = None
 
     @property
     def num_classes(self) -> int:

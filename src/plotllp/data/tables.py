@@ -136,6 +136,12 @@ def load_table(path: str, *, bag_column: str | None, features=None, label_column
         ds = Dataset(f"table:{os.path.basename(path)}", x[tr], y[tr], x[is_test], y[is_test],
                      [str(c) for c in class_names])
         ds.bag_names = bag_names[ids]
+        te = np.flatnonzero(is_test)
+        if te.size:                                 # the held-out bags themselves: the test bags' error
+            _, test_local = np.unique(bag_index[te], return_inverse=True)
+            test_counts = np.zeros((int(test_local.max()) + 1, k))
+            np.add.at(test_counts, (test_local, y[te]), 1)
+            ds.test_bags = bags_from_ids(test_local, counts=test_counts)
     else:
         bags, class_names, used = _proportions_table(proportions, bag_column, bag_names, bag_index)
         ds = Dataset(f"table:{os.path.basename(path)}", x, None, x[:0], None, class_names)
