@@ -79,6 +79,7 @@ def test_config_yaml_reproduces_run(tmp_path):
     (["train", "--config", "unknown.yaml"], 2, "unknown setting 'learning_rate'"),
     (["train", "--config", "badtype.yaml"], 2, "setting epochs1 must be int"),
     (["train", "--epochs1", "2", "--epochs2", "1", "--lr", "1e12"], 3, "diverged"),
+    (["train", "--first-stage", "gan", "--gan-generator", "conv"], 2, "--gan-generator conv needs raw images"),
     (["nonsense"], 2, "invalid choice: 'nonsense'"),
 ])
 def test_bad_input_gives_one_line_error(tmp_path, args, code, msg):

@@ -145,7 +145,7 @@ def test_batch_must_split_evenly(tmp_path):
                                 "--batch-bags", "3", "--device", "cpu", "--out", str(tmp_path / "o")),
                        capture_output=True, text=True, timeout=300, env=env())
     assert r.returncode != 0
-    assert "--batch-bags 3 cannot be split evenly over 2 processes; use a multiple of 2" in r.stdout + r.stderr
+    assert "--batch-bags 3 (the global batch) cannot be split evenly over 2 processes; use a multiple of 2" in r.stdout + r.stderr
     assert "[rank0]: Traceback" not in r.stderr and "[rank1]: Traceback" not in r.stderr     # one line each
 
 

@@ -67,6 +67,34 @@ def test_table_bad_input(tmp_path):
         render([str(tmp_path)])
 
 
+def test_table_of_an_error_marks_the_lowest_and_unknown_metrics_are_named(tmp_path):
+    from plotllp.errors import LLPInputError
+    for name, first, mae_first, mae_final in [("a", "dllp", 0.05, 0.02), ("b", "gan", 0.03, 0.04)]:
+        write_result(tmp_path / name, "digits", first, True, 16, 0, 0.5, 0.6)
+        res = json.loads((tmp_path / name / "results.json").read_text())
+        res["first_stage"]["bag_mae"], res["final"]["bag_mae"] = mae_first, mae_final
+        res["first_stage"]["seconds"] = res["final"]["seconds"] = 12.5
+        (tmp_path / name / "results.json").write_text(json.dumps(res))
+    md = render([str(tmp_path)], metric="bag_mae")
+    assert "bag mae (%)" in md and "best (lowest)" in md
+    assert "| DLLP + PLOT | **2.00 (0.00)** |" in md and "| LLP-GAN | 3.00 (0.00) |" in md
+    csv_rows = render([str(tmp_path)], fmt="csv", metric="bag_mae").splitlines()
+    assert "digits,DLLP + PLOT,16,2.00,0.00,1,1" in csv_rows and "digits,DLLP,16,5.00,0.00,1,0" in csv_rows
+    md = render([str(tmp_path)], metric="seconds")
+    assert "seconds, mean" in md and "(%)" not in md and "12.50 (0.00)" in md      # not a fraction: as it is
+    with pytest.raises(LLPInputError, match=r"reports 'foo'; metrics there: bag_mae, seconds, test_accuracy"):
+        render([str(tmp_path)], metric="foo")
+
+
+def test_table_runs_on_their_own_bags_form_one_column(tmp_path):
+    write_result(tmp_path / "a", "table:rows.csv", "dllp", True, 50, 0, 0.5, 0.6)
+    write_result(tmp_path / "b", "table:rows.csv", "dllp", True, 16, 1, 0.7, 0.8)    # --bag-size does not apply
+    md = render([str(tmp_path)])
+    assert "| method | given bags |" in md and "| DLLP + PLOT | **70.00 (14.14)** |" in md
+    r = cli("figure", "bag-size", str(tmp_path), "--out", str(tmp_path / "fig"))
+    assert r.returncode == 2 and "nothing to plot against bag size" in r.stderr and "Traceback" not in r.stderr
+
+
 def cli(*args, **kw):
     return subprocess.run([sys.executable, "-m", "plotllp", *args], capture_output=True, text=True, timeout=600, **kw)
 

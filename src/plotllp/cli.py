@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("dataset", help="moons, digits, mnist, fashion_mnist, cifar10, cifar100 or svhn")
     data.add_argument("--data-dir", default="data", help="folder (or archive) of the data files (default: data)")
     data.add_argument("--download", action="store_true", help="fetch the official files into --data-dir first "
-                      "(MD5 checksums verified; files already there are kept)")
+                      "(MD5 checksums verified; a file already there is kept if its checksum matches, fetched again if not)")
     demo = sub.add_parser("demo", help="two-moons in the paper's setting: DLLP then PLOT, with a figure",
                           description="Two-moons, 40 bags of 50 points (the paper's section 5.1): DLLP, then PLOT. "
                           "Prints the first-stage and final test accuracy and draws the decision boundaries "
@@ -103,11 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a setting in every cell (repeatable), e.g. --set data_dir=../shared/data")
     sw.add_argument("--dry-run", action="store_true", help="list the cells and their state; run nothing")
     tb = sub.add_parser("table", help="the paper's table layout (methods x bag sizes, mean (std)) from results",
-                        description="Rows: each first stage and the first stage + PLOT; columns: bag sizes; cells: "
-                        "mean (std) over seeds, the best of each column in bold. Missing cells are shown as such.")
+                        description="Rows: each first stage and the first stage + PLOT; columns: bag sizes (runs on "
+                        "a table's own bags: one column, 'given bags'); cells: mean (std) over seeds, the best of each "
+                        "column in bold (the highest; the lowest for an error, loss or time). Accuracies and bag errors "
+                        "are shown in percent. Missing cells are shown as such.")
     tb.add_argument("results", nargs="+", metavar="RESULTS", help="results.json files or folders holding them")
     tb.add_argument("--format", choices=["md", "csv", "latex"], default="md", help="output format (default: md)")
-    tb.add_argument("--metric", default="test_accuracy", help="metric of results.json (default: test_accuracy)")
+    tb.add_argument("--metric", default="test_accuracy", help="metric of results.json's first_stage and final "
+                    "entries, e.g. test_accuracy, bag_mae, val_bag_mae, train_bag_mae, train_acc_ot, seconds "
+                    "(default: test_accuracy)")
     tb.add_argument("--output", metavar="FILE", help="write to FILE instead of printing")
     fg = sub.add_parser("figure", help="the paper's figures from finished runs (PNG and SVG)",
                         description="boundaries: decision boundaries of each run's first stage and final model "

@@ -78,8 +78,8 @@ class Distributed:
     def split_batch(self, value: int, what: str) -> int:
         """The per-rank share of a global batch setting, which must divide evenly."""
         if value % self.world:
-            raise LLPInputError(f"--{what} {value} cannot be split evenly over {self.world} processes; "
-                                f"use a multiple of {self.world}")
+            raise LLPInputError(f"--{what} {value} (the global batch) cannot be split evenly over {self.world} "
+                                f"processes; use a multiple of {self.world}, or fewer processes")
         return value // self.world
 
     def broadcast_module(self, module: torch.nn.Module) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .engine import predict_proba
+from .errors import LLPInputError
 
 COLORS = ("#d62728", "#2ca02c", "#1f77b4", "#ff7f0e")
 
@@ -141,6 +142,11 @@ def label_convergence(runs: list[tuple[str, dict]], out: str) -> list[str]:
 def accuracy_vs_bag_size(data: dict, out: str) -> list[str]:
     """Test accuracy (mean and std over seeds) against bag size, one line per method, one panel per data
     set; ``data`` is :func:`plotllp.experiments.results.aggregate`'s output."""
+    data = {ds: (methods, [b for b in bags if b > 0], cells) for ds, (methods, bags, cells) in data.items()}
+    data = {ds: v for ds, v in data.items() if v[1]}           # a table's own bags (0) have no one size
+    if not data:
+        raise LLPInputError("no runs with bags of one size (a table's own bags have many): nothing to plot "
+                            "against bag size")
     plt = _plt()
     fig, axes = plt.subplots(1, len(data), figsize=(6.2 * len(data), 4.4), squeeze=False)
     for ax, (ds, (methods, bags, cells)) in zip(axes[0], data.items()):

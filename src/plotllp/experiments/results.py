@@ -65,7 +65,7 @@ def plot_variant(cfg: dict) -> str:
 class Entry:
     dataset: str
     method: str
-    bag_size: int
+    bag_size: int             # 0 for a table's own bags (from its bag column, of many sizes)
     seed: int
     value: float
     path: str
@@ -85,14 +85,14 @@ def entries(paths, metric: str = "test_accuracy") -> list[Entry]:
         if cfg.get("second_stage", "none") != "none" and int(cfg.get("epochs2", 0)) > 0:
             variant = plot_variant(cfg)
             rows.append((f"{name} + PLOT{variant}", r["final"], (rank, 1, variant)))
+        bag_size = 0 if str(cfg["dataset"]).startswith("table:") else int(cfg["bag_size"])   # 0: the table's bags
         for method, metrics, order in rows:
-            key = (cfg["dataset"], method, int(cfg["bag_size"]), int(cfg["seed"]), int(cfg.get("bag_seed", 0)),
+            key = (cfg["dataset"], method, bag_size, int(cfg["seed"]), int(cfg.get("bag_seed", 0)),
                    int(cfg.get("data_seed", 0)))
             if key in seen or metric not in metrics:
                 continue
             seen.add(key)
-            out.append(Entry(cfg["dataset"], method, int(cfg["bag_size"]), int(cfg["seed"]),
-                             float(metrics[metric]), path, order))
+            out.append(Entry(cfg["dataset"], method, bag_size, int(cfg["seed"]), float(metrics[metric]), path, order))
     return out
 
 

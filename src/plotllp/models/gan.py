@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 
+from ..errors import LLPInputError
+
 
 def _conv(cin, cout, k, stride=1, padding=None):
     return [nn.Conv2d(cin, cout, k, stride, k // 2 if padding is None else padding), nn.LeakyReLU(0.2)]
@@ -49,7 +51,7 @@ class ConvGenerator(nn.Module):
         c, h, w = image_shape
         ups = 3 if h % 8 == 0 and w % 8 == 0 else 2
         if h % 2 ** ups or w % 2 ** ups:
-            raise ValueError(f"the generator needs image sides divisible by 4, got {h}x{w}")
+            raise LLPInputError(f"the conv generator needs image sides divisible by 4, got {h}x{w}; use --gan-generator mlp")
         widths = [512, 256, 128][-ups:]
         self.z_dim, self.start = z_dim, (widths[0], h // 2 ** ups, w // 2 ** ups)
         self.fc = nn.Sequential(nn.Linear(z_dim, math.prod(self.start)), nn.BatchNorm1d(math.prod(self.start)),
@@ -89,11 +91,12 @@ def build_generator(input_shape, *, pixels: bool, z_dim: int = 100, kind: str = 
     only), ``mlp`` (:class:`MLPGenerator`; 500 hidden units for pixels, 128 for features), or ``auto``:
     conv for raw images of shape (C, H, W), else mlp."""
     if kind not in ("auto", "conv", "mlp"):
-        raise ValueError(f"generator kind must be auto, conv or mlp, got {kind!r}")
+        raise LLPInputError(f"generator kind must be auto, conv or mlp, got {kind!r}")
     image = pixels and len(input_shape) == 3
     if kind == "conv" or (kind == "auto" and image):
         if not image:
-            raise ValueError(f"a conv generator needs raw images (C, H, W), got inputs of shape {tuple(input_shape)}")
+            raise LLPInputError(f"--gan-generator conv needs raw images (C, H, W), got inputs of shape "
+                                f"{tuple(input_shape)}; use --gan-generator mlp or auto")
         return ConvGenerator(input_shape, z_dim)
     return MLPGenerator(input_shape, z_dim, width=500 if pixels else 128, pixels=pixels)
 
