@@ -145,6 +145,13 @@ def cmd_predict(args) -> int:
     from .pipeline import atomic_write, load_run
 
     meta_path = os.path.join(args.model, "model.pt")
+    out = os.path.realpath(args.output)
+    if out == os.path.realpath(args.input):
+        raise LLPInputError(f"--output {args.output} is the --input file; write the predictions elsewhere")
+    if os.path.dirname(out) == os.path.realpath(args.model) and os.path.basename(out) in (
+            "model.pt", "first_stage.pt", "results.json", "config.yaml", "checkpoint.pt"):
+        raise LLPInputError(f"--output {args.output} would overwrite the run's {os.path.basename(out)}; write the "
+                            "predictions elsewhere")
     cfg, model, first = load_run(args.model)
     meta = torch.load(meta_path, map_location="cpu", weights_only=True)
     names = meta.get("feature_names")
@@ -204,7 +211,8 @@ def _run_label(cfg) -> str:
     name = STAGE_NAMES.get(cfg["first_stage"], cfg["first_stage"])
     if cfg.get("second_stage") != "none":
         name += " + PLOT" + plot_variant(cfg)
-    return f"{name}, {cfg['dataset']}, bag {cfg['bag_size']}"
+    bags = "its own bags" if str(cfg["dataset"]).startswith("table:") else f"bag {cfg['bag_size']}"
+    return f"{name}, {cfg['dataset']}, {bags}"
 
 
 def cmd_figure(args) -> int:
@@ -221,6 +229,9 @@ def cmd_figure(args) -> int:
         panels, ds = [], None
         for run_dir in args.runs:
             cfg, model, first = load_run(run_dir)
+            if cfg.dataset.startswith("table:"):
+                raise LLPInputError(f"{run_dir}: decision boundaries are drawn for two-dimensional data sets such "
+                                    "as moons, not for tables")
             ds = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.data_seed, noise=cfg.noise,
                               train_size=cfg.train_size)
             if ds.x_test.ndim != 2 or ds.x_test.shape[1] != 2:
@@ -239,6 +250,13 @@ def cmd_figure(args) -> int:
             found = find_results([run_dir])
             for p in found:
                 r = load(p)
+                need = ("train_acc_model", "test_accuracy") if args.kind == "curves" else ("test_accuracy",)
+                rows = [row for row in r.get("history", []) if isinstance(row, dict)]
+                if not any(row.get(k) is not None for row in rows for k in need):
+                    raise LLPInputError(f"{p}: the {args.kind} figure needs instance labels (test accuracy, training-"
+                                        "set diagnostics), which this run has none of (a table of proportions)")
+                if args.kind == "labels" and not any(row.get("stage") == "plot" for row in rows):
+                    raise LLPInputError(f"{p}: the labels figure shows PLOT epochs; this run has none")
                 runs.append((_run_label(r["config"]), r))
         draw = plotting.training_curves if args.kind == "curves" else plotting.label_convergence
         paths = draw(runs, args.out)
@@ -281,6 +299,9 @@ def cmd_data(args) -> int:
 
     from .data import load_dataset
 
+    if args.dataset.startswith("table:"):
+        raise LLPInputError("plotllp data describes the built-in and image data sets; a table is read by "
+                            "plotllp train --dataset table:FILE --bag-column COL ...")
     ds = load_dataset(args.dataset, data_dir=args.data_dir, download=args.download)
     if ds.is_image:
         mean, std = ds.normalization
@@ -336,14 +357,29 @@ def main(argv=None) -> int:
     except OSError as e:                 # unwritable output folder, disk full, ...
         print(f"plotllp: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
+    except MemoryError:
+        print("plotllp: error: out of memory: use a smaller model (--width), batch or data set", file=sys.stderr)
+        return 2
     except Exception as e:
         from .engine import compile_failure          # torch is imported only by the commands that need it
         reason = compile_failure(e)
-        if reason is None:
+        if reason is not None:
+            print(f"plotllp: error: --compile: torch.compile could not compile the network ({reason}); train "
+                  f"without --compile (with --resume if --out already holds this run's checkpoint)", file=sys.stderr)
+            return 2
+        import torch
+        oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+        if isinstance(e, oom) or (isinstance(e, RuntimeError) and "can't allocate memory" in str(e)):
+            print(f"plotllp: error: out of memory ({str(e).splitlines()[0][:120]}); use a smaller "
+                  "model (--width), batch or data set", file=sys.stderr)
+            return 2
+        if os.environ.get("PLOTLLP_TRACEBACK"):
             raise
-        print(f"plotllp: error: --compile: torch.compile could not compile the network ({reason}); train "
-              f"without --compile (with --resume if --out already holds this run's checkpoint)", file=sys.stderr)
-        return 2
+        # a failure plotllp did not foresee: one line, and how to see where it happened
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        print(f"plotllp: internal error: {type(e).__name__}: {first} (a bug, or an input plotllp does not check "
+              "yet; set PLOTLLP_TRACEBACK=1 to see where it happened)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

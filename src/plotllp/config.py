@@ -7,6 +7,7 @@ Precedence, lowest first: the defaults below; the data set's preset (:data:`PRES
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 
 import yaml
@@ -122,6 +123,28 @@ class TrainConfig:
             raise LLPInputError(f"vat-weight must be >= 0 and vat-ramp in [0, 1], got {self.vat_weight}, {self.vat_ramp}")
         if self.lr2 is not None and not self.lr2 > 0:
             raise LLPInputError(f"lr2 must be positive, got {self.lr2}")
+        for f in fields(self):                     # inf or nan: never a setting (and training would diverge)
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise LLPInputError(f"{f.name.replace('_', '-')} must be a finite number, got {value}")
+        for name in ("noise", "sce_alpha", "sce_beta", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise LLPInputError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.loss == "sce" and self.sce_alpha == 0 and self.sce_beta == 0:
+            raise LLPInputError("sce-alpha and sce-beta are both 0: the SCE loss would be 0")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise LLPInputError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("seed", "data_seed", "bag_seed"):
+            if getattr(self, name) < 0:
+                raise LLPInputError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if self.train_size is not None and self.train_size < 1:
+            raise LLPInputError(f"train-size must be positive, got {self.train_size}")
+        table = self.dataset.startswith("table:")
+        for name in ("bag_column", "features", "proportions", "label_column"):
+            if getattr(self, name) is not None and not table:
+                raise LLPInputError(f"--{name.replace('_', '-')} applies to table:FILE data only, not to "
+                                    f"--dataset {self.dataset}")
         return self
 
     def to_dict(self) -> dict:
@@ -160,10 +183,12 @@ def _coerce(name: str, value):
                 return False
             raise ValueError
         if kind.startswith("int"):
-            if isinstance(value, float) and not value.is_integer():
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
             return int(value)
         if kind.startswith("float"):
+            if isinstance(value, bool):
+                raise ValueError
             return float(value)
         return str(value)
     except (TypeError, ValueError):
@@ -173,10 +198,14 @@ def _coerce(name: str, value):
 def load_yaml(path: str) -> dict:
     """Settings from a YAML mapping (keys as on the command line, with - or _)."""
     try:
-        with open(path) as fh:
+        with open(path, encoding="utf-8") as fh:
             data = yaml.safe_load(fh)
     except FileNotFoundError:
         raise LLPInputError(f"config file {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise LLPInputError(f"config file {path} is not UTF-8 text") from None
+    except IsADirectoryError:
+        raise LLPInputError(f"config file {path} is a folder, not a YAML file") from None
     except yaml.YAMLError as e:
         raise LLPInputError(f"config file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if data is None:

@@ -122,7 +122,7 @@ def load_run(run_dir: str):
         meta = torch.load(path, map_location="cpu", weights_only=True)
         cfg = make_config(meta["config"])
         shape, k, norm = meta["input_shape"], int(meta["num_classes"]), meta.get("normalization")
-    except (KeyError, TypeError, RuntimeError, ValueError) as e:
+    except Exception as e:  # truncated, foreign or corrupt files raise many kinds (UnpicklingError, ...)
         raise DataFileError(f"{path} is not a model saved by plotllp train ({type(e).__name__})") from None
     models = []
     for name in ("model.pt", "first_stage.pt"):

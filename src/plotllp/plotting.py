@@ -126,8 +126,9 @@ def label_convergence(runs: list[tuple[str, dict]], out: str) -> list[str]:
     for label, r in runs:
         _, h2 = _history(r)
         x = [row["epoch"] for row in h2]
-        axes[0].plot(x, [100 * row["test_accuracy"] for row in h2], label=label, linewidth=1.6)
-        axes[1].plot(x, [100 * row["train_acc_ot"] for row in h2], label=label, linewidth=1.6)
+        for ax, key in zip(axes, ("test_accuracy", "train_acc_ot")):
+            ax.plot(x, [100 * row[key] if row.get(key) is not None else float("nan") for row in h2], label=label,
+                    linewidth=1.6)
     from matplotlib.ticker import MaxNLocator
 
     for ax, what in zip(axes, ("test accuracy (%)", "training-set accuracy of the OT labels (%)")):

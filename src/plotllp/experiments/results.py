@@ -41,7 +41,12 @@ def load(path: str) -> dict:
     try:
         with open(path) as f:
             r = json.load(f)
-        r["config"], r["first_stage"], r["final"]        # noqa: B018  (the keys every results.json has)
+        cfg = r["config"]
+        if not (isinstance(r["first_stage"], dict) and isinstance(r["final"], dict)):
+            raise TypeError("first_stage and final must hold metrics")
+        for key in ("dataset", "first_stage", "bag_size", "seed"):      # the settings every table and figure reads
+            cfg[key]                                                   # noqa: B018
+        int(cfg["bag_size"]), int(cfg["seed"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise LLPInputError(f"{path} is not a plotllp results.json ({type(e).__name__}: {e})") from None
     return r
@@ -89,8 +94,9 @@ def entries(paths, metric: str = "test_accuracy") -> list[Entry]:
         for method, metrics, order in rows:
             key = (cfg["dataset"], method, bag_size, int(cfg["seed"]), int(cfg.get("bag_seed", 0)),
                    int(cfg.get("data_seed", 0)))
-            if key in seen or metric not in metrics:
-                continue
+            value = metrics.get(metric)
+            if key in seen or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue                                  # not reported (or not a number) by this run
             seen.add(key)
             out.append(Entry(cfg["dataset"], method, bag_size, int(cfg["seed"]), float(metrics[metric]), path, order))
     return out
