@@ -93,6 +93,19 @@ def test_bad_input_gives_one_line_error(tmp_path, args, code, msg):
     assert len(lines) == 1 and lines[0].startswith("plotllp: error:") and msg in lines[0], r.stderr
 
 
+def test_a_finished_run_is_not_overwritten_unless_asked(tmp_path):
+    out = str(tmp_path / "o")
+    fast = ["train", "--epochs1", "1", "--epochs2", "1", "--quiet", "--out", out]
+    assert run_cli(fast).returncode == 0
+    before = (tmp_path / "o" / "results.json").read_text()
+    r = run_cli([*fast, "--seed", "1"])
+    assert r.returncode == 2 and "holds a finished run" in r.stderr and "--overwrite" in r.stderr
+    assert (tmp_path / "o" / "results.json").read_text() == before
+    r = run_cli([*fast, "--seed", "1", "--overwrite"])
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "o" / "results.json").read_text())["config"]["seed"] == 1
+
+
 def test_help_everywhere():
     for args in (["--help"], ["train", "--help"], ["demo", "--help"]):
         r = run_cli(args)

@@ -120,6 +120,15 @@ def test_grid_expansion_names_and_validation(tmp_path):
     from plotllp.errors import LLPInputError
     with pytest.raises(LLPInputError, match="bag-size must be positive"):
         sweep.expand([str(tmp_path / "bad.yaml")])
+    (tmp_path / "badbase.yaml").write_text("base: [1, 2]\ngrid: {bag_size: [16]}\n")
+    with pytest.raises(LLPInputError, match="base must be a mapping"):
+        sweep.expand([str(tmp_path / "badbase.yaml")])
+    (tmp_path / "empty.yaml").write_text("grid: {}\n")
+    with pytest.raises(LLPInputError, match="non-empty list"):
+        sweep.expand([str(tmp_path / "empty.yaml")])
+    (tmp_path / "esc.yaml").write_text("name: ../../x\ngrid: {bag_size: [16]}\n")
+    names = [n for n, _ in sweep.expand([str(tmp_path / "esc.yaml"), str(tmp_path / "z.yaml")])]
+    assert all("/" not in n and ".." not in n for n in names), names
 
 
 def test_sweep_skips_finished_and_resumes_a_killed_cell(tmp_path):
@@ -129,6 +138,13 @@ def test_sweep_skips_finished_and_resumes_a_killed_cell(tmp_path):
     assert "2 to start" in r.stdout and "all 2 cells finished" in r.stdout
     r = cli("sweep", str(tmp_path / "g.yaml"), "--out", str(tmp_path / "runs"))
     assert "2 finished (skipped)" in r.stdout and "start " not in r.stdout
+    # changed settings: the finished cells would be stale, so the sweep refuses (and runs nothing)
+    r = cli("sweep", str(tmp_path / "g.yaml"), "--out", str(tmp_path / "runs"), "--set", "lr=0.5")
+    assert r.returncode == 2 and "finished with other settings (lr: 0.001 -> 0.5)" in r.stderr, r.stderr
+    # a file where a folder belongs: a one-line error, never "all cells finished"
+    (tmp_path / "afile").write_text("x")
+    r = cli("sweep", str(tmp_path / "g.yaml"), "--out", str(tmp_path / "afile"))
+    assert r.returncode == 2 and "is a file" in r.stderr and "finished" not in r.stdout, r.stdout + r.stderr
 
     # a longer cell, the sweep killed (SIGKILL, its whole process group) once the cell has a checkpoint
     (tmp_path / "long.yaml").write_text("dataset: moons\nepochs1: 400\nepochs2: 3\ndevice: cpu\n")

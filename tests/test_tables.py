@@ -95,6 +95,10 @@ def test_feature_bags_from_two_columns(tables, tmp_path):
      "column 'malic' has a missing"),
     ("drop_bag", ["--bag-column", "clinic", "--proportions", "counts_missing.csv"], "has rows but no proportions"),
     ("extra_bag", ["--bag-column", "clinic", "--proportions", "counts_extra.csv"], "which has no rows"),
+    ("blank_feature", ["--bag-column", "clinic", "--label-column", "label"], "column 'malic' has a missing"),
+    ("blank_label", ["--bag-column", "clinic", "--label-column", "label"], "label column 'label' has no value at row 3"),
+    ("blank_bag", ["--bag-column", "clinic", "--label-column", "label"], "bag column 'clinic' has no value at row 4"),
+    (None, ["--bag-column", "clinic", "--proportions", "counts.csv", "--features", ","], "names no columns"),
     (None, ["--bag-column", "clinic"], "exactly one of --proportions"),
     (None, ["--bag-column", "clinic", "--proportions", "nowhere.csv"], "nowhere.csv does not exist"),
 ])
@@ -102,8 +106,12 @@ def test_bad_tables_give_one_line_errors(tables, tmp_path, edit, args, msg):
     d, _ = tables
     rows = list(csv.reader(open(d / "rows.csv")))
     counts = list(csv.reader(open(d / "counts.csv")))
-    if edit == "nan":
-        rows[5][2] = ""
+    if edit in ("nan", "blank_feature"):
+        rows[5][2] = "" if edit == "nan" else "NA"          # a missing feature: an error, never a dropped column
+    if edit == "blank_label":
+        rows[3][-1] = ""
+    if edit == "blank_bag":
+        rows[4][0] = ""
     write_csv(tmp_path / "rows.csv", rows[0], rows[1:])
     write_csv(tmp_path / "counts.csv", counts[0], counts[1:])
     write_csv(tmp_path / "counts_missing.csv", counts[0], counts[2:])

@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                         + ". A --config file and flags override presets.")
     tr.add_argument("--resume", action="store_true", help="continue the interrupted run in --out from its "
                     "checkpoint (same settings); a finished run is reported as such")
+    tr.add_argument("--overwrite", action="store_true", help="replace the finished run in --out (without it, a "
+                    "folder that holds one is refused)")
     _add_train_options(tr)
     data = sub.add_parser("data", help="describe a data set as JSON (sizes, classes, shape, channel mean and std)",
                           description="Read a data set from its official files and print, as JSON, the train "
@@ -275,6 +277,10 @@ def cmd_train(args) -> int:
     if args.resume and os.path.exists(done) and not os.path.exists(os.path.join(cfg.out, CHECKPOINT)):
         print(f"plotllp: the run in {cfg.out} has already finished; nothing to resume ({done})")
         return 0
+    if not args.resume and not args.overwrite and os.path.exists(done) and not os.path.exists(
+            os.path.join(cfg.out, CHECKPOINT)):
+        raise LLPInputError(f"{cfg.out} holds a finished run ({done}); choose another --out, or add --overwrite "
+                            "to replace it")
     res = train(cfg, resume=args.resume)
     if not res.is_main:          # a rank > 0 of a torchrun job: rank 0 reports
         return 0

@@ -44,7 +44,7 @@ def read_table(path: str) -> dict[str, list]:
         except Exception as e:  # noqa: BLE001  (pyarrow raises its own kinds)
             raise DataFileError(f"{path} is not a readable Parquet file ({type(e).__name__})") from None
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:     # (a byte-order mark is not a column name)
             rows = list(csv.reader(f))
     except (OSError, UnicodeDecodeError) as e:
         raise DataFileError(f"{path} is not a readable CSV file ({type(e).__name__})") from None
@@ -66,11 +66,19 @@ def read_table(path: str) -> dict[str, list]:
     return cols
 
 
+#: Values that mean "missing" in a table cell (case-insensitive), besides Parquet's nulls.
+MISSING = frozenset({"", "na", "n/a", "nan", "null", "none"})
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, str) and v.strip().lower() in MISSING) or (isinstance(v, float) and math.isnan(v))
+
+
 def _numeric(path: str, name: str, values) -> np.ndarray:
     out = np.empty(len(values), dtype=np.float64)
     for i, v in enumerate(values):
         try:
-            out[i] = float(v) if v not in ("", None) else math.nan
+            out[i] = math.nan if _missing(v) else float(v)
         except (TypeError, ValueError):
             raise LLPInputError(f"{path}: column {name!r} is not numeric (row {i + 1}: {v!r})") from None
         if not math.isfinite(out[i]):
@@ -79,12 +87,24 @@ def _numeric(path: str, name: str, values) -> np.ndarray:
 
 
 def _is_numeric(values) -> bool:
+    """Whether a column looks numeric from its first 100 values that are present (a column whose values
+    are missing there counts as numeric, so that it is read, and its missing values reported, not
+    silently left out)."""
     try:
         for v in values[:100]:
-            float(v)
+            if not _missing(v):
+                float(v)
         return True
     except (TypeError, ValueError):
         return False
+
+
+def _labels(path: str, name: str, values, what: str) -> list[str]:
+    """A column of names (bag ids, class labels) as strings; a missing one is an error."""
+    for i, v in enumerate(values):
+        if _missing(v):
+            raise LLPInputError(f"{path}: the {what} column {name!r} has no value at row {i + 1}")
+    return [str(v) for v in values]
 
 
 def _column(path, cols, name, what):
@@ -106,11 +126,15 @@ def load_table(path: str, *, bag_column: str | None, features=None, label_column
         raise LLPInputError("a table needs exactly one of --proportions FILE or --label-column COL")
     cols = read_table(path)
     bag_cols = [c.strip() for c in bag_column.split(",") if c.strip()]
-    parts = [[str(v) for v in _column(path, cols, c, "bag")] for c in bag_cols]
+    parts = [_labels(path, c, _column(path, cols, c, "bag"), "bag") for c in bag_cols]
     bag_vals = np.asarray(["|".join(vals) for vals in zip(*parts)])     # feature bags: equal values of the columns
     skip = {*bag_cols, label_column}
     if features:
         names = [f.strip() for f in (features.split(",") if isinstance(features, str) else features) if f.strip()]
+        if not names:
+            raise LLPInputError(f"--features {features!r} names no columns; give comma-separated column names")
+        if len(set(names)) != len(names):
+            raise LLPInputError(f"--features names a column twice: {features!r}")
     else:
         names = [c for c in cols if c not in skip and _is_numeric(cols[c])]
         if not names:
@@ -118,7 +142,7 @@ def load_table(path: str, *, bag_column: str | None, features=None, label_column
     x = feature_matrix(path, cols, names)
     bag_names, bag_index = np.unique(bag_vals, return_inverse=True)
     if label_column is not None:
-        raw = np.asarray([str(v) for v in _column(path, cols, label_column, "label")])
+        raw = np.asarray(_labels(path, label_column, _column(path, cols, label_column, "label"), "label"))
         class_names, y = np.unique(raw, return_inverse=True)
         k = len(class_names)
         if k < 2:

@@ -13,7 +13,8 @@ A grid value may be a mapping of settings that go together (``bag: [{bag_size: 1
 {bag_size: 64, batch_bags: 4}]``); the cell's name joins its values.
 
 Any other file is one cell (a ``plotllp train --config`` file). ``--seeds`` multiplies every cell by
-seeds. A cell's folder is ``OUT/<name>``: a cell whose ``results.json`` exists is skipped; one whose
+seeds. A cell's folder is ``OUT/<name>``: a cell whose ``results.json`` exists is skipped (when it ran
+the cell's settings; a finished cell with other settings stops the sweep with an error); one whose
 ``checkpoint.pt`` exists (an interrupted run) is resumed with ``plotllp train --resume``; the rest
 start fresh. Each cell runs as its own ``plotllp train`` process (its output in ``OUT/<name>/log.txt``),
 ``jobs`` at a time; with several GPUs each process sees one (``CUDA_VISIBLE_DEVICES``).
@@ -39,7 +40,7 @@ SEED_KEYS = ("seed", "bag_seed", "data_seed")
 
 
 def _name_part(key: str, value) -> str:
-    text = str(value).replace(os.sep, "-").replace(" ", "")
+    text = str(value).replace(os.sep, "-").replace("/", "-").replace(" ", "").replace("..", "-")
     return f"{key}-{text}"
 
 
@@ -54,8 +55,11 @@ def expand(files, seeds=None, overrides=None) -> list[tuple[str, dict]]:
             unknown = set(spec) - {"base", "grid", "name"}
             if unknown:
                 raise LLPInputError(f"{path}: a grid file holds base, grid (and name), not {', '.join(sorted(unknown))}")
-            base, grid = dict(spec.get("base") or {}), spec["grid"]
-            if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+            base, grid = spec.get("base") or {}, spec["grid"]
+            if not isinstance(base, dict):
+                raise LLPInputError(f"{path}: base must be a mapping of settings, not {type(base).__name__}")
+            base = dict(base)
+            if not isinstance(grid, dict) or not grid or not all(isinstance(v, list) and v for v in grid.values()):
                 raise LLPInputError(f"{path}: grid must map each setting to a non-empty list of values")
             keys = list(grid)
             for combo in itertools.product(*(grid[k] for k in keys)):
@@ -69,7 +73,8 @@ def expand(files, seeds=None, overrides=None) -> list[tuple[str, dict]]:
                         settings[k] = v
                 name = "_".join(_name_part("seed" if k == "seeds" else k, "-".join(map(str, v.values())) if isinstance(
                     v, dict) else v) for k, v in zip(keys, combo))
-                cells.append((f"{spec.get('name', stem)}_{name}" if len(files) > 1 else name, settings))
+                prefix = _name_part("", spec.get("name", stem))[1:]          # a name, never a path
+                cells.append((f"{prefix}_{name}" if len(files) > 1 else name, settings))
         else:
             cells.append((stem, dict(spec)))
     if seeds:
@@ -89,9 +94,27 @@ def expand(files, seeds=None, overrides=None) -> list[tuple[str, dict]]:
 
 def status(out: str) -> str:
     """``done``, ``interrupted`` (a checkpoint to resume) or ``new``."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise LLPInputError(f"{out} is a file, not a folder for a sweep cell; choose another --out")
     if os.path.exists(os.path.join(out, "results.json")) and not os.path.exists(os.path.join(out, "checkpoint.pt")):
         return "done"
     return "interrupted" if os.path.exists(os.path.join(out, "checkpoint.pt")) else "new"
+
+
+def changed_settings(out: str, settings: dict) -> list[str]:
+    """The settings of a finished cell's ``results.json`` that differ from ``settings`` (those a resume
+    may change, like the device, aside): a finished cell is skipped only when it ran these settings."""
+    import json
+
+    from ..pipeline import RESUMABLE_CHANGES
+
+    try:
+        with open(os.path.join(out, "results.json")) as f:
+            old = json.load(f)["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ["results.json (unreadable)"]
+    new = make_config({**settings, "out": out}).to_dict()
+    return [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in new.items() if k not in RESUMABLE_CHANGES and old.get(k) != v]
 
 
 def _summary(out: str) -> str:
@@ -112,10 +135,19 @@ def run(files, out: str = "runs/sweep", *, jobs: int = 1, seeds=None, overrides=
         log=print) -> int:
     """Run every cell (module docstring); returns the number of cells that failed."""
     cells = expand(files, seeds, overrides)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise LLPInputError(f"--out {out} is a file; give a folder for the sweep's cells")
     todo = []
     for name, settings in cells:
         d = os.path.join(out, name)
-        todo.append((name, settings, d, status(d)))
+        st = status(d)
+        if st == "done":
+            changed = changed_settings(d, settings)
+            if changed:
+                raise LLPInputError(f"cell {d} finished with other settings ({'; '.join(changed[:3])}"
+                                    f"{'; ...' if len(changed) > 3 else ''}); use another --out, or remove {d} to "
+                                    "run it again")
+        todo.append((name, settings, d, st))
     counts = {s: sum(1 for *_, st in todo if st == s) for s in ("done", "interrupted", "new")}
     log(f"plotllp sweep: {len(cells)} cells in {out}: {counts['done']} finished (skipped), {counts['interrupted']} "
         f"to resume, {counts['new']} to start; {jobs} at a time")
@@ -137,38 +169,45 @@ def run(files, out: str = "runs/sweep", *, jobs: int = 1, seeds=None, overrides=
         name, settings, d, st = item
         slot = slots.get()
         try:
-            if state["stop"]:
-                return
-            os.makedirs(d, exist_ok=True)
-            cell_yaml = os.path.join(d, "cell.yaml")
-            with open(cell_yaml, "w") as f:
-                yaml.safe_dump({**settings, "out": d}, f, sort_keys=False)
-            cmd = [sys.executable, "-m", "plotllp", "train", "--config", cell_yaml, "--out", d]
-            if st == "interrupted":
-                cmd.append("--resume")
-            env = dict(os.environ)
-            env.setdefault("OMP_NUM_THREADS", str(threads_per_job))
-            if n_gpus > 1:
-                env["CUDA_VISIBLE_DEVICES"] = str(slot % n_gpus)
-            t0 = time.perf_counter()
-            with open(os.path.join(d, "log.txt"), "a") as logf:
-                proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
-                with lock:
-                    state["running"][name] = proc
-                    log(f"[{_clock(t_start)}] {'resume' if st == 'interrupted' else 'start '} {name}")
-                rc = proc.wait()
+            _work(name, settings, d, st, slot)
+        except Exception as e:             # the cell could not even start (its folder, its log): a failure
             with lock:
-                state["running"].pop(name, None)
-                if rc == 0:
-                    state["done"] += 1
-                    log(f"[{_clock(t_start)}] done   {name} ({time.perf_counter() - t0:.0f}s): {_summary(d)}  "
-                        f"[{state['done']}/{len(cells)} finished, {len(state['running'])} running]")
-                elif not state["stop"]:
-                    state["failed"].append(name)
-                    log(f"[{_clock(t_start)}] FAILED {name} (exit {rc}); see {os.path.join(d, 'log.txt')}: "
-                        f"{_last_line(os.path.join(d, 'log.txt'))}")
+                state["failed"].append(name)
+                log(f"[{_clock(t_start)}] FAILED {name}: {type(e).__name__}: {e}")
         finally:
             slots.put(slot)
+
+    def _work(name, settings, d, st, slot):
+        if state["stop"]:
+            return
+        os.makedirs(d, exist_ok=True)
+        cell_yaml = os.path.join(d, "cell.yaml")
+        with open(cell_yaml, "w") as f:
+            yaml.safe_dump({**settings, "out": d}, f, sort_keys=False)
+        cmd = [sys.executable, "-m", "plotllp", "train", "--config", cell_yaml, "--out", d]
+        if st == "interrupted":
+            cmd.append("--resume")
+        env = dict(os.environ)
+        env.setdefault("OMP_NUM_THREADS", str(threads_per_job))
+        if n_gpus > 1:
+            env["CUDA_VISIBLE_DEVICES"] = str(slot % n_gpus)
+        t0 = time.perf_counter()
+        with open(os.path.join(d, "log.txt"), "a") as logf:
+            proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
+            with lock:
+                state["running"][name] = proc
+                log(f"[{_clock(t_start)}] {'resume' if st == 'interrupted' else 'start '} {name}")
+            rc = proc.wait()
+        with lock:
+            state["running"].pop(name, None)
+            if rc == 0:
+                state["done"] += 1
+                log(f"[{_clock(t_start)}] done   {name} ({time.perf_counter() - t0:.0f}s): {_summary(d)}  "
+                    f"[{state['done']}/{len(cells)} finished, {len(state['running'])} running]")
+            elif not state["stop"]:
+                state["failed"].append(name)
+                log(f"[{_clock(t_start)}] FAILED {name} (exit {rc}); see {os.path.join(d, 'log.txt')}: "
+                    f"{_last_line(os.path.join(d, 'log.txt'))}")
 
     threads = [threading.Thread(target=work, args=(item,), daemon=True) for item in pending]
     try:
