@@ -377,3 +377,22 @@ def test_evaluator_diagnostics_warm_start_equals_cold_solves(monkeypatch):
             evaluator.load_state_dict(state, "cpu")
     assert len(calls) == 4 and all(same for _, same in calls)
     assert [warm for warm, _ in calls] == [False, True, True, True]
+
+
+def test_soft_labels_meet_the_proportions_when_a_class_has_zero_probability():
+    """A class the model gives probability 0 in a whole bag costs -log(1e-300) ~ 690 there; the entropic
+    solver must still put the bag's share of it on the rows (log-domain Sinkhorn steps start its Newton
+    iterations), and never return labels that break the proportions."""
+    probs = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0]], dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                     # no "stopped after ... iterations" warning
+        q = pseudo_labels(probs, [0, 0, 1, 1], [[0.5, 0, 0.5], [0, 0.5, 0.5]], hard=False)
+    np.testing.assert_allclose(q.numpy(), [[0.5, 0, 0.5], [0.5, 0, 0.5], [0, 0.5, 0.5], [0, 0.5, 0.5]], atol=1e-8)
+
+
+@pytest.mark.parametrize("kwargs, msg", [({"hard": None}, "hard must be True"),
+                                         ({"hard": False, "max_iter": 0}, "max_iter must be a positive integer"),
+                                         ({"hard": False, "tol": -1.0}, "tol must be a positive number")])
+def test_solver_options_are_checked(kwargs, msg):
+    with pytest.raises(LLPInputError, match=msg):
+        pseudo_labels(np.full((4, 2), 0.5), [0, 0, 1, 1], [[0.5, 0.5], [0.5, 0.5]], **kwargs)

@@ -100,3 +100,16 @@ def test_bag_score_and_grid_search_over_whole_bags(wine):
         assert len(cv["test_score"]) == 3 and (cv["test_score"] > -0.2).all()
     for train, test in GroupKFold(n_splits=3).split(X, groups=ids):
         assert not set(ids[train]) & set(ids[test])                     # bags stay whole
+
+
+def test_bag_proportion_error_checks_the_proportions():
+    """The model-selection score never ranks on proportions that are not proportions (nor counts)."""
+    probs, bags = np.full((4, 2), 0.5), np.array(["a", "a", "b", "b"])
+    assert bag_proportion_error(probs, bags, [[0.5, 0.5], [1.0, 0.0]]) == pytest.approx(0.25)
+    assert bag_proportion_error(probs, bags, [[1, 1], [2, 0]]) == pytest.approx(0.25)     # counts of 2 rows
+    for bad in ([[0.3, 0.3], [0.5, 0.5]], [[np.nan, 0.5], [0.5, 0.5]], [[1.5, -0.5], [0.5, 0.5]],
+                [[0.7, 0.5], [0.5, 0.5]], [[3, 0], [1, 1]]):
+        with pytest.raises(LLPInputError, match="proportions of bag 'a' are"):
+            bag_proportion_error(probs, bags, bad)
+    with pytest.raises(LLPInputError, match="probs must be 2-d"):
+        bag_proportion_error(np.full(4, 0.5), bags, [[0.5, 0.5], [0.5, 0.5]])

@@ -32,7 +32,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from .bags import bags_from_ids
+from .bags import SUM_TOLERANCE, bags_from_ids
 from .engine import LLPData, OptimConfig, predict_proba, resolve_device
 from .errors import LLPInputError
 from .models import MLP
@@ -73,14 +73,24 @@ def bag_proportion_error(probs, bags, proportions) -> float:
     """Mean absolute error between each bag's mean predicted probability and its given proportions,
     averaged over bags and classes (the bag-level MAE of the paper's evaluation)."""
     probs = np.asarray(probs, dtype=np.float64)
-    index, table, _ = bag_table(bags, proportions, probs.shape[0])
+    if probs.ndim != 2:
+        raise LLPInputError(f"probs must be 2-d (rows x classes), got shape {probs.shape}")
+    index, table, ids = bag_table(bags, proportions, probs.shape[0])
     if table.shape[1] != probs.shape[1]:
         raise LLPInputError(f"proportions have {table.shape[1]} classes, the model predicts {probs.shape[1]}")
-    sums = np.zeros_like(table)
-    np.add.at(sums, index, probs)
-    means = sums / np.bincount(index, minlength=len(table))[:, None]
-    if (table.sum(1) > 1 + 1e-6).any():                 # counts: compare proportions
-        table = table / table.sum(1, keepdims=True)
+    sizes = np.bincount(index, minlength=len(table))
+    sums = table.sum(1)
+    counts = np.isfinite(table).all() and np.allclose(table, np.round(table)) and np.allclose(sums, sizes)
+    if counts and not np.allclose(sums, 1):              # class counts of each bag's rows: compare proportions
+        table = table / sizes[:, None]
+    bad = ~np.isfinite(table).all(1) | (table < 0).any(1) | (np.abs(table.sum(1) - 1) > SUM_TOLERANCE)
+    if bad.any():
+        b = int(np.flatnonzero(bad)[0])
+        raise LLPInputError(f"proportions of bag {ids.tolist()[b]!r} are {np.round(table[b], 6).tolist()}: give proportions "
+                            f"(non-negative, summing to 1) or the class counts of the bag's {sizes[b]} rows")
+    means = np.zeros_like(table)
+    np.add.at(means, index, probs)
+    means /= sizes[:, None]
     return float(np.abs(means - table).mean())
 
 
