@@ -53,6 +53,8 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     ("foreign", "not a plotllp checkpoint"),
     ("changed", "was made with labels='hard', not 'soft'"),
     ("fresh-over-interrupted", "holds an interrupted run"),
+    ("damaged", "is incomplete or damaged"),
+    ("table-changed", "has changed since the checkpoint"),
 ])
 def test_bad_checkpoints(tmp_path, case, msg):
     import torch
@@ -64,14 +66,27 @@ def test_bad_checkpoints(tmp_path, case, msg):
         (out / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
     elif case == "foreign":
         torch.save({"state_dict": {}}, out / "checkpoint.pt")
-    elif case in ("changed", "fresh-over-interrupted"):
+    elif case == "damaged":                     # a plotllp checkpoint without its training state
+        torch.save({"format": "plotllp-checkpoint-1", "config": {}, "phase": "first"}, out / "checkpoint.pt")
+    elif case in ("changed", "fresh-over-interrupted", "table-changed"):
         kill_args = ["train", "--epochs1", "200", "--device", "cpu", "--out", str(out), "--labels", "hard"]
+        if case == "table-changed":             # a table run; its file is then edited before the resume
+            from sklearn.datasets import make_moons
+            x, y = make_moons(400, noise=0.2, random_state=0)
+            rows = "\n".join(f"b{i // 20},{a:.4f},{b:.4f},{t}" for i, ((a, b), t) in enumerate(zip(x, y)))
+            (tmp_path / "rows.csv").write_text("bag,x1,x2,label\n" + rows + "\n")
+            table = ["--dataset", f"table:{tmp_path / 'rows.csv'}", "--bag-column", "bag", "--label-column", "label"]
+            kill_args += table
+            args = ["train", "--epochs1", "200", "--device", "cpu", "--out", str(out), "--labels", "hard", *table]
         proc = subprocess.Popen([sys.executable, "-u", "-m", "plotllp", *kill_args], stdout=subprocess.PIPE, text=True)
         for line in proc.stdout:
             if line.startswith("dllp  epoch   3/"):
                 os.kill(proc.pid, signal.SIGKILL)
                 break
         proc.wait(timeout=60)
+        if case == "table-changed":
+            text = (tmp_path / "rows.csv").read_text()
+            (tmp_path / "rows.csv").write_text(text.replace(",0\n", ",1\n", 1))        # one label changed
     r = cli(*args, *([] if case == "fresh-over-interrupted" else ["--resume"]))
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and msg in r.stderr, r.stderr

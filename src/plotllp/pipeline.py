@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import tempfile
@@ -70,6 +71,8 @@ def atomic_torch_save(obj, path: str) -> None:
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "plotllp-checkpoint-1"
+#: What a checkpoint's training loop state holds (plotllp.engine.fit_stage's on_epoch_end).
+LOOP_KEYS = ("epoch", "elapsed", "history", "optimizer", "scheduler", "numpy_rng", "torch_rng", "stage")
 #: settings that may differ between a run and its resumption
 RESUMABLE_CHANGES = {"out", "device", "quiet", "compile"}
 
@@ -85,12 +88,41 @@ def load_checkpoint(path: str, cfg: TrainConfig) -> dict:
                             f"remove it to start the run afresh") from None
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise DataFileError(f"{path} is not a plotllp checkpoint")
+    phase, loop = ck.get("phase"), ck.get("loop")
+    need = {"first": ("model", "loop"), "second": ("model", "loop", "first_model", "first_history", "first_summary")}
+    if (phase not in need or not isinstance(ck.get("config"), dict) or any(k not in ck for k in need[phase])
+            or (loop is not None and not (isinstance(loop, dict) and all(k in loop for k in LOOP_KEYS)))):
+        raise DataFileError(f"checkpoint {path} is incomplete or damaged; remove it to start the run afresh")
     old, new = ck["config"], cfg.to_dict()
     for key in new:
         if key not in RESUMABLE_CHANGES and old.get(key) != new[key]:
             raise LLPInputError(f"the checkpoint in {cfg.out} was made with {key.replace('_', '-')}={old.get(key)!r}, "
                                 f"not {new[key]!r}; resume with the same settings, or choose another --out")
     return ck
+
+
+def data_fingerprint(cfg: TrainConfig) -> dict:
+    """SHA-256 of the files a run reads that a user may edit between a crash and ``--resume`` (a
+    table, its proportions, the ``--init`` weights): a resume refuses files that changed."""
+    paths = [cfg.dataset.split(":", 1)[1]] if cfg.dataset.startswith("table:") else []
+    paths += [p for p in (cfg.proportions, cfg.init) if p]
+    out = {}
+    for path in paths:
+        if os.path.isfile(path):
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            out[path] = h.hexdigest()
+    return out
+
+
+def _restore(module: torch.nn.Module, state, path: str) -> None:
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, TypeError, KeyError) as e:
+        raise DataFileError(f"checkpoint {path} does not fit this run's network ({type(e).__name__}); remove it "
+                            "to start the run afresh") from None
 
 
 def load_weights(model: torch.nn.Module, path: str) -> None:
@@ -221,6 +253,12 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist) -> RunResult:
     batch_size = dist.split_batch(cfg.batch_size, "batch-size") if dist else cfg.batch_size
     ckpt_path = os.path.join(cfg.out, CHECKPOINT)
     ck = load_checkpoint(ckpt_path, cfg) if resume else None
+    fingerprint = data_fingerprint(cfg)
+    if ck is not None:
+        for path, digest in ck.get("data", {}).items():
+            if fingerprint.get(path) != digest:
+                raise LLPInputError(f"{path} has changed since the checkpoint in {cfg.out} was written; resume "
+                                    "with the same files, or choose another --out")
     if write and not resume and os.path.exists(ckpt_path):
         raise LLPInputError(f"{cfg.out} holds an interrupted run ({CHECKPOINT}); add --resume to continue it, "
                             f"or choose another --out")
@@ -266,7 +304,7 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist) -> RunResult:
             if write and main:
                 loop["elapsed"] = prior_seconds + time.perf_counter() - t_start
                 atomic_torch_save({"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "phase": phase,
-                                   "model": model.state_dict(), "loop": loop, **extra}, ckpt_path)
+                                   "data": fingerprint, "model": model.state_dict(), "loop": loop, **extra}, ckpt_path)
         return save
 
     # -- first stage (or where a checkpoint left it) --
@@ -274,7 +312,7 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist) -> RunResult:
         first = make_first_stage(cfg, augment, batch_bags)
         loop = None
         if ck is not None:
-            model.load_state_dict(ck["model"])
+            _restore(model, ck["model"], ckpt_path)
             loop = ck["loop"]
             say(f"plotllp: resuming the first stage after epoch {loop['epoch']} from {ckpt_path}")
         prior = loop["elapsed"] if loop else 0.0
@@ -289,8 +327,8 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist) -> RunResult:
         first_model = copy.deepcopy(model)
     else:
         first_model = copy.deepcopy(model)
-        first_model.load_state_dict(ck["first_model"])
-        model.load_state_dict(ck["model"])
+        _restore(first_model, ck["first_model"], ckpt_path)
+        _restore(model, ck["model"], ckpt_path)
         history, first_summary = list(ck["first_history"]), dict(ck["first_summary"])
 
     # -- second stage --
