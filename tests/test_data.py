@@ -15,7 +15,7 @@ import pytest
 
 from plotllp.data import load_dataset
 from plotllp.data.images import read_idx
-from plotllp.errors import DataFileError
+from plotllp.errors import DataFileError, LLPInputError
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 needs_shared = pytest.mark.skipif(not os.path.isdir(SHARED), reason="../shared/data is not here")
@@ -122,6 +122,24 @@ def test_corrupt_and_missing_files(tmp_path):
         load_dataset("cifar100", data_dir=str(tmp_path / "c100"))
 
 
+def test_damaged_files_that_parse(tmp_path):
+    """Files that read without error but hold what no official file holds: one-line DataFileErrors."""
+    for split in ("train", "t10k"):                       # IDX files with no images
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte", np.zeros((0, 28, 28)), gz=False)
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte", np.zeros(0), gz=False)
+    with pytest.raises(DataFileError, match="mnist"):
+        load_dataset("mnist", data_dir=str(tmp_path))
+    write_cifar100(tmp_path / "c100")
+    d = pickle.load(open(tmp_path / "c100" / "train", "rb"))
+    d[b"fine_labels"][3] = 100                            # a label outside 0..99
+    pickle.dump(d, open(tmp_path / "c100" / "train", "wb"))
+    with pytest.raises(DataFileError, match="a training label is 100, outside 0..99"):
+        load_dataset("cifar100", data_dir=str(tmp_path / "c100"))
+    pickle.dump(7, open(tmp_path / "c100" / "meta", "wb"))  # a pickle, but not the official dict
+    with pytest.raises(DataFileError, match="damaged or not in the official format"):
+        load_dataset("cifar100", data_dir=str(tmp_path / "c100"))
+
+
 def test_data_command(tmp_path):
     write_cifar100(tmp_path / "cifar-100-python")
     r = cli("data", "cifar100", "--data-dir", str(tmp_path))
@@ -150,6 +168,8 @@ def test_train_size_subset_is_fixed(tmp_path):
     a = load_dataset("fashion_mnist", data_dir=SHARED, train_size=500, seed=3)
     b = load_dataset("fashion_mnist", data_dir=SHARED, train_size=500, seed=3)
     assert len(a.y_train) == 500 and np.array_equal(a.x_train, b.x_train) and len(a.y_test) == 10000
+    with pytest.raises(LLPInputError, match="more than the 60000 training instances"):
+        load_dataset("fashion_mnist", data_dir=SHARED, train_size=60001)
 
 
 def test_random_crop_flip_is_a_translation_and_flip():

@@ -74,7 +74,8 @@ def load_idx_dataset(name: str, data_dir: str) -> Dataset:
     for split in ("train", "test"):
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
         if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0]:
-            raise DataFileError(f"{name} {split}: {x.shape[0]} images but {y.shape[0]} labels in {folder}")
+            raise DataFileError(f"{name} {split}: images of shape {tuple(x.shape)} and labels of shape {tuple(y.shape)} "
+                                f"in {folder} (expected N x H x W images and N labels)")
         if y.max() > 9:
             raise DataFileError(f"{name} {split} labels go up to {int(y.max())}; expected 0..9")
     classes = FASHION_CLASSES if name == "fashion_mnist" else [str(i) for i in range(10)]
