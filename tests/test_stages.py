@@ -8,7 +8,7 @@ from torch import nn
 from plotllp.bags import uniform_bags
 from plotllp.data import moons
 from plotllp.engine import Evaluator, LLPData, OptimConfig, predict_proba
-from plotllp.errors import TrainingDivergedError
+from plotllp.errors import LLPInputError, TrainingDivergedError
 from plotllp.stages import DLLP, PLOT
 
 
@@ -109,3 +109,16 @@ def test_runs_are_deterministic(moons_data):
         PLOT(2, mixup=True).fit(model, data, log=None, seed=4)
         outs.append(predict_proba(model, torch.from_numpy(ds.x_test)))
     assert torch.equal(outs[0], outs[1])
+
+
+@pytest.mark.parametrize("make, msg", [
+    (lambda: DLLP(-1), "epochs must be an integer >= 0"),
+    (lambda: DLLP(1.5), "epochs must be an integer >= 0"),
+    (lambda: DLLP(2, batch_bags=0), "batch_bags must be an integer >= 1"),
+    (lambda: PLOT(2, ensemble=0), "ensemble must be an integer >= 1"),
+    (lambda: PLOT(2, batch_size=0), "batch_size must be an integer >= 1"),
+    (lambda: DLLP(2, OptimConfig(lr=0.0)), "learning rate must be a positive number"),
+])
+def test_stage_settings_are_checked(make, msg):
+    with pytest.raises(LLPInputError, match=msg):
+        make()

@@ -135,11 +135,15 @@ class LLPClassifier(ClassifierMixin, BaseEstimator):
             raise LLPInputError(f"first_stage must be one of {', '.join(FIRST_STAGES)}, got {self.first_stage!r}")
         if self.second_stage not in ("plot", "none"):
             raise LLPInputError(f"second_stage must be plot or none, got {self.second_stage!r}")
-        for name in ("width", "depth", "batch_bags", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise LLPInputError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if self.epochs1 < 0 or self.epochs2 < 0 or self.epochs1 + self.epochs2 == 0:
-            raise LLPInputError("epochs1 and epochs2 must be >= 0 and not both 0")
+        for name in ("width", "depth", "batch_bags", "batch_size", "epochs1", "epochs2"):
+            value = getattr(self, name)
+            low = 0 if name.startswith("epochs") else 1
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise LLPInputError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.epochs1 + self.epochs2 == 0:
+            raise LLPInputError("epochs1 and epochs2 are both 0: nothing to train")
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < float("inf"):
+            raise LLPInputError(f"lr must be a positive number, got {self.lr!r}")
 
     def fit(self, X, y=None, *, bags=None, proportions=None, counts=None):
         """Train on rows ``X`` grouped by ``bags`` with each bag's ``proportions`` or ``counts``

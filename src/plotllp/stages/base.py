@@ -12,6 +12,14 @@ import numpy as np
 import torch
 
 from ..engine import EpochState, Evaluator, LLPData, OptimConfig, autocast, fit_stage
+from ..errors import LLPInputError
+
+
+def count_setting(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int of at least ``minimum`` (epochs, batch sizes, window lengths), else LLPInputError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise LLPInputError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
 class Stage:
@@ -20,8 +28,10 @@ class Stage:
     name = "stage"
 
     def __init__(self, epochs: int, optim: OptimConfig | None = None):
-        self.epochs = int(epochs)
+        self.epochs = count_setting("epochs", epochs, minimum=0)
         self.optim = optim or OptimConfig()
+        if not (isinstance(self.optim.lr, (int, float)) and 0 < self.optim.lr < float("inf")):
+            raise LLPInputError(f"the learning rate must be a positive number, got {self.optim.lr!r}")
 
     @staticmethod
     def step(model, optimizer, x: torch.Tensor, loss_fn) -> torch.Tensor:

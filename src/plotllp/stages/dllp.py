@@ -15,7 +15,7 @@ import torch
 
 from ..engine import EpochState, LLPData, OptimConfig, autocast
 from ..losses import PROPORTION_CLAMP, proportion_loss
-from .base import Stage
+from .base import Stage, count_setting
 
 
 class DLLP(Stage):
@@ -29,7 +29,7 @@ class DLLP(Stage):
     def __init__(self, epochs: int, optim: OptimConfig | None = None, *, batch_bags: int = 4, augment=None,
                  chunk_size: int | None = 16384):
         super().__init__(epochs, optim)
-        self.batch_bags = int(batch_bags)
+        self.batch_bags = count_setting("batch_bags", batch_bags)
         self.augment = augment
         self.chunk_size = chunk_size
 

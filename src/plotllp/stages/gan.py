@@ -25,7 +25,7 @@ from ..engine import EpochState, LLPData, OptimConfig, autocast
 from ..errors import TrainingDivergedError
 from ..losses import feature_matching_loss, gan_discriminator_loss, proportion_loss
 from ..models import MLP, build_generator, features, frozen_bn_stats, sample_noise
-from .base import Stage
+from .base import Stage, count_setting
 
 
 class GAN(Stage):
@@ -38,7 +38,7 @@ class GAN(Stage):
     def __init__(self, epochs: int, optim: OptimConfig | None = None, *, batch_bags: int = 4, augment=None,
                  generator: torch.nn.Module | str = "auto", z_dim: int = 100):
         super().__init__(epochs, optim)
-        self.batch_bags, self.augment = int(batch_bags), augment
+        self.batch_bags, self.augment = count_setting("batch_bags", batch_bags), augment
         self.kind = generator if isinstance(generator, str) else None
         self.generator = None if isinstance(generator, str) else generator
         self.z_dim = int(z_dim)

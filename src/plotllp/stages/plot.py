@@ -28,7 +28,7 @@ from ..engine import (EpochState, LabelWindow, LLPData, OptimConfig, check_finit
 from ..errors import LLPInputError
 from ..losses import draw_mixup, mixup, soft_cross_entropy, symmetric_cross_entropy
 from ..ot import DEFAULT_REG, WarmStart, pseudo_labels
-from .base import Stage
+from .base import Stage, count_setting
 
 
 class PLOT(Stage):
@@ -53,10 +53,11 @@ class PLOT(Stage):
         self.reg = reg
         self.sce_alpha, self.sce_beta = sce_alpha, sce_beta
         self.mixup_alpha = mixup_alpha
-        self.batch_size = int(batch_size)
+        self.batch_size = count_setting("batch_size", batch_size)
         self.source = pseudo_source
         self.augment = augment
         self.overlap = overlap                    # None: overlap the exact OT with prediction on CUDA
+        ensemble = count_setting("ensemble", ensemble)
         self.targets = LabelWindow(ensemble)      # what the network is trained on
         self.ot_window = LabelWindow(ensemble)    # OT labels, for the diagnostics
         self.warm_start = WarmStart()             # off CUDA: when to start the exact OT from the last labels

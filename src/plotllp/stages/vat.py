@@ -18,7 +18,7 @@ import torch
 from ..engine import EpochState, LLPData, OptimConfig
 from ..errors import TrainingDivergedError
 from ..losses import VAT_EPS, VAT_RAMP, VAT_WEIGHT, VAT_XI, proportion_loss, vat_loss, vat_weight
-from .base import Stage
+from .base import Stage, count_setting
 
 #: Input size the reference eps = 6.0 belongs to (32 x 32 x 3 normalised pixels).
 REFERENCE_DIM = 3 * 32 * 32
@@ -40,7 +40,7 @@ class VAT(Stage):
                  xi: float = VAT_XI, eps: float | None = None, power_iterations: int = 1,
                  max_weight: float = VAT_WEIGHT, ramp: float = VAT_RAMP):
         super().__init__(epochs, optim)
-        self.batch_bags, self.augment = int(batch_bags), augment
+        self.batch_bags, self.augment = count_setting("batch_bags", batch_bags), augment
         self.xi, self.eps, self.power_iterations = float(xi), eps, int(power_iterations)
         self.max_weight, self.ramp = float(max_weight), float(ramp)
         self.epochs_done = 0
