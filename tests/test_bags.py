@@ -3,7 +3,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plotllp.bags import Bags, bags_from_ids, integer_counts, uniform_bags, validate_proportions
+from plotllp.bags import (Bags, bags_from_ids, clustered_bags, feature_bags, integer_counts, proportions_from_labels,
+                          sampled_bags, sized_bags, uniform_bags, validate_proportions)
 from plotllp.errors import LLPInputError
 
 
@@ -105,3 +106,21 @@ def test_bad_bag_ids_and_empty_bags():
         bags_from_ids([0, 1], proportions=p, counts=p)
     with pytest.raises(LLPInputError, match="no instances"):
         Bags(np.array([0, 1]), np.array([0, 2, 2]), p)
+
+
+@pytest.mark.parametrize("make, msg", [
+    (lambda y: uniform_bags(y, 2.5), "bag size must be a positive integer, got 2.5"),
+    (lambda y: uniform_bags(y, True), "bag size must be a positive integer, got True"),
+    (lambda y: sized_bags(y, [3.5, 4, 4.5]), "bag sizes must be a non-empty list of positive integers"),
+    (lambda y: clustered_bags(np.zeros((12, 2)), y, 0), "bag size must be a positive integer"),
+    (lambda y: clustered_bags(np.zeros((12, 2)), y, 100), "bag size 100 is larger than the 12 instances"),
+    (lambda y: feature_bags(np.array([1.0, np.nan] * 6), y), "contain NaN"),
+    (lambda y: sampled_bags(y, 4, num_bags=0), "num_bags must be a positive integer"),
+    (lambda y: uniform_bags(y, 4).subset([5]), "bag 5 is not one of the 3 bags"),
+    (lambda y: uniform_bags(y, 4).subset([0, 0]), "lists a bag twice"),
+    (lambda y: proportions_from_labels(y, np.full(12, 7), 2, 3), "bag ids must lie in 0..1"),
+])
+def test_bag_constructors_reject_what_is_not_a_bag(make, msg):
+    y = np.arange(12) % 3
+    with pytest.raises(LLPInputError, match=msg):
+        make(y)

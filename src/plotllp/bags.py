@@ -74,6 +74,9 @@ def validate_bag_ids(bag_ids, num_bags: int | None = None) -> np.ndarray:
     if ids.dtype.kind == "f":
         if not np.isfinite(ids).all() or (ids != np.round(ids)).any():
             raise LLPInputError("bag ids must be integers")
+        if np.abs(ids).max() >= 2 ** 53:
+            raise LLPInputError(f"bag id {ids[np.abs(ids).argmax()]:.6g} is too large; bag ids must be in "
+                                "[0, number of bags)")
     elif ids.dtype.kind not in "iub":
         raise LLPInputError(f"bag ids must be integers, got dtype {ids.dtype}")
     ids = ids.astype(np.int64)
@@ -174,9 +177,15 @@ class Bags:
     # -- subsets -----------------------------------------------------------------------------
     def subset(self, bags) -> "Bags":
         """The bags listed in ``bags`` (indices into this collection), renumbered from 0."""
-        bags = np.asarray(bags, dtype=np.int64)
-        if bags.size == 0:
-            raise LLPInputError("a subset of bags must hold at least one bag")
+        bags = np.asarray(bags)
+        if bags.ndim != 1 or bags.size == 0 or bags.dtype.kind not in "iu":
+            raise LLPInputError(f"a subset of bags is a non-empty list of bag indices, got {bags.tolist()}")
+        bags = bags.astype(np.int64)
+        if bags.min() < 0 or bags.max() >= self.num_bags:
+            raise LLPInputError(f"bag {int(bags.max() if bags.max() >= self.num_bags else bags.min())} is not one of "
+                                f"the {self.num_bags} bags (0..{self.num_bags - 1})")
+        if np.unique(bags).size != bags.size:
+            raise LLPInputError("a subset of bags lists a bag twice")
         sizes = self.sizes[bags]
         starts = self.offsets[bags]
         offsets = np.concatenate([[0], np.cumsum(sizes)])
@@ -200,10 +209,25 @@ class Bags:
 # -- constructors ----------------------------------------------------------------------------
 def proportions_from_labels(labels, bag_ids, num_bags: int, num_classes: int) -> np.ndarray:
     """(m, K) class proportions of each bag from (hidden) instance labels."""
-    labels = np.asarray(labels, dtype=np.int64)
+    labels, bag_ids = np.asarray(labels, dtype=np.int64), np.asarray(bag_ids, dtype=np.int64)
+    if labels.shape != bag_ids.shape:
+        raise LLPInputError(f"labels ({labels.shape}) and bag_ids ({bag_ids.shape}) must have one entry per instance")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise LLPInputError(f"labels must lie in 0..{num_classes - 1}")
+    if bag_ids.size and (bag_ids.min() < 0 or bag_ids.max() >= num_bags):
+        raise LLPInputError(f"bag ids must lie in 0..{num_bags - 1}")
     counts = np.zeros((num_bags, num_classes))
-    np.add.at(counts, (np.asarray(bag_ids), labels), 1.0)
+    np.add.at(counts, (bag_ids, labels), 1.0)
     return counts / counts.sum(axis=1, keepdims=True)
+
+
+def _check_size(bag_size, n: int | None = None, what: str = "bag size") -> int:
+    """``bag_size`` as a positive int (at most ``n``), else LLPInputError; 2.5 or True are not sizes."""
+    if isinstance(bag_size, (bool, np.bool_)) or not isinstance(bag_size, (int, np.integer)) or bag_size < 1:
+        raise LLPInputError(f"{what} must be a positive integer, got {bag_size!r}")
+    if n is not None and bag_size > n:
+        raise LLPInputError(f"{what} {int(bag_size)} is larger than the {n} instances available")
+    return int(bag_size)
 
 
 def _check_labels(labels, num_classes):
@@ -228,12 +252,8 @@ def uniform_bags(labels, bag_size: int, *, num_classes: int | None = None, seed:
     smaller bag. The proportions come from ``labels``, which are otherwise never used for training.
     """
     y, k = _check_labels(labels, num_classes)
-    bag_size = int(bag_size)
-    if bag_size < 1:
-        raise LLPInputError(f"bag size must be a positive integer, got {bag_size}")
     n = y.size
-    if bag_size > n:
-        raise LLPInputError(f"bag size {bag_size} is larger than the {n} instances available")
+    bag_size = _check_size(bag_size, n)
     perm = np.random.default_rng(seed).permutation(n)
     m_full = n // bag_size
     sizes = [bag_size] * m_full
@@ -258,9 +278,10 @@ def _from_member_lists(groups, y, k) -> Bags:
 def sized_bags(labels, sizes, *, num_classes: int | None = None, seed: int = 0) -> Bags:
     """Random bags of the given unequal ``sizes`` (a seeded permutation cut into consecutive pieces)."""
     y, k = _check_labels(labels, num_classes)
-    sizes = np.asarray(sizes, dtype=np.int64)
-    if sizes.ndim != 1 or len(sizes) == 0 or (sizes < 1).any():
-        raise LLPInputError("bag sizes must be a non-empty list of positive integers")
+    given = np.asarray(sizes)
+    if given.ndim != 1 or len(given) == 0 or given.dtype.kind not in "iu" or (given < 1).any():
+        raise LLPInputError(f"bag sizes must be a non-empty list of positive integers, got {np.asarray(sizes).tolist()}")
+    sizes = given.astype(np.int64)
     if sizes.sum() > y.size:
         raise LLPInputError(f"bag sizes add up to {int(sizes.sum())} but there are only {y.size} instances")
     perm = np.random.default_rng(seed).permutation(y.size)
@@ -274,10 +295,8 @@ def dirichlet_bags(labels, bag_size: int, *, alpha: float = 1.0, num_classes: in
     its share goes to the classes left). Small ``alpha`` gives bags dominated by a few classes, large
     ``alpha`` approaches uniform bags. The proportions are those of the members drawn."""
     y, k = _check_labels(labels, num_classes)
-    bag_size = int(bag_size)
-    if bag_size < 1 or bag_size > y.size:
-        raise LLPInputError(f"bag size must be in [1, {y.size}], got {bag_size}")
-    if not alpha > 0:
+    bag_size = _check_size(bag_size, y.size)
+    if not (alpha > 0 and np.isfinite(alpha)):
         raise LLPInputError(f"Dirichlet alpha must be positive, got {alpha}")
     rng = np.random.default_rng(seed)
     pools = [list(rng.permutation(np.flatnonzero(y == c))) for c in range(k)]
@@ -303,8 +322,14 @@ def clustered_bags(features, labels, bag_size: int, *, num_classes: int | None =
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
     y, k = _check_labels(labels, num_classes)
-    x = np.asarray(features, dtype=np.float32).reshape(len(y), -1)
-    m = max(1, y.size // int(bag_size))
+    bag_size = _check_size(bag_size, y.size)
+    x = np.asarray(features, dtype=np.float32)
+    if x.shape[0] != y.size:
+        raise LLPInputError(f"features have {x.shape[0]} rows, the labels {y.size}")
+    x = x.reshape(len(y), -1)
+    if not np.isfinite(x).all():
+        raise LLPInputError("features contain NaN or infinity")
+    m = y.size // bag_size
     algo = KMeans if y.size <= 20000 else MiniBatchKMeans
     assign = algo(n_clusters=m, random_state=seed, n_init=3).fit_predict(x)
     return _from_member_lists([np.flatnonzero(assign == c) for c in range(m)], y, k)
@@ -317,6 +342,8 @@ def feature_bags(columns, labels, *, num_classes: int | None = None) -> Bags:
     cols = np.asarray(columns)
     if cols.shape[0] != y.size:
         raise LLPInputError(f"the bag columns have {cols.shape[0]} rows, the labels {y.size}")
+    if cols.dtype.kind == "f" and not np.isfinite(cols).all():
+        raise LLPInputError("the bag columns contain NaN or infinity (a missing value names no bag)")
     _, ids = np.unique(cols.reshape(len(y), -1), axis=0, return_inverse=True)
     ids = ids.ravel()
     return _from_member_lists([np.flatnonzero(ids == b) for b in range(ids.max() + 1)], y, k)
@@ -328,10 +355,8 @@ def sampled_bags(labels, bag_size: int, num_bags: int | None = None, *, num_clas
     ``bag_size`` instances drawn uniformly with replacement, so an instance may be in several bags
     (or twice in one)."""
     y, k = _check_labels(labels, num_classes)
-    bag_size = int(bag_size)
-    if bag_size < 1:
-        raise LLPInputError(f"bag size must be a positive integer, got {bag_size}")
-    m = int(num_bags) if num_bags is not None else max(1, y.size // bag_size)
+    bag_size = _check_size(bag_size)
+    m = _check_size(num_bags, what="num_bags") if num_bags is not None else max(1, y.size // bag_size)
     rng = np.random.default_rng(seed)
     return _from_member_lists([rng.integers(0, y.size, bag_size) for _ in range(m)], y, k)
 

@@ -281,7 +281,14 @@ def cmd_train(args) -> int:
             os.path.join(cfg.out, CHECKPOINT)):
         raise LLPInputError(f"{cfg.out} holds a finished run ({done}); choose another --out, or add --overwrite "
                             "to replace it")
-    res = train(cfg, resume=args.resume)
+    try:
+        res = train(cfg, resume=args.resume)
+    except TrainingDivergedError as e:
+        kept = os.path.join(cfg.out, CHECKPOINT)
+        if os.path.exists(kept):
+            raise TrainingDivergedError(f"{e}; {kept} holds the last finished epoch (remove it, or choose another "
+                                        "--out, to start afresh with other settings)") from None
+        raise
     if not res.is_main:          # a rank > 0 of a torchrun job: rank 0 reports
         return 0
     r = res.results

@@ -140,6 +140,8 @@ class TrainConfig:
                 raise LLPInputError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if self.train_size is not None and self.train_size < 1:
             raise LLPInputError(f"train-size must be positive, got {self.train_size}")
+        if not self.out:
+            raise LLPInputError("out must name a folder for the run's results")
         table = self.dataset.startswith("table:")
         for name in ("bag_column", "features", "proportions", "label_column"):
             if getattr(self, name) is not None and not table:

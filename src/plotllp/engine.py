@@ -99,6 +99,8 @@ class LLPData:
         self.device = device
         self.bags = bags
         self.x = as_input_tensor(x, device)
+        if self.x.is_floating_point() and not bool(torch.isfinite(self.x).all()):
+            raise LLPInputError("the inputs contain NaN or infinity; fill or drop the missing values first")
         if bags.indices.max() >= self.x.shape[0]:
             raise LLPInputError(f"bags refer to instance {int(bags.indices.max())} but there are only "
                                 f"{self.x.shape[0]} instances")
@@ -183,6 +185,9 @@ def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int | Non
     ``benchmarks/prediction.py``, ``benchmarks/results/gpu.md``). Default batch: 4096 rows of
     features; images 1024 on a GPU, 256 on a CPU (a conv net's activations on 4096 images take
     gigabytes)."""
+    if not isinstance(x, torch.Tensor):                 # numpy arrays, lists: on the model's device
+        param = next(model.parameters(), None)
+        x = as_input_tensor(x, param.device if param is not None else "cpu")
     if batch_size is None:
         batch_size = (1024 if x.is_cuda else 256) if x.dim() == 4 else 4096
     if fold is None:

@@ -46,8 +46,15 @@ class RunResult:
 def _atomic(path: str, write) -> None:
     """Write ``path`` through a temporary file in the same folder, synced, then renamed into place:
     a reader (or a crash) sees the old file or the new one, never half of one."""
+    if not path:
+        raise LLPInputError("the output path is empty")
+    if os.path.isdir(path):
+        raise LLPInputError(f"cannot write {path}: it is a folder")
     d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
+    try:
+        os.makedirs(d, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise LLPInputError(f"cannot write {path}: {os.path.dirname(path) or d} is a file, not a folder") from None
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -252,6 +259,8 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist) -> RunResult:
     batch_bags = dist.split_batch(cfg.batch_bags, "batch-bags") if dist else cfg.batch_bags
     batch_size = dist.split_batch(cfg.batch_size, "batch-size") if dist else cfg.batch_size
     ckpt_path = os.path.join(cfg.out, CHECKPOINT)
+    if write and os.path.exists(cfg.out) and not os.path.isdir(cfg.out):
+        raise LLPInputError(f"--out {cfg.out} is a file; give a folder for the run's results")
     ck = load_checkpoint(ckpt_path, cfg) if resume else None
     fingerprint = data_fingerprint(cfg)
     if ck is not None:
@@ -261,7 +270,7 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist) -> RunResult:
                                     "with the same files, or choose another --out")
     if write and not resume and os.path.exists(ckpt_path):
         raise LLPInputError(f"{cfg.out} holds an interrupted run ({CHECKPOINT}); add --resume to continue it, "
-                            f"or choose another --out")
+                            f"or choose another --out (or remove {ckpt_path} to start afresh)")
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.data_seed, noise=cfg.noise,
                         train_size=cfg.train_size, download=cfg.download, table_options=table_options(cfg))
     k = data.num_classes

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 
 import numpy as np
 
@@ -114,7 +115,14 @@ def _column(path, cols, name, what):
 
 
 def feature_matrix(path: str, cols: dict, names) -> np.ndarray:
-    return np.stack([_numeric(path, n, _column(path, cols, n, "feature")) for n in names], axis=1).astype(np.float32)
+    """The (rows, features) float32 matrix of columns ``names``; every value finite in float32."""
+    x = np.stack([_numeric(path, n, _column(path, cols, n, "feature")) for n in names], axis=1)
+    big = np.abs(x) > 1e30          # float32 holds up to 3.4e38; standardising squares the values
+    if big.any():
+        i, j = (int(v[0]) for v in np.nonzero(big))
+        raise LLPInputError(f"{path}: column {names[j]!r} has a value too large to train on at row {i + 1} "
+                            f"({x[i, j]:.3g}); rescale it")
+    return x.astype(np.float32)
 
 
 def load_table(path: str, *, bag_column: str | None, features=None, label_column: str | None = None,
@@ -198,14 +206,10 @@ def _proportions_table(path, bag_column, bag_names, bag_index):
     if missing:
         raise LLPInputError(f"bag {missing[0]!r} has rows but no proportions in {path}")
     table = table[[pos[b] for b in bag_names.tolist()]]
-    sizes = np.bincount(bag_index, minlength=len(bag_names))
     is_counts = bool((table == np.round(table)).all() and (table.sum(1) > 1 + 1e-6).any())
-    if is_counts:
-        bags = bags_from_ids(bag_index, counts=table)
-    else:
-        try:
-            bags = bags_from_ids(bag_index, proportions=table)
-        except LLPInputError as e:
-            raise LLPInputError(f"{path}: {e}") from None
-    del sizes
+    try:
+        bags = bags_from_ids(bag_index, **{"counts" if is_counts else "proportions": table})
+    except LLPInputError as e:                           # name the bag by its id in the file, not its position
+        text = re.sub(r"\bbag (\d+)\b", lambda mt: f"bag {str(bag_names[int(mt.group(1))])!r}", str(e), count=1)
+        raise LLPInputError(f"{path}: {text}") from None
     return bags, class_cols, ids
