@@ -46,7 +46,13 @@ def bag_table(bags, table, n_samples: int, what: str = "proportions"):
     bags = np.asarray(bags)
     if bags.ndim != 1 or bags.shape[0] != n_samples:
         raise LLPInputError(f"bags must give one bag id per row: {n_samples} rows, got shape {bags.shape}")
-    ids, index = np.unique(bags, return_inverse=True)
+    if any(b is None for b in bags.tolist()):
+        raise LLPInputError("bags hold a missing id (None); every row needs its bag's id")
+    try:
+        ids, index = np.unique(bags, return_inverse=True)
+    except TypeError:
+        raise LLPInputError("bag ids must be all numbers or all strings, not a mix") from None
+    index = index.ravel()
     if isinstance(table, Mapping):
         missing = [b for b in ids.tolist() if b not in table]
         if missing:
@@ -163,6 +169,8 @@ class LLPClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = np.arange(k) if self.classes is None else np.asarray(self.classes)
         if len(self.classes_) != k:
             raise LLPInputError(f"classes has {len(self.classes_)} labels but the proportions have {k} columns")
+        if len(set(self.classes_.tolist())) != k:
+            raise LLPInputError(f"classes name a class twice: {self.classes_.tolist()}")
         bags_obj = bags_from_ids(index, proportions=table if proportions is not None else None,
                                  counts=table if counts is not None else None)
         seed = int(np.random.RandomState(self.random_state).randint(2 ** 31))     # None: a fresh seed

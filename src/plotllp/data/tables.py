@@ -158,6 +158,9 @@ def load_table(path: str, *, bag_column: str | None, features=None, label_column
         rng = np.random.default_rng(seed)
         m = len(bag_names)
         n_test = int(round(test_fraction * m)) if m > 1 else 0
+        if n_test >= m:
+            raise LLPInputError(f"--test-fraction {test_fraction} holds out all {m} bags of {path}; leave some to "
+                                "train on")
         test_bags = set(rng.permutation(m)[:n_test].tolist())
         is_test = np.array([b in test_bags for b in bag_index])
         tr = np.flatnonzero(~is_test)
