@@ -50,13 +50,13 @@ $PY -c "import torch, numpy, scipy, sys; print('python', sys.version.split()[0],
 command -v gcc >/dev/null && echo "gcc: $(gcc --version | head -1)" || echo "gcc: none (torch.compile may fail)"
 
 smoke() {
-    local common=(--dataset moons --epochs1 6 --epochs2 4 --device "$DEVICE" --quiet)
+    local common=(--dataset moons --epochs1 6 --epochs2 4 --device "$DEVICE" --quiet --overwrite)
     $PY -m plotllp train "${common[@]}" --labels soft --mixup --out /tmp/smoke_soft > /tmp/smoke_soft.log 2>&1 &
     $PY -m plotllp train "${common[@]}" --first-stage vat --out /tmp/smoke_vat > /tmp/smoke_vat.log 2>&1 &
     $PY -m plotllp train "${common[@]}" --first-stage gan --out /tmp/smoke_gan > /tmp/smoke_gan.log 2>&1 &
     $PY -m torch.distributed.run --nproc_per_node 1 -m plotllp train "${common[@]}" --out /tmp/smoke_ddp \
         > /tmp/smoke_ddp.log 2>&1 &
-    $PY -m plotllp train --dataset moons --epochs1 6 --epochs2 10 --device "$DEVICE" --quiet --out /tmp/smoke_hard \
+    $PY -m plotllp train --dataset moons --epochs1 6 --epochs2 10 --device "$DEVICE" --quiet --overwrite --out /tmp/smoke_hard \
         > /tmp/smoke_hard.log 2>&1 &
     wait
     for k in soft vat gan ddp hard; do
@@ -77,7 +77,7 @@ want profile && step "WRN-28-2 training steps profiled, supervised and PLOT" 60 
 if want gpu-off; then gpu conv-large off 100; gpu wrn-28-2 off 120; fi
 want cifar && step "cifar10 subset: conv-large DLLP + PLOT" 100 40 $PY -m plotllp train \
     --config configs/paper/table1/cifar10_bag64_dllp_plot.yaml --data-dir .gpudata \
-    --train-size "${GPU_SESSION_CIFAR_TRAIN:-15000}" --epochs1 "${GPU_SESSION_EPOCHS1:-40}" --epochs2 "${GPU_SESSION_EPOCHS2:-20}" --device "$DEVICE" --out /tmp/cifar_run
+    --train-size "${GPU_SESSION_CIFAR_TRAIN:-15000}" --epochs1 "${GPU_SESSION_EPOCHS1:-40}" --epochs2 "${GPU_SESSION_EPOCHS2:-20}" --device "$DEVICE" --overwrite --out /tmp/cifar_run
 [ -f /tmp/cifar_run/results.json ] && cp /tmp/cifar_run/results.json "$OUT/cifar_results.json" && $PY -c "
 import json; r = json.load(open('$OUT/cifar_results.json'))
 for h in r['history']:

@@ -29,6 +29,8 @@ FIG = os.path.relpath(RESULTS)
 
 
 def run(args: list[str], done: list[str]) -> None:
+    if args[0] == "train":
+        args = [*args, "--overwrite"]          # a second invocation retrains into the same folders
     cmd = "plotllp " + " ".join(shlex.quote(a) for a in args)
     print(cmd, flush=True)
     t0 = time.perf_counter()

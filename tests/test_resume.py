@@ -55,6 +55,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     ("fresh-over-interrupted", "holds an interrupted run"),
     ("damaged", "is incomplete or damaged"),
     ("table-changed", "has changed since the checkpoint"),
+    ("table-missing", "is missing; the run in"),
 ])
 def test_bad_checkpoints(tmp_path, case, msg):
     import torch
@@ -68,9 +69,9 @@ def test_bad_checkpoints(tmp_path, case, msg):
         torch.save({"state_dict": {}}, out / "checkpoint.pt")
     elif case == "damaged":                     # a plotllp checkpoint without its training state
         torch.save({"format": "plotllp-checkpoint-1", "config": {}, "phase": "first"}, out / "checkpoint.pt")
-    elif case in ("changed", "fresh-over-interrupted", "table-changed"):
+    elif case in ("changed", "fresh-over-interrupted", "table-changed", "table-missing"):
         kill_args = ["train", "--epochs1", "200", "--device", "cpu", "--out", str(out), "--labels", "hard"]
-        if case == "table-changed":             # a table run; its file is then edited before the resume
+        if case.startswith("table"):            # a table run; its file is then edited (or moved) before the resume
             from sklearn.datasets import make_moons
             x, y = make_moons(400, noise=0.2, random_state=0)
             rows = "\n".join(f"b{i // 20},{a:.4f},{b:.4f},{t}" for i, ((a, b), t) in enumerate(zip(x, y)))
@@ -87,6 +88,8 @@ def test_bad_checkpoints(tmp_path, case, msg):
         if case == "table-changed":
             text = (tmp_path / "rows.csv").read_text()
             (tmp_path / "rows.csv").write_text(text.replace(",0\n", ",1\n", 1))        # one label changed
+        if case == "table-missing":
+            (tmp_path / "rows.csv").rename(tmp_path / "moved.csv")
     r = cli(*args, *([] if case == "fresh-over-interrupted" else ["--resume"]))
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and msg in r.stderr, r.stderr

@@ -164,3 +164,22 @@ def test_label_column_tables_report_the_error_of_the_held_out_bags(tables):
         members = test_bags.indices[test_bags.bag_ids == b]
         assert len(set(clinic[test_rows[members]])) == 1            # one clinic per test bag
         np.testing.assert_allclose(test_bags.proportions[b], np.bincount(ds.y_test[members], minlength=3) / len(members))
+
+
+def test_names_like_na_are_bags_and_classes_and_empty_columns_are_left_out(tmp_path):
+    """'NA' may name a bag (North America) and 'none' a class: only an empty cell is a missing name. A column
+    with no value at all (notes nobody filled in) is not a feature. Values too large to standardise are
+    refused, not silently zeroed."""
+    from plotllp.data.tables import load_table
+
+    rng = np.random.default_rng(0)
+    rows = [[["NA", "EU", "AS"][i % 3], f"{rng.normal():.3f}", f"{rng.normal():.3f}", "", ["none", "mild"][i % 2]]
+            for i in range(60)]
+    write_csv(tmp_path / "r.csv", ["region", "a", "b", "notes", "severity"], rows)
+    ds = load_table(str(tmp_path / "r.csv"), bag_column="region", label_column="severity", test_fraction=0.0)
+    assert sorted(ds.bag_names) == ["AS", "EU", "NA"] and ds.class_names == ["mild", "none"]
+    assert ds.feature_names == ["a", "b"]
+    rows[5][1] = "1e25"
+    write_csv(tmp_path / "big.csv", ["region", "a", "b", "notes", "severity"], rows)
+    ds = load_table(str(tmp_path / "big.csv"), bag_column="region", label_column="severity", test_fraction=0.0)
+    assert np.isfinite(ds.normalization["std"]).all() and ds.normalization["std"][0] > 1e23

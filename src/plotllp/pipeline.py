@@ -109,10 +109,11 @@ def load_checkpoint(path: str, cfg: TrainConfig) -> dict:
 
 
 def data_fingerprint(cfg: TrainConfig) -> dict:
-    """SHA-256 of the files a run reads that a user may edit between a crash and ``--resume`` (a
-    table, its proportions, the ``--init`` weights): a resume refuses files that changed."""
+    """SHA-256 of the files a resumed run reads again that a user may edit between a crash and
+    ``--resume`` (a table and its proportions): a resume refuses files that changed. (``--init``
+    weights are read only when a run starts.)"""
     paths = [cfg.dataset.split(":", 1)[1]] if cfg.dataset.startswith("table:") else []
-    paths += [p for p in (cfg.proportions, cfg.init) if p]
+    paths += [p for p in (cfg.proportions,) if p]
     out = {}
     for path in paths:
         if os.path.isfile(path):
@@ -265,7 +266,9 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist) -> RunResult:
     fingerprint = data_fingerprint(cfg)
     if ck is not None:
         for path, digest in ck.get("data", {}).items():
-            if fingerprint.get(path) != digest:
+            if path not in fingerprint:
+                raise LLPInputError(f"{path} is missing; the run in {cfg.out} resumes from the same files")
+            if fingerprint[path] != digest:
                 raise LLPInputError(f"{path} has changed since the checkpoint in {cfg.out} was written; resume "
                                     "with the same files, or choose another --out")
     if write and not resume and os.path.exists(ckpt_path):

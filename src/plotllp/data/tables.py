@@ -72,7 +72,13 @@ MISSING = frozenset({"", "na", "n/a", "nan", "null", "none"})
 
 
 def _missing(v) -> bool:
+    """A missing number: empty, None, NaN or one of :data:`MISSING`."""
     return v is None or (isinstance(v, str) and v.strip().lower() in MISSING) or (isinstance(v, float) and math.isnan(v))
+
+
+def _missing_name(v) -> bool:
+    """A missing bag id or label: empty, None or NaN only ("NA" or "none" may name a bag or a class)."""
+    return v is None or (isinstance(v, str) and not v.strip()) or (isinstance(v, float) and math.isnan(v))
 
 
 def _numeric(path: str, name: str, values) -> np.ndarray:
@@ -88,14 +94,16 @@ def _numeric(path: str, name: str, values) -> np.ndarray:
 
 
 def _is_numeric(values) -> bool:
-    """Whether a column looks numeric from its first 100 values that are present (a column whose values
-    are missing there counts as numeric, so that it is read, and its missing values reported, not
-    silently left out)."""
+    """Whether a column looks numeric: its first 100 values that are present parse as numbers (a column
+    with missing values is then read, and its missing values reported, not silently left out). A column
+    with no value at all is not numeric."""
+    present = [v for v in values[:100] if not _missing(v)]
+    if not present:                         # blank at the top: look further down
+        present = [v for v in values if not _missing(v)][:100]
     try:
-        for v in values[:100]:
-            if not _missing(v):
-                float(v)
-        return True
+        for v in present:
+            float(v)
+        return bool(present)
     except (TypeError, ValueError):
         return False
 
@@ -103,7 +111,7 @@ def _is_numeric(values) -> bool:
 def _labels(path: str, name: str, values, what: str) -> list[str]:
     """A column of names (bag ids, class labels) as strings; a missing one is an error."""
     for i, v in enumerate(values):
-        if _missing(v):
+        if _missing_name(v):
             raise LLPInputError(f"{path}: the {what} column {name!r} has no value at row {i + 1}")
     return [str(v) for v in values]
 
@@ -117,7 +125,7 @@ def _column(path, cols, name, what):
 def feature_matrix(path: str, cols: dict, names) -> np.ndarray:
     """The (rows, features) float32 matrix of columns ``names``; every value finite in float32."""
     x = np.stack([_numeric(path, n, _column(path, cols, n, "feature")) for n in names], axis=1)
-    big = np.abs(x) > 1e30          # float32 holds up to 3.4e38; standardising squares the values
+    big = np.abs(x) > 1e30          # float32 holds up to 3.4e38 (the statistics are computed in float64)
     if big.any():
         i, j = (int(v[0]) for v in np.nonzero(big))
         raise LLPInputError(f"{path}: column {names[j]!r} has a value too large to train on at row {i + 1} "
@@ -183,7 +191,7 @@ def load_table(path: str, *, bag_column: str | None, features=None, label_column
         ds.bag_names = bag_names
     ds.bags = bags
     ds.feature_names = names
-    mean, std = ds.x_train.mean(0), ds.x_train.std(0)
+    mean, std = ds.x_train.mean(0, dtype=np.float64), ds.x_train.std(0, dtype=np.float64)
     ds.normalization = {"mean": mean.tolist(), "std": np.where(std > 0, std, 1.0).tolist()}
     return ds
 
