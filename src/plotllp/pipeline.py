@@ -204,10 +204,7 @@ def make_test_bags(cfg: TrainConfig, data) -> Bags | None:
         return None
     if getattr(data, "test_bags", None) is not None:
         return data.test_bags
-    size = min(cfg.bag_size, len(data.y_test))
-    if getattr(data, "bags", None) is not None:          # (a table without held-out bags: none to report)
-        return uniform_bags(data.y_test, size, num_classes=data.num_classes, seed=cfg.bag_seed)
-    return _bags_of_kind(cfg, data.x_test, data.y_test, size, data.num_classes)
+    return _bags_of_kind(cfg, data.x_test, data.y_test, min(cfg.bag_size, len(data.y_test)), data.num_classes)
 
 
 def _bags_of_kind(cfg: TrainConfig, x, y, size: int, k: int) -> Bags:
