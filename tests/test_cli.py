@@ -80,6 +80,10 @@ def test_config_yaml_reproduces_run(tmp_path):
     (["train", "--config", "badtype.yaml"], 2, "setting epochs1 must be int"),
     (["train", "--epochs1", "2", "--epochs2", "1", "--lr", "1e12"], 3, "diverged"),
     (["train", "--first-stage", "gan", "--gan-generator", "conv"], 2, "--gan-generator conv needs raw images"),
+    (["train", "--augment", "crop"], 2, "--augment crop applies to image data sets"),
+    (["train", "--noise", "nan"], 2, "noise must be a finite number"),
+    (["train", "--beta1", "1.5"], 2, "beta1 must be in [0, 1)"),
+    (["train", "--bag-column", "x"], 2, "--bag-column applies to table:FILE data only"),
     (["nonsense"], 2, "invalid choice: 'nonsense'"),
 ])
 def test_bad_input_gives_one_line_error(tmp_path, args, code, msg):

@@ -142,6 +142,9 @@ class TrainConfig:
             raise LLPInputError(f"train-size must be positive, got {self.train_size}")
         if not self.out:
             raise LLPInputError("out must name a folder for the run's results")
+        if self.augment in ("crop", "crop-flip") and self.dataset.split(":", 1)[0] in ("moons", "digits", "table"):
+            raise LLPInputError(f"--augment {self.augment} applies to image data sets (mnist, fashion_mnist, cifar10, "
+                                f"cifar100, svhn), not to --dataset {self.dataset}")
         table = self.dataset.startswith("table:")
         for name in ("bag_column", "features", "proportions", "label_column"):
             if getattr(self, name) is not None and not table:
