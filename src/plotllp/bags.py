@@ -35,10 +35,11 @@ SUM_TOLERANCE = 1e-6
 
 
 def validate_proportions(proportions, *, num_bags: int | None = None, num_classes: int | None = None,
-                         name: str = "proportions") -> np.ndarray:
+                         name: str = "proportions", bag_names=None) -> np.ndarray:
     """Return ``proportions`` as a float64 (m, K) array, or raise :class:`LLPInputError`.
 
-    Every row must be finite, non-negative and sum to 1 (within ``SUM_TOLERANCE``).
+    Every row must be finite, non-negative and sum to 1 (within ``SUM_TOLERANCE``). ``bag_names``
+    (one per row) name the bags in the errors; by default their row numbers.
     """
     p = np.asarray(_to_numpy(proportions), dtype=np.float64)
     if p.ndim != 2:
@@ -51,17 +52,22 @@ def validate_proportions(proportions, *, num_bags: int | None = None, num_classe
         raise LLPInputError(f"{name} must have at least 2 classes (columns), got {p.shape[1]}")
     bad = ~np.isfinite(p).all(axis=1)
     if bad.any():
-        raise LLPInputError(f"{name} of bag {int(np.flatnonzero(bad)[0])} contain NaN or infinity")
+        raise LLPInputError(f"{name} of bag {_bag_name(bag_names, np.flatnonzero(bad)[0])} contain NaN or infinity")
     neg = (p < 0).any(axis=1)
     if neg.any():
         b = int(np.flatnonzero(neg)[0])
-        raise LLPInputError(f"{name} of bag {b} are negative: {np.round(p[b], 6).tolist()}")
+        raise LLPInputError(f"{name} of bag {_bag_name(bag_names, b)} are negative: {np.round(p[b], 6).tolist()}")
     sums = p.sum(axis=1)
     off = np.abs(sums - 1) > SUM_TOLERANCE
     if off.any():
         b = int(np.flatnonzero(off)[0])
-        raise LLPInputError(f"{name} of bag {b} sum to {sums[b]:.6g}, not 1")
+        raise LLPInputError(f"{name} of bag {_bag_name(bag_names, b)} sum to {sums[b]:.6g}, not 1")
     return p
+
+
+def _bag_name(bag_names, b) -> str:
+    """Bag ``b`` as errors name it: its id from ``bag_names`` (quoted), else its row number."""
+    return str(int(b)) if bag_names is None else repr(str(bag_names[int(b)]))
 
 
 def validate_bag_ids(bag_ids, num_bags: int | None = None) -> np.ndarray:
@@ -361,12 +367,14 @@ def sampled_bags(labels, bag_size: int, num_bags: int | None = None, *, num_clas
     return _from_member_lists([rng.integers(0, y.size, bag_size) for _ in range(m)], y, k)
 
 
-def bags_from_ids(bag_ids, *, proportions=None, counts=None, num_classes: int | None = None) -> Bags:
+def bags_from_ids(bag_ids, *, proportions=None, counts=None, num_classes: int | None = None,
+                  bag_names=None) -> Bags:
     """Bags given by a bag id per instance (``bag_ids[j]`` is the bag of instance ``j``).
 
     Exactly one of ``proportions`` (m, K), rows summing to 1, or ``counts`` (m, K), non-negative
     integers summing to each bag's size, must be given; ``m`` is its number of rows and every id
     must lie in ``[0, m)``. Every bag must hold at least one instance. Sizes may differ.
+    ``bag_names`` (one per row) name the bags in the errors.
     """
     if (proportions is None) == (counts is None):
         raise LLPInputError("give exactly one of proportions= or counts=")
@@ -386,9 +394,10 @@ def bags_from_ids(bag_ids, *, proportions=None, counts=None, num_classes: int | 
         off = table.sum(axis=1) != sizes
         if off.any():
             b = int(np.flatnonzero(off)[0])
-            raise LLPInputError(f"counts of bag {b} sum to {int(table[b].sum())} but the bag has {sizes[b]} instances")
+            raise LLPInputError(f"counts of bag {_bag_name(bag_names, b)} sum to {int(table[b].sum())} but the bag "
+                                f"has {sizes[b]} instances")
         table = table / sizes[:, None]
-    p = validate_proportions(table, num_classes=num_classes)
+    p = validate_proportions(table, num_classes=num_classes, bag_names=bag_names)
     order = np.argsort(ids, kind="stable")
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     return Bags(order, offsets, p)

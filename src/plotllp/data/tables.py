@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import re
 
 import numpy as np
 
@@ -219,8 +218,7 @@ def _proportions_table(path, bag_column, bag_names, bag_index):
     table = table[[pos[b] for b in bag_names.tolist()]]
     is_counts = bool((table == np.round(table)).all() and (table.sum(1) > 1 + 1e-6).any())
     try:
-        bags = bags_from_ids(bag_index, **{"counts" if is_counts else "proportions": table})
-    except LLPInputError as e:                           # name the bag by its id in the file, not its position
-        text = re.sub(r"\bbag (\d+)\b", lambda mt: f"bag {str(bag_names[int(mt.group(1))])!r}", str(e), count=1)
-        raise LLPInputError(f"{path}: {text}") from None
+        bags = bags_from_ids(bag_index, **{"counts" if is_counts else "proportions": table}, bag_names=bag_names)
+    except LLPInputError as e:
+        raise LLPInputError(f"{path}: {e}") from None
     return bags, class_cols, ids

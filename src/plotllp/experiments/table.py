@@ -106,7 +106,7 @@ def render(paths, fmt: str = "md", metric: str = "test_accuracy", scale: float |
         else:
             esc = lambda s: s.replace("_", "\\_").replace("%", "\\%")  # noqa: E731
             out.append("\\begin{table}[t]\n\\centering\n\\begin{tabular}{l" + "c" * len(bags) + "}\n\\toprule\n"
-                       + "Method & " + " & ".join("given bags" if b == 0 else f"{b}" for b in bags) + " \\\\\n\\midrule\n"
+                       + "Method & " + " & ".join(bag_label(b).removeprefix("bag ") for b in bags) + " \\\\\n\\midrule\n"
                        + "\n".join(f"{esc(m)} & " + " & ".join(r) + " \\\\" for m, r in rows)
                        + f"\n\\bottomrule\n\\end{{tabular}}\n\\caption{{{esc(caption)}}}\n\\end{{table}}")
     return "\n\n".join(out) + "\n"
