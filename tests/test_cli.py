@@ -84,6 +84,7 @@ def test_config_yaml_reproduces_run(tmp_path):
     (["train", "--noise", "nan"], 2, "noise must be a finite number"),
     (["train", "--beta1", "1.5"], 2, "beta1 must be in [0, 1)"),
     (["train", "--bag-column", "x"], 2, "--bag-column applies to table:FILE data only"),
+    (["train", "--dataset", "digits", "--noise", "0.3"], 2, "--noise applies to --dataset moons only"),
     (["nonsense"], 2, "invalid choice: 'nonsense'"),
 ])
 def test_bad_input_gives_one_line_error(tmp_path, args, code, msg):
@@ -95,6 +96,30 @@ def test_bad_input_gives_one_line_error(tmp_path, args, code, msg):
     assert "Traceback" not in r.stderr + r.stdout
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("plotllp: error:") and msg in lines[0], r.stderr
+
+
+@pytest.mark.parametrize("argv", [["train", "--dataset", "no-such-dataset"], ["train", "--no-such-option"]])
+def test_under_torchrun_only_rank_0_reports_bad_input(argv, monkeypatch, capsys):
+    from plotllp.cli import main
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank, lines in (("0", 1), ("1", 0)):     # every rank meets the error; rank 0 says it once
+        monkeypatch.setenv("RANK", rank)
+        try:
+            code = main(argv)
+        except SystemExit as e:                  # argparse exits by itself
+            code = e.code
+        err = capsys.readouterr().err
+        assert code == 2 and len([ln for ln in err.splitlines() if "error" in ln]) == lines, (rank, err)
+
+
+def test_under_torchrun_a_rank_names_itself_in_errors_only_it_may_meet(capsys):
+    from plotllp.cli import _error_printer
+    _error_printer(None)("plotllp: error: x")
+    _error_printer(0)("plotllp: error: x")
+    _error_printer(1)("plotllp: internal error: y")
+    _error_printer(1)("plotllp: error: z", every_rank=False)
+    assert capsys.readouterr().err.splitlines() == ["plotllp: error: x", "plotllp: error: x",
+                                                    "plotllp (rank 1): internal error: y"]
 
 
 def test_a_finished_run_is_not_overwritten_unless_asked(tmp_path):

@@ -15,6 +15,8 @@ Errors a user can cause end with one line on stderr and exit code 2; a diverged 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 import time
@@ -351,49 +353,75 @@ def cmd_demo(args) -> int:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    rank = _rank_of_torchrun()
+    if rank:                          # a rank > 0 of a torchrun job: rank 0 reports a bad command line
+        with contextlib.redirect_stderr(io.StringIO()):
+            args = parser.parse_args(argv)
+    else:
+        args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    say = _error_printer(rank)
     try:
         return {"train": cmd_train, "data": cmd_data, "demo": cmd_demo, "sweep": cmd_sweep, "table": cmd_table,
                 "figure": cmd_figure, "predict": cmd_predict}[args.command](args)
     except TrainingDivergedError as e:
-        print(f"plotllp: error: {e}", file=sys.stderr)
+        say(f"plotllp: error: {e}")
         return 3
     except (PlotLLPError, LLPInputError) as e:
-        print(f"plotllp: error: {e}", file=sys.stderr)
+        # bad input is found alike by every rank of a torchrun job: rank 0 alone says so
+        say(f"plotllp: error: {e}", every_rank=False)
         return 2
     except KeyboardInterrupt:
-        print("plotllp: interrupted", file=sys.stderr)
+        say("plotllp: interrupted", every_rank=False)
         return 130
     except OSError as e:                 # unwritable output folder, disk full, ...
-        print(f"plotllp: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        say(f"plotllp: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "))
         return 2
     except MemoryError:
-        print("plotllp: error: out of memory: use a smaller model (--width), batch or data set", file=sys.stderr)
+        say("plotllp: error: out of memory: use a smaller model (--width), batch or data set")
         return 2
     except Exception as e:
         from .engine import compile_failure          # torch is imported only by the commands that need it
         reason = compile_failure(e)
         if reason is not None:
-            print(f"plotllp: error: --compile: torch.compile could not compile the network ({reason}); train "
-                  f"without --compile (with --resume if --out already holds this run's checkpoint)", file=sys.stderr)
+            say(f"plotllp: error: --compile: torch.compile could not compile the network ({reason}); train "
+                f"without --compile (with --resume if --out already holds this run's checkpoint)", every_rank=False)
             return 2
         import torch
         oom = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
         if isinstance(e, oom) or (isinstance(e, RuntimeError) and "can't allocate memory" in str(e)):
-            print(f"plotllp: error: out of memory ({str(e).splitlines()[0][:120]}); use a smaller "
-                  "model (--width), batch or data set", file=sys.stderr)
+            say(f"plotllp: error: out of memory ({str(e).splitlines()[0][:120]}); use a smaller "
+                "model (--width), batch or data set")
             return 2
         if os.environ.get("PLOTLLP_TRACEBACK"):
             raise
         # a failure plotllp did not foresee: one line, and how to see where it happened
         first = (str(e).strip().splitlines() or [""])[0][:300]
-        print(f"plotllp: internal error: {type(e).__name__}: {first} (a bug, or an input plotllp does not check "
-              "yet; set PLOTLLP_TRACEBACK=1 to see where it happened)", file=sys.stderr)
+        say(f"plotllp: internal error: {type(e).__name__}: {first} (a bug, or an input plotllp does not check "
+            "yet; set PLOTLLP_TRACEBACK=1 to see where it happened)")
         return 1
 
+
+def _rank_of_torchrun() -> int | None:
+    """This process's rank when ``torchrun`` started several (``WORLD_SIZE`` > 1), else None."""
+    try:
+        return int(os.environ["RANK"]) if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else None
+    except (KeyError, ValueError):
+        return None
+
+
+def _error_printer(rank: int | None):
+    """``say(message, every_rank=True)``: print ``message`` to stderr. In a torchrun job, rank 0 prints
+    it as is; a rank > 0 prints it tagged with its rank, or not at all when ``every_rank`` is False (an
+    error every rank meets alike, which rank 0 reports)."""
+    def say(message: str, every_rank: bool = True) -> None:
+        if rank is None or rank == 0:
+            print(message, file=sys.stderr)
+        elif every_rank:
+            print(message.replace("plotllp: ", f"plotllp (rank {rank}): ", 1), file=sys.stderr)
+    return say
 
 if __name__ == "__main__":
     sys.exit(main())
