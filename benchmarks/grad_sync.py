@@ -91,6 +91,7 @@ def worker(rank: int, args, port: int, queue) -> None:
     grads = {}
     for mode in ("plotllp", "ddp"):
         base.zero_grad(set_to_none=True)
+        torch.manual_seed(1 + rank)                  # the same dropout masks in both
         symmetric_cross_entropy(nets[mode](x), y).backward()
         if mode == "plotllp":
             helper.average_gradients(base.parameters())
