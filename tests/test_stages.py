@@ -122,3 +122,89 @@ def test_runs_are_deterministic(moons_data):
 def test_stage_settings_are_checked(make, msg):
     with pytest.raises(LLPInputError, match=msg):
         make()
+
+
+class Tempered(nn.Module):          # a module of the user's own that reads an attribute in forward
+    def __init__(self):
+        super().__init__()
+        self.f = nn.Sequential(nn.Linear(2, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+        self.temperature = 1.0
+
+    def forward(self, x):
+        return self.f(x) / self.temperature
+
+
+def test_predictions_follow_a_model_that_changes():
+    """Folding BatchNorm (on a CPU) never serves a stale trace: a user's own module is not folded by
+    default, and a replaced layer is traced again."""
+    torch.manual_seed(0)
+    x = torch.randn(50, 2)
+    m = Tempered()
+    m.f[1].running_mean.normal_()
+    first = predict_proba(m, x)
+    m.temperature = 5.0
+    assert torch.allclose(predict_proba(m, x), predict_proba(m, x, fold=False))
+    assert not torch.allclose(predict_proba(m, x), first)
+    seq = nn.Sequential(nn.Linear(2, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
+    predict_proba(seq, x)                                      # folded and cached
+    seq[3] = nn.Linear(16, 3)
+    assert torch.allclose(predict_proba(seq, x), predict_proba(seq, x, fold=False), atol=1e-6)
+
+
+def test_inputs_and_networks_plotllp_cannot_train_give_one_line_errors(moons_data):
+    ds, bags = moons_data
+    data = LLPData(ds.x_train, bags, "auto")                  # device names as everywhere else
+    with pytest.raises(LLPInputError, match="call model.float"):
+        DLLP(1).fit(TinyNet().double(), data, log=None)
+    wide = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 4))
+    with pytest.raises(LLPInputError, match=r"not to logits of the 2 classes"):
+        DLLP(1).fit(wide, data, log=None)
+    images = LLPData(np.zeros((len(ds.x_train), 1, 4, 4), np.uint8), bags)
+    with pytest.raises(LLPInputError, match="uint8 images"):
+        DLLP(1).fit(nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), images, log=None)
+    features = LLPData(ds.x_train.astype(np.uint8), bags)     # uint8 features (not images) become float32
+    assert features.x.dtype == torch.float32
+    DLLP(1).fit(TinyNet(), LLPData(torch.from_numpy(ds.x_train).requires_grad_(), bags), log=None)
+    model = TinyNet()
+    assert torch.allclose(predict_proba(model, torch.from_numpy(ds.x_test).double()),
+                          predict_proba(model, ds.x_test))    # float64 tensors, as numpy arrays
+    for make in (lambda: DLLP(1, chunk_size=-1), lambda: DLLP(1, chunk_size=2.5), lambda: PLOT(1, reg=-1),
+                 lambda: PLOT(1, mixup=True, mixup_alpha=0), lambda: PLOT(1, sce_alpha=0, sce_beta=0)):
+        with pytest.raises(LLPInputError):
+            make()
+    from plotllp.stages import VAT
+    with pytest.raises(LLPInputError, match="eps must be a positive number"):
+        VAT(1, eps=-1)
+    DLLP(1, OptimConfig(lr=np.float32(1e-3)))                  # numpy numbers are numbers
+
+
+def test_epoch_end_snapshot_resumes_exactly_from_memory_and_the_global_rng_is_left_alone(moons_data):
+    ds, bags = moons_data
+    data = LLPData(ds.x_train, bags, "cpu")
+    torch.manual_seed(0)
+    model = TinyNet()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    kept = {}
+
+    def keep(state):
+        if state["epoch"] == 2:
+            kept.update(state, weights={k: v.clone() for k, v in model.state_dict().items()})
+
+    torch.manual_seed(7)
+    expected_draw = torch.rand(2)
+    torch.manual_seed(7)
+    full = PLOT(4).fit(model, data, log=None, seed=3, on_epoch_end=keep)
+    assert torch.equal(torch.rand(2), expected_draw)            # training drew from its own stream
+    again = TinyNet()
+    again.load_state_dict(kept["weights"])
+    resumed = PLOT(4).fit(again, data, log=None, seed=3, resume=kept)
+    assert [r["epoch"] for r in resumed] == [1, 2, 3, 4]
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in full]
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))
+    assert not all(torch.equal(start[k], v) for k, v in model.state_dict().items())
+
+
+def test_progress_lines_without_an_evaluator(moons_data, capsys):
+    ds, bags = moons_data
+    DLLP(2).fit(TinyNet(), LLPData(ds.x_train, bags), log=print)
+    assert capsys.readouterr().out.count("dllp  epoch") == 2

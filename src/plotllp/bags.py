@@ -24,6 +24,7 @@ Whole-bag validation splits: :meth:`Bags.split`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -373,13 +374,21 @@ def bags_from_ids(bag_ids, *, proportions=None, counts=None, num_classes: int | 
 
     Exactly one of ``proportions`` (m, K), rows summing to 1, or ``counts`` (m, K), non-negative
     integers summing to each bag's size, must be given; ``m`` is its number of rows and every id
-    must lie in ``[0, m)``. Every bag must hold at least one instance. Sizes may differ.
+    must be an integer in ``[0, m)`` (other ids, strings for example: :func:`plotllp.sklearn.bag_table`
+    numbers them). Every bag must hold at least one instance. Sizes may differ.
     ``bag_names`` (one per row) name the bags in the errors.
     """
     if (proportions is None) == (counts is None):
         raise LLPInputError("give exactly one of proportions= or counts=")
     table = proportions if proportions is not None else counts
-    table = np.asarray(_to_numpy(table), dtype=np.float64)
+    what = "proportions" if proportions is not None else "counts"
+    if isinstance(table, Mapping):
+        raise LLPInputError(f"{what} must be an array with one row per bag (bags x classes), not a mapping "
+                            "(plotllp.sklearn.bag_table turns {bag id: row} mappings and any bag ids into one)")
+    try:
+        table = np.asarray(_to_numpy(table), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise LLPInputError(f"{what} must be a numeric array (bags x classes)") from None
     if table.ndim != 2:
         raise LLPInputError(f"{'proportions' if proportions is not None else 'counts'} must be a "
                             f"2-d array (bags x classes), got shape {table.shape}")

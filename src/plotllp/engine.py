@@ -9,6 +9,7 @@ after every epoch and prints one progress line per epoch.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 import weakref
@@ -23,7 +24,7 @@ from .models.folding import fold_batchnorm
 from .ot import WarmStart, pseudo_labels
 
 __all__ = ["resolve_device", "LLPData", "predict_proba", "Evaluator", "OptimConfig", "fit_stage",
-           "LabelWindow", "EpochState", "maybe_compile", "compile_failure", "inference_network",
+           "LabelWindow", "EpochState", "maybe_compile", "compile_failure", "inference_network", "folds_by_default",
            "overlapped_exact_labels"]
 
 
@@ -79,11 +80,13 @@ def autocast(device: torch.device):
 
 
 def as_input_tensor(x, device) -> torch.Tensor:
-    """Inputs on the training device: uint8 images stay uint8 (4x less memory; the network's
-    :class:`~plotllp.models.Normalized` wrapper scales them), anything else becomes float32."""
-    arr = np.asarray(x)
-    t = torch.from_numpy(np.ascontiguousarray(arr))
-    return t.to(device) if t.dtype == torch.uint8 else t.to(device=device, dtype=torch.float32)
+    """Inputs on the training device: uint8 images (3 or more dimensions) stay uint8 (4x less memory;
+    the network's :class:`~plotllp.models.Normalized` wrapper scales them), anything else becomes float32."""
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+    else:
+        t = torch.from_numpy(np.ascontiguousarray(np.asarray(x)))
+    return t.to(device) if t.dtype == torch.uint8 and t.dim() >= 3 else t.to(device=device, dtype=torch.float32)
 
 
 class LLPData:
@@ -95,7 +98,7 @@ class LLPData:
     """
 
     def __init__(self, x, bags: Bags, device: torch.device | str = "cpu", hidden_labels=None):
-        device = torch.device(device)
+        device = device if isinstance(device, torch.device) else resolve_device(device)
         self.device = device
         self.bags = bags
         self.x = as_input_tensor(x, device)
@@ -150,26 +153,38 @@ class LLPData:
         return pos, local
 
 
-#: model -> its FoldedNetwork (None: nothing to fold), made on the first prediction pass
+#: model -> (its modules' identities, its FoldedNetwork or None where nothing folds), made on the first
+#: prediction pass and made again when the model's modules change
 _FOLDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def inference_network(model: torch.nn.Module) -> torch.nn.Module:
     """The module that computes ``model``'s eval-mode outputs for prediction: ``model`` with its
     BatchNorm layers folded into the convolution or linear layer before them
-    (:func:`plotllp.models.folding.fold_batchnorm`; traced once per model, weights refreshed on every
-    call), or ``model`` itself where nothing folds. A compiled module is returned as it is (the compiler
-    fuses BatchNorm itself). Use it in eval mode only, and call this again after ``model``'s weights
-    change. The trace fixes the network's structure as it was then: a model that later swaps its
-    layers, or branches on its own attributes, is predicted with ``predict_proba(..., fold=False)``."""
+    (:func:`plotllp.models.folding.fold_batchnorm`; traced once per model and again when a layer is
+    added, removed or replaced; weights refreshed on every call), or ``model`` itself where nothing folds.
+    A compiled module is returned as it is (the compiler fuses BatchNorm itself). Use it in eval mode
+    only. The trace fixes what the model's ``forward`` reads from its own Python attributes as it was
+    then: for a network whose ``forward`` branches on, or computes with, attributes that change later,
+    predict with ``predict_proba(..., fold=False)`` (what ``predict_proba`` does by default for any
+    network with a module class of its own, :func:`folds_by_default`)."""
     if hasattr(model, "_orig_mod"):                    # torch.compile's wrapper
         return model
-    if model not in _FOLDED:
+    structure = tuple(map(id, model.modules()))
+    cached = _FOLDED.get(model)
+    if cached is None or cached[0] != structure:
         folded = fold_batchnorm(model)
-        _FOLDED[model] = folded if folded.pairs else None
+        _FOLDED[model] = (structure, folded if folded.pairs else None)
         return folded.network
-    folded = _FOLDED[model]
+    folded = cached[1]
     return model if folded is None else folded.refresh()
+
+
+def folds_by_default(model: torch.nn.Module) -> bool:
+    """Whether :func:`predict_proba` folds ``model``'s BatchNorm layers on a CPU by default: when every
+    module of it is one of torch.nn's or plotllp's networks, whose ``forward`` depends on nothing but
+    their layers (a user's own module class may read attributes that the trace would freeze)."""
+    return all(type(m).__module__.startswith(("torch.nn.", "plotllp.models")) for m in model.modules())
 
 
 @torch.no_grad()
@@ -178,20 +193,23 @@ def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int | Non
     """(N, K) float32 softmax probabilities of ``model`` in eval mode, on ``x``'s device.
 
     ``fold``: compute them by :func:`inference_network` (BatchNorm folded); ``None`` (default) folds
-    on a CPU, not on CUDA. On an H100 (bf16, channels-last) folding made conv-large's prediction pass
+    on a CPU a network made of torch.nn's and plotllp's modules (:func:`folds_by_default`), never on CUDA.
+    On an H100 (bf16, channels-last) folding made conv-large's prediction pass
     slower, 0.284-0.286 s against 0.248-0.250 s for 50,000 images (WRN-28-2: 0.236-0.240 against
     0.242-0.244 s), since a convolution's bias is added by a separate elementwise pass that took longer
     than cuDNN's BatchNorm (0.419 against 0.272 ms on a 1024 x 128 x 32 x 32 activation;
     ``benchmarks/prediction.py``, ``benchmarks/results/gpu.md``). Default batch: 4096 rows of
     features; images 1024 on a GPU, 256 on a CPU (a conv net's activations on 4096 images take
     gigabytes)."""
+    param = next((p for p in model.parameters() if p.is_floating_point()), None)
     if not isinstance(x, torch.Tensor):                 # numpy arrays, lists: on the model's device
-        param = next(model.parameters(), None)
         x = as_input_tensor(x, param.device if param is not None else "cpu")
+    if param is not None and x.is_floating_point() and x.dtype != param.dtype:
+        x = x.to(param.dtype)                           # float64 inputs to a float32 network, ...
     if batch_size is None:
         batch_size = (1024 if x.is_cuda else 256) if x.dim() == 4 else 4096
     if fold is None:
-        fold = not x.is_cuda
+        fold = not x.is_cuda and folds_by_default(model)
     was_training = model.training
     model.eval()
     net = inference_network(model).eval() if fold else model
@@ -429,14 +447,57 @@ def fit_stage(stage, model: torch.nn.Module, data: LLPData, optim: OptimConfig, 
     gradients are averaged over the ranks at every optimiser step, its random streams drawn afresh each
     epoch from ``(seed, epoch, rank)``, and its loss, diagnostics and checkpoint state gathered.
 
-    ``on_epoch_end(loop_state)`` is called after every epoch with everything the loop needs to go
-    on later (optimiser, schedule, random-number states, the stage's and evaluator's state, the
-    history); passing that dict back as ``resume`` continues the loop exactly where it was.
+    ``on_epoch_end(loop_state)`` is called after every epoch with everything the loop needs besides the
+    model's weights to go on later (optimiser, schedule, random-number states, the stage's and
+    evaluator's state, the history), a snapshot that later epochs do not change; passing that dict back
+    as ``resume``, with the model's weights of that epoch, continues the loop exactly where it was.
+
+    The global random-number state of torch (CPU, and the training device's on CUDA) is the caller's
+    again when this returns: the stage draws from ``seed``, not from it.
     """
+    devices = [data.device] if data.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        return _fit_stage(stage, model, data, optim, epochs=epochs, evaluator=evaluator, log=log, seed=seed,
+                          on_epoch_end=on_epoch_end, resume=resume, dist=dist)
+
+
+@torch.no_grad()
+def check_model_inputs(model: torch.nn.Module, data: "LLPData") -> None:
+    """A one-line error for a network that cannot take ``data``'s inputs: plotllp trains float32
+    parameters (bf16 autocast on CUDA), uint8 images go to a network wrapped in
+    :class:`plotllp.models.Normalized`, which scales them, and the network gives one logit per class
+    (checked on two instances, in eval mode)."""
+    from .models import Normalized
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    if dtypes - {torch.float32}:
+        raise LLPInputError(f"the network's parameters are {', '.join(sorted(str(d) for d in dtypes))}; plotllp "
+                            "trains float32 networks (bf16 autocast on CUDA): call model.float()")
+    inner = getattr(model, "_orig_mod", model)          # torch.compile's wrapper
+    if data.x.dtype == torch.uint8 and not isinstance(inner, Normalized):
+        raise LLPInputError("the inputs are uint8 images, which plotllp keeps as they are to save memory: wrap the "
+                            "network in plotllp.models.Normalized(network, mean, std), which scales them, or pass "
+                            "float inputs")
+    if data.num_members == 0:
+        return
+    was_training = inner.training
+    inner.eval()
+    try:
+        with autocast(data.device):
+            out = inner(data.x[data.members[:2]])
+    finally:
+        inner.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != data.num_classes:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise LLPInputError(f"the network maps 2 instances to {shape}, not to logits of the {data.num_classes} "
+                            f"classes of the proportions (2, {data.num_classes})")
+
+
+def _fit_stage(stage, model, data, optim, *, epochs, evaluator, log, seed, on_epoch_end, resume, dist):
     model.to(data.device)
     if data.device.type == "cuda" and data.x.dim() == 4:
         model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True     # fixed image shapes: let cuDNN pick its fastest kernels
+    check_model_inputs(model, data)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
@@ -487,7 +548,7 @@ def fit_stage(stage, model: torch.nn.Module, data: LLPData, optim: OptimConfig, 
         row.update(state.extra)
         row["seconds"] = train_seconds
         history.append(row)
-        if log is not None and evaluator is not None:
+        if log is not None:
             log(f"{stage.name:<5} epoch {epoch:>{width}}/{epochs}  {_fmt(row)}  {train_seconds:.2f}s")
         if on_epoch_end is not None:
             stage_state = stage.state_dict()
@@ -495,7 +556,7 @@ def fit_stage(stage, model: torch.nn.Module, data: LLPData, optim: OptimConfig, 
             if dist is not None and data.layout is not None:       # every rank takes part; rank 0 saves
                 stage_state = dist.globalize_state(stage_state, data.layout)
                 eval_state = dist.globalize_state(eval_state, data.layout)
-            on_epoch_end({"epoch": epoch, "history": history, "optimizer": opt.state_dict(),
+            on_epoch_end({"epoch": epoch, "history": list(history), "optimizer": copy.deepcopy(opt.state_dict()),
                           "scheduler": sched.state_dict(), "numpy_rng": rng.bit_generator.state,
                           "torch_rng": torch.get_rng_state(),
                           "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,

@@ -8,6 +8,9 @@ schedule, evaluation and logging. :meth:`Stage.fit` is the one-call form.
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 import torch
 
@@ -22,6 +25,14 @@ def count_setting(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def positive_setting(name: str, value, *, allow_zero: bool = False) -> float:
+    """``value`` as a float that is positive (or 0 with ``allow_zero``) and finite, else LLPInputError."""
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        raise LLPInputError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} number, got {value!r}")
+    return float(value)
+
+
 class Stage:
     """Base class of first and second stages."""
 
@@ -30,7 +41,7 @@ class Stage:
     def __init__(self, epochs: int, optim: OptimConfig | None = None):
         self.epochs = count_setting("epochs", epochs, minimum=0)
         self.optim = optim or OptimConfig()
-        if not (isinstance(self.optim.lr, (int, float)) and 0 < self.optim.lr < float("inf")):
+        if isinstance(self.optim.lr, bool) or not (isinstance(self.optim.lr, numbers.Real) and 0 < self.optim.lr < float("inf")):
             raise LLPInputError(f"the learning rate must be a positive number, got {self.optim.lr!r}")
 
     @staticmethod

@@ -31,7 +31,7 @@ class DLLP(Stage):
         super().__init__(epochs, optim)
         self.batch_bags = count_setting("batch_bags", batch_bags)
         self.augment = augment
-        self.chunk_size = chunk_size
+        self.chunk_size = None if chunk_size is None else count_setting("chunk_size", chunk_size)
 
     def chunked_step(self, model, optimizer, x, local, props) -> torch.Tensor:
         """One exact optimiser step of the proportion loss, ``chunk_size`` rows at a time (module

@@ -28,7 +28,7 @@ from ..engine import (EpochState, LabelWindow, LLPData, OptimConfig, check_finit
 from ..errors import LLPInputError
 from ..losses import draw_mixup, mixup, soft_cross_entropy, symmetric_cross_entropy
 from ..ot import DEFAULT_REG, WarmStart, pseudo_labels
-from .base import Stage, count_setting
+from .base import Stage, count_setting, positive_setting
 
 
 class PLOT(Stage):
@@ -50,9 +50,12 @@ class PLOT(Stage):
         self.hard = labels == "hard"
         self.loss_name = loss
         self.mixup = bool(mixup)
-        self.reg = reg
-        self.sce_alpha, self.sce_beta = sce_alpha, sce_beta
-        self.mixup_alpha = mixup_alpha
+        self.reg = positive_setting("reg", reg)
+        self.sce_alpha = positive_setting("sce_alpha", sce_alpha, allow_zero=True)
+        self.sce_beta = positive_setting("sce_beta", sce_beta, allow_zero=True)
+        if loss == "sce" and self.sce_alpha == 0 and self.sce_beta == 0:
+            raise LLPInputError("sce_alpha and sce_beta are both 0: the SCE loss would be 0")
+        self.mixup_alpha = positive_setting("mixup_alpha", mixup_alpha)
         self.batch_size = count_setting("batch_size", batch_size)
         self.source = pseudo_source
         self.augment = augment

@@ -16,9 +16,9 @@ import math
 import torch
 
 from ..engine import EpochState, LLPData, OptimConfig
-from ..errors import TrainingDivergedError
+from ..errors import LLPInputError, TrainingDivergedError
 from ..losses import VAT_EPS, VAT_RAMP, VAT_WEIGHT, VAT_XI, proportion_loss, vat_loss, vat_weight
-from .base import Stage, count_setting
+from .base import Stage, count_setting, positive_setting
 
 #: Input size the reference eps = 6.0 belongs to (32 x 32 x 3 normalised pixels).
 REFERENCE_DIM = 3 * 32 * 32
@@ -41,8 +41,13 @@ class VAT(Stage):
                  max_weight: float = VAT_WEIGHT, ramp: float = VAT_RAMP):
         super().__init__(epochs, optim)
         self.batch_bags, self.augment = count_setting("batch_bags", batch_bags), augment
-        self.xi, self.eps, self.power_iterations = float(xi), eps, int(power_iterations)
-        self.max_weight, self.ramp = float(max_weight), float(ramp)
+        self.xi = positive_setting("xi", xi)
+        self.eps = None if eps is None else positive_setting("eps", eps)
+        self.power_iterations = count_setting("power_iterations", power_iterations)
+        self.max_weight = positive_setting("max_weight", max_weight, allow_zero=True)
+        self.ramp = positive_setting("ramp", ramp, allow_zero=True)
+        if self.ramp > 1:
+            raise LLPInputError(f"ramp must be in [0, 1], got {ramp!r}")
         self.epochs_done = 0
 
     def begin(self, model, data: LLPData) -> None:
