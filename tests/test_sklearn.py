@@ -113,3 +113,60 @@ def test_bag_proportion_error_checks_the_proportions():
             bag_proportion_error(probs, bags, bad)
     with pytest.raises(LLPInputError, match="probs must be 2-d"):
         bag_proportion_error(np.full(4, 0.5), bags, [[0.5, 0.5], [0.5, 0.5]])
+
+
+def test_cross_validation_scores_with_counts(wine):
+    """counts= reach score as well as fit, so model selection does not rank on NaN."""
+    X, _, ids, P, _ = wine
+    counts_rows = np.round(P * np.bincount(ids)[:, None])[ids]
+    with sklearn.config_context(enable_metadata_routing=True):
+        cv = cross_validate(LLPClassifier(**{**FAST, "epochs1": 10, "epochs2": 2}), StandardScaler().fit_transform(X),
+                            cv=GroupKFold(n_splits=3), params={"bags": ids, "counts": counts_rows, "groups": ids})
+    assert np.isfinite(cv["test_score"]).all() and (cv["test_score"] <= 0).all()
+    clf = LLPClassifier(**{**FAST, "epochs1": 5, "epochs2": 1}).fit(X, bags=ids, proportions=P)
+    half = ids < 5
+    with pytest.raises(LLPInputError, match="keep bags whole"):               # a bag cut in two
+        clf.score(X[half][::2], bags=ids[half][::2], counts=counts_rows[half][::2])
+
+
+def test_failed_refit_keeps_the_earlier_fit(wine):
+    X, _, ids, P, _ = wine
+    clf = LLPClassifier(**{**FAST, "epochs1": 5, "epochs2": 1}).fit(X, bags=ids, proportions=P)
+    before = clf.predict_proba(X)
+    with pytest.raises(LLPInputError, match="sum to 2"):
+        clf.fit(X[:, :4], bags=ids, proportions=2 * P)
+    assert clf.n_features_in_ == 13 and np.array_equal(clf.predict_proba(X), before)
+
+
+def test_fit_leaves_the_global_torch_rng_alone_and_verbose_prints(wine, capsys):
+    import torch
+    X, _, ids, P, _ = wine
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    LLPClassifier(**{**FAST, "epochs1": 2, "epochs2": 1, "verbose": True}).fit(X, bags=ids, proportions=P)
+    assert torch.equal(torch.rand(3), expected)
+    out = capsys.readouterr().out
+    assert "dllp  epoch 1/2" in out and "plot  epoch 1/1" in out
+
+
+def test_other_parameter_forms(wine):
+    """numpy numbers and RandomState instances, as scikit-learn's grids and users pass them."""
+    X, _, ids, P, _ = wine
+    fast = {**FAST, "epochs1": 2, "epochs2": 1}
+    a = LLPClassifier(**{**fast, "lr": np.float32(1e-3), "random_state": np.random.RandomState(0)})
+    b = LLPClassifier(**{**fast, "random_state": np.random.RandomState(0)})
+    assert np.allclose(a.fit(X, bags=ids, proportions=P).predict_proba(X), b.fit(X, bags=ids, proportions=P).predict_proba(X))
+    with pytest.raises(LLPInputError, match="random_state"):
+        LLPClassifier(**{**fast, "random_state": "zero"}).fit(X, bags=ids, proportions=P)
+
+
+def test_errors_name_the_users_bags_and_singleton_bags_are_not_misread(wine):
+    X, _, ids, P, _ = wine
+    names = np.array([f"bag{b:02d}" for b in ids])
+    with pytest.raises(LLPInputError, match="bag00"):
+        LLPClassifier(**FAST).fit(X, bags=names, proportions={f"bag{b:02d}": 2 * P[b] for b in range(len(P))})
+    with pytest.raises(LLPInputError, match="one row per sample or one per bag"):
+        bag_table(np.array(["c", "a", "b"]), [[1, 0], [0, 1], [1, 0]], 3)
+    _, table, _ = bag_table(np.array(["a", "b", "c"]), [[1, 0], [0, 1], [1, 0]], 3)    # sorted: no ambiguity
+    assert table.tolist() == [[1, 0], [0, 1], [1, 0]]

@@ -25,11 +25,13 @@ metadata routing on, ``GridSearchCV`` and ``cross_validate`` pass ``bags`` and `
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from .bags import SUM_TOLERANCE, bags_from_ids
@@ -62,6 +64,9 @@ def bag_table(bags, table, n_samples: int, what: str = "proportions"):
         arr = np.asarray(getattr(table, "values", table), dtype=np.float64)
         if arr.ndim != 2:
             raise LLPInputError(f"{what} must be 2-d (bags or rows x classes), got shape {arr.shape}")
+        if arr.shape[0] == n_samples == len(ids) and not np.array_equal(index, np.arange(n_samples)):
+            raise LLPInputError(f"every bag has one row, so a {what} array could be one row per sample or one per "
+                                "bag (in the order of the sorted bag ids); give a mapping {bag id: row} instead")
         if arr.shape[0] == n_samples:                    # one row per sample
             per_bag = np.zeros((len(ids), arr.shape[1]))
             per_bag[index] = arr
@@ -107,14 +112,14 @@ class LLPClassifier(ClassifierMixin, BaseEstimator):
     none), ``labels`` (hard, soft), ``loss`` (sce, ce), ``mixup``, ``width`` and ``depth`` of the MLP,
     ``epochs1``/``epochs2``, ``lr`` (both stages), ``batch_bags`` (first stage), ``batch_size`` (PLOT),
     ``classes`` (the labels of the K columns of the proportions; default 0..K-1), ``device`` (auto, cpu,
-    cuda), ``random_state`` (int or None) and ``verbose``.
+    cuda), ``random_state`` (None, an int or a numpy RandomState) and ``verbose`` (a line per epoch).
 
     Attributes after ``fit``: ``classes_``, ``n_features_in_``, ``model_`` (the trained
     ``torch.nn.Module``, on the CPU), ``history_`` (per-epoch losses).
     """
 
     __metadata_request__fit = {"bags": True, "proportions": True, "counts": True}
-    __metadata_request__score = {"bags": True, "proportions": True, "sample_weight": True}
+    __metadata_request__score = {"bags": True, "proportions": True, "counts": True, "sample_weight": True}
 
     def __init__(self, first_stage="dllp", second_stage="plot", labels="hard", loss="sce", mixup=False, width=64,
                  depth=3, epochs1=100, epochs2=50, lr=1e-3, batch_bags=4, batch_size=128, classes=None,
@@ -148,7 +153,7 @@ class LLPClassifier(ClassifierMixin, BaseEstimator):
                 raise LLPInputError(f"{name} must be an integer >= {low}, got {value!r}")
         if self.epochs1 + self.epochs2 == 0:
             raise LLPInputError("epochs1 and epochs2 are both 0: nothing to train")
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < float("inf"):
+        if isinstance(self.lr, bool) or not isinstance(self.lr, numbers.Real) or not 0 < self.lr < float("inf"):
             raise LLPInputError(f"lr must be a positive number, got {self.lr!r}")
 
     def fit(self, X, y=None, *, bags=None, proportions=None, counts=None):
@@ -160,32 +165,38 @@ class LLPClassifier(ClassifierMixin, BaseEstimator):
         if (proportions is None) == (counts is None):
             raise LLPInputError("give exactly one of proportions= or counts=")
         X = check_array(X, dtype=np.float32)
-        self.n_features_in_ = X.shape[1]
-        index, table, _ = bag_table(bags, proportions if proportions is not None else counts, X.shape[0],
-                                    "proportions" if proportions is not None else "counts")
+        index, table, ids = bag_table(bags, proportions if proportions is not None else counts, X.shape[0],
+                                      "proportions" if proportions is not None else "counts")
         k = table.shape[1]
         if k < 2:
             raise LLPInputError(f"proportions need at least 2 classes, got {k}")
-        self.classes_ = np.arange(k) if self.classes is None else np.asarray(self.classes)
-        if len(self.classes_) != k:
-            raise LLPInputError(f"classes has {len(self.classes_)} labels but the proportions have {k} columns")
-        if len(set(self.classes_.tolist())) != k:
-            raise LLPInputError(f"classes name a class twice: {self.classes_.tolist()}")
+        classes = np.arange(k) if self.classes is None else np.asarray(self.classes)
+        if len(classes) != k:
+            raise LLPInputError(f"classes has {len(classes)} labels but the proportions have {k} columns")
+        if len(set(classes.tolist())) != k:
+            raise LLPInputError(f"classes name a class twice: {classes.tolist()}")
         bags_obj = bags_from_ids(index, proportions=table if proportions is not None else None,
-                                 counts=table if counts is not None else None)
-        seed = int(np.random.RandomState(self.random_state).randint(2 ** 31))     # None: a fresh seed
+                                 counts=table if counts is not None else None, bag_names=ids.tolist())
+        try:
+            seed = int(check_random_state(self.random_state).randint(2 ** 31))    # None: a fresh seed
+        except ValueError as e:
+            raise LLPInputError(f"random_state must be None, an int or a numpy RandomState: {e}") from None
         device = resolve_device(self.device)
         data = LLPData(X, bags_obj, device)
-        torch.manual_seed(seed)
-        model = MLP(X.shape[1], k, width=int(self.width), depth=int(self.depth)).to(device)
         log = print if self.verbose else None
-        optim = OptimConfig(lr=self.lr)
+        optim = OptimConfig(lr=float(self.lr))
         first = FIRST_STAGES[self.first_stage](int(self.epochs1), optim, batch_bags=int(self.batch_bags))
+        second = (PLOT(int(self.epochs2), optim, labels=self.labels, loss=self.loss, mixup=bool(self.mixup),
+                       batch_size=int(self.batch_size)) if self.second_stage == "plot" and self.epochs2 > 0 else None)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):   # the caller's RNG untouched
+            torch.manual_seed(seed)
+            model = MLP(X.shape[1], k, width=int(self.width), depth=int(self.depth)).to(device)
         history = first.fit(model, data, log=log, seed=seed) if self.epochs1 > 0 else []
-        if self.second_stage == "plot" and self.epochs2 > 0:
-            second = PLOT(int(self.epochs2), optim, labels=self.labels, loss=self.loss, mixup=bool(self.mixup),
-                          batch_size=int(self.batch_size))
+        if second is not None:
             history = history + second.fit(model, data, log=log, seed=seed + 1)
+        # attributes only now: a fit that failed leaves an earlier fit as it was
+        self.n_features_in_ = X.shape[1]
+        self.classes_ = classes
         self.model_ = model.cpu().eval()
         self.history_ = [{k_: v for k_, v in r.items() if isinstance(v, (int, float, str))} for r in history]
         return self
@@ -204,15 +215,25 @@ class LLPClassifier(ClassifierMixin, BaseEstimator):
         proba = self.predict_proba(X)
         return self.classes_[proba.argmax(1)]
 
-    def score(self, X, y=None, sample_weight=None, *, bags=None, proportions=None) -> float:
-        """With ``bags`` and ``proportions``: the negative bag-level proportion error on those bags
-        (greater is better; no instance labels needed). Otherwise the accuracy against ``y``
-        (``sample_weight`` is accepted for scikit-learn's Pipeline and must be None)."""
+    def score(self, X, y=None, sample_weight=None, *, bags=None, proportions=None, counts=None) -> float:
+        """With ``bags`` and ``proportions`` (or ``counts``, the class counts of each bag's rows given):
+        the negative bag-level proportion error on those bags (greater is better; no instance labels
+        needed). Otherwise the accuracy against ``y`` (``sample_weight`` is accepted for scikit-learn's
+        Pipeline and must be None)."""
         if sample_weight is not None:
             raise LLPInputError("LLPClassifier.score does not take sample weights")
         if bags is not None:
-            if proportions is None:
-                raise LLPInputError("score with bags= needs proportions= as well")
+            if (proportions is None) == (counts is None):
+                raise LLPInputError("score with bags= needs exactly one of proportions= or counts= as well")
+            if counts is not None:
+                index, table, ids = bag_table(bags, counts, np.shape(X)[0], "counts")
+                sizes = np.bincount(index, minlength=len(table))
+                off = np.flatnonzero(table.sum(1) != sizes)
+                if off.size:
+                    raise LLPInputError(f"counts of bag {ids.tolist()[off[0]]!r} sum to {table[off[0]].sum():g} but "
+                                        f"{sizes[off[0]]} of its rows are given (a bag split across folds? "
+                                        "keep bags whole, e.g. with GroupKFold)")
+                proportions = table[index] / sizes[index, None]
             return -bag_proportion_error(self.predict_proba(X), bags, proportions)
         if y is None:
             raise LLPInputError("score needs bags= and proportions= (or instance labels y)")
