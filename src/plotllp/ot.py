@@ -67,9 +67,10 @@ WARM_START_ROUNDS = 4
 #: between the two solves before. Measured on Fashion-MNIST, MLP, bags of 64 (2 CPU cores): 3-8% of rows
 #: changed, warm start 30-40% faster than solving afresh; 15% changed, 50% slower.
 WARM_START_MAX_CHANGE = 0.10
-#: Log-domain Sinkhorn steps that start the entropic solver's second try on a bag whose first solve did not
-#: converge (see _newton_semidual and _newton_stage).
-SINKHORN_WARMUP = 3
+#: Log-domain Sinkhorn steps that start the entropic solver's later tries on a bag whose solve did not
+#: converge (see _newton_semidual and _newton_stage): the second try starts from 3 steps, the third from
+#: 300 and the fourth from 3,000, each on the bags still off.
+SINKHORN_WARMUP = (3, 300, 3000)
 #: Smallest probability used in the cost -log p (so that p = 0 gives a large finite cost).
 _TINY = 1e-300
 
@@ -509,14 +510,17 @@ def _newton_semidual(cost, valid, props, eps, tol, max_iter, *, eps_start=1.0, e
     ``eps``, each warm-starting the next) and Levenberg-Marquardt damping ``mu * diag(mass)``
     adapted per bag (a step is kept only if it increases Phi). Bags that have converged leave the
     working set, so the slowest bag does not make every bag pay for its iterations. Bags still off by
-    more than ``tol`` are solved again from ``SINKHORN_WARMUP`` log-domain Sinkhorn steps (``warmup``;
-    see :func:`_newton_stage`), and the better of the two solutions is kept.
+    more than ``tol`` are solved again, from each of the ``SINKHORN_WARMUP`` numbers of log-domain
+    Sinkhorn steps in turn (``warmup``; see :func:`_newton_stage`) while some are off, and the best
+    solution of each bag is kept.
     """
     labels, err = _newton_solve(cost, valid, props, eps, tol, max_iter, eps_start, eps_factor, tol_start, warmup)
-    bad = torch.nonzero(err > max(tol, 1e-6)).squeeze(1)
-    if warmup == 0 and SINKHORN_WARMUP > 0 and bad.numel():
+    for steps in (SINKHORN_WARMUP if warmup == 0 else ()):
+        bad = torch.nonzero(err > max(tol, 1e-6)).squeeze(1)
+        if not bad.numel():
+            break
         again, err2 = _newton_solve(cost[bad], valid[bad], props[bad], eps, tol, max_iter, eps_start, eps_factor,
-                                    tol_start, SINKHORN_WARMUP)
+                                    tol_start, steps)
         better = err2 < err[bad]
         labels[bad[better]] = again[better]
         err[bad[better]] = err2[better]
