@@ -112,7 +112,9 @@ class LLPClassifier(ClassifierMixin, BaseEstimator):
     none), ``labels`` (hard, soft), ``loss`` (sce, ce), ``mixup``, ``width`` and ``depth`` of the MLP,
     ``epochs1``/``epochs2``, ``lr`` (both stages), ``batch_bags`` (first stage), ``batch_size`` (PLOT),
     ``classes`` (the labels of the K columns of the proportions; default 0..K-1), ``device`` (auto, cpu,
-    cuda), ``random_state`` (None, an int or a numpy RandomState) and ``verbose`` (a line per epoch).
+    cuda; auto takes a GPU where there is one and trains there under bf16 autocast, so a fixed
+    ``random_state`` gives other numbers than on a CPU), ``random_state`` (None, an int or a numpy
+    RandomState) and ``verbose`` (a line per epoch).
 
     Attributes after ``fit``: ``classes_``, ``n_features_in_``, ``model_`` (the trained
     ``torch.nn.Module``, on the CPU), ``history_`` (per-epoch losses).
