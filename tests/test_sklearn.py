@@ -170,3 +170,7 @@ def test_errors_name_the_users_bags_and_singleton_bags_are_not_misread(wine):
         bag_table(np.array(["c", "a", "b"]), [[1, 0], [0, 1], [1, 0]], 3)
     _, table, _ = bag_table(np.array(["a", "b", "c"]), [[1, 0], [0, 1], [1, 0]], 3)    # sorted: no ambiguity
     assert table.tolist() == [[1, 0], [0, 1], [1, 0]]
+    clf = LLPClassifier(**{**FAST, "epochs1": 2, "epochs2": 0}).fit(X, bags=ids, proportions=P)
+    singles = np.array(["c", "a", "b"])                       # one row per bag, ids not sorted: counts as a mapping
+    score = clf.score(X[:3], bags=singles, counts={"a": [1, 0, 0], "b": [0, 1, 0], "c": [0, 0, 1]})
+    assert np.isfinite(score) and score <= 0

@@ -162,6 +162,14 @@ def test_inputs_and_networks_plotllp_cannot_train_give_one_line_errors(moons_dat
     images = LLPData(np.zeros((len(ds.x_train), 1, 4, 4), np.uint8), bags)
     with pytest.raises(LLPInputError, match="uint8 images"):
         DLLP(1).fit(nn.Sequential(nn.Flatten(), nn.Linear(16, 2)), images, log=None)
+    class Scales(nn.Module):                                  # a network that scales its own pixels
+        def __init__(self):
+            super().__init__()
+            self.f = nn.Linear(16, 2)
+
+        def forward(self, x):
+            return self.f(x.float().flatten(1) / 255)
+    DLLP(1).fit(Scales(), images, log=None)
     features = LLPData(ds.x_train.astype(np.uint8), bags)     # uint8 features (not images) become float32
     assert features.x.dtype == torch.float32
     DLLP(1).fit(TinyNet(), LLPData(torch.from_numpy(ds.x_train).requires_grad_(), bags), log=None)

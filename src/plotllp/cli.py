@@ -273,6 +273,8 @@ def cmd_train(args) -> int:
     settings = {k: v for k, v in vars(args).items() if k in FIELDS}
     yaml_settings = load_yaml(args.config) if args.config else None
     cfg = make_config(settings, yaml_settings)
+    if "noise" in settings and cfg.dataset != "moons":       # (a saved config.yaml holds every setting)
+        raise LLPInputError(f"--noise applies to --dataset moons only, not to --dataset {cfg.dataset}")
     from .pipeline import CHECKPOINT, train
 
     done = os.path.join(cfg.out, "results.json")
@@ -370,7 +372,8 @@ def main(argv=None) -> int:
         say(f"plotllp: error: {e}")
         return 3
     except (PlotLLPError, LLPInputError) as e:
-        # bad input is found alike by every rank of a torchrun job: rank 0 alone says so
+        # bad input is found alike by the ranks of a torchrun job: rank 0 says so (and the first rank of
+        # each other machine)
         say(f"plotllp: error: {e}", every_rank=False)
         return 2
     except KeyboardInterrupt:
@@ -414,12 +417,15 @@ def _rank_of_torchrun() -> int | None:
 
 def _error_printer(rank: int | None):
     """``say(message, every_rank=True)``: print ``message`` to stderr. In a torchrun job, rank 0 prints
-    it as is; a rank > 0 prints it tagged with its rank, or not at all when ``every_rank`` is False (an
-    error every rank meets alike, which rank 0 reports)."""
+    it as is; a rank > 0 prints it tagged with its rank, or, when ``every_rank`` is False (bad input,
+    which the ranks of a machine meet alike), only if it is the first rank on its machine (a file may be
+    missing on one machine of several)."""
+    first_on_machine = os.environ.get("LOCAL_RANK", "0") == "0"
+
     def say(message: str, every_rank: bool = True) -> None:
         if rank is None or rank == 0:
             print(message, file=sys.stderr)
-        elif every_rank:
+        elif every_rank or first_on_machine:
             print(message.replace("plotllp: ", f"plotllp (rank {rank}): ", 1), file=sys.stderr)
     return say
 

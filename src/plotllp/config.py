@@ -145,8 +145,6 @@ class TrainConfig:
         if self.augment in ("crop", "crop-flip") and self.dataset.split(":", 1)[0] in ("moons", "digits", "table"):
             raise LLPInputError(f"--augment {self.augment} applies to image data sets (mnist, fashion_mnist, cifar10, "
                                 f"cifar100, svhn), not to --dataset {self.dataset}")
-        if self.dataset != "moons" and self.noise != TrainConfig.noise:
-            raise LLPInputError(f"--noise applies to --dataset moons only, not to --dataset {self.dataset}")
         table = self.dataset.startswith("table:")
         for name in ("bag_column", "features", "proportions", "label_column"):
             if getattr(self, name) is not None and not table:

@@ -12,8 +12,8 @@ r"""Data-parallel training over several processes with ``torch.distributed`` (``
   ``DistributedDataParallel``. The hook sits on the optimiser, not on the module, because the
   first stages are not one-forward-one-backward: LLP-VAT differentiates with respect to its inputs
   and LLP-GAN steps two optimisers (the generator's gradients are averaged the same way). On a CPU,
-  DDP's overlap of the reduction with the backward pass was slower than this one call
-  (``benchmarks/results/grad_sync_cpu.md``);
+  DDP's overlap of the reduction with the backward pass was no faster than this one call (slower with
+  the MLP, equal within noise with conv-large: ``benchmarks/results/grad_sync_cpu.md``);
 - broadcasts the BatchNorm statistics of rank 0 after every epoch, reduces the loss and the
   training-set diagnostics across ranks, and lets only rank 0 print and write files.
 

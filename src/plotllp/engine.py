@@ -98,7 +98,8 @@ class LLPData:
     """
 
     def __init__(self, x, bags: Bags, device: torch.device | str = "cpu", hidden_labels=None):
-        device = device if isinstance(device, torch.device) else resolve_device(device)
+        known = isinstance(device, str) and device.split(":")[0] in ("auto", "cpu", "cuda")
+        device = resolve_device(device) if known else torch.device(device)
         self.device = device
         self.bags = bags
         self.x = as_input_tensor(x, device)
@@ -455,7 +456,7 @@ def fit_stage(stage, model: torch.nn.Module, data: LLPData, optim: OptimConfig, 
     The global random-number state of torch (CPU, and the training device's on CUDA) is the caller's
     again when this returns: the stage draws from ``seed``, not from it.
     """
-    devices = [data.device] if data.device.type == "cuda" else []
+    devices = list(range(torch.cuda.device_count())) if data.device.type == "cuda" else []   # resume sets them all
     with torch.random.fork_rng(devices=devices):
         return _fit_stage(stage, model, data, optim, epochs=epochs, evaluator=evaluator, log=log, seed=seed,
                           on_epoch_end=on_epoch_end, resume=resume, dist=dist)
@@ -464,32 +465,37 @@ def fit_stage(stage, model: torch.nn.Module, data: LLPData, optim: OptimConfig, 
 @torch.no_grad()
 def check_model_inputs(model: torch.nn.Module, data: "LLPData") -> None:
     """A one-line error for a network that cannot take ``data``'s inputs: plotllp trains float32
-    parameters (bf16 autocast on CUDA), uint8 images go to a network wrapped in
-    :class:`plotllp.models.Normalized`, which scales them, and the network gives one logit per class
-    (checked on two instances, in eval mode)."""
+    parameters (bf16 autocast on CUDA), and the network must map the training inputs (uint8 images
+    as they are: :class:`plotllp.models.Normalized` scales them) to one logit per class (checked on two
+    instances, in eval mode)."""
     from .models import Normalized
     dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
     if dtypes - {torch.float32}:
         raise LLPInputError(f"the network's parameters are {', '.join(sorted(str(d) for d in dtypes))}; plotllp "
                             "trains float32 networks (bf16 autocast on CUDA): call model.float()")
     inner = getattr(model, "_orig_mod", model)          # torch.compile's wrapper
-    if data.x.dtype == torch.uint8 and not isinstance(inner, Normalized):
-        raise LLPInputError("the inputs are uint8 images, which plotllp keeps as they are to save memory: wrap the "
-                            "network in plotllp.models.Normalized(network, mean, std), which scales them, or pass "
-                            "float inputs")
     if data.num_members == 0:
         return
+    x = data.x[data.members[:2]]
     was_training = inner.training
     inner.eval()
     try:
         with autocast(data.device):
-            out = inner(data.x[data.members[:2]])
+            out = inner(x)
+    except (RuntimeError, TypeError, ValueError) as e:
+        hint = ("; the inputs are uint8 images, which plotllp keeps as they are to save memory: wrap the network "
+                "in plotllp.models.Normalized(network, mean, std), which scales them, or pass float inputs"
+                if x.dtype == torch.uint8 and not any(isinstance(m, Normalized) for m in inner.modules()) else "")
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise LLPInputError(f"the network fails on training inputs of shape {tuple(x.shape[1:])} and dtype "
+                            f"{str(x.dtype).replace('torch.', '')} ({type(e).__name__}: {first}){hint}") from None
     finally:
         inner.train(was_training)
+    n = x.shape[0]
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != data.num_classes:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise LLPInputError(f"the network maps 2 instances to {shape}, not to logits of the {data.num_classes} "
-                            f"classes of the proportions (2, {data.num_classes})")
+        raise LLPInputError(f"the network maps {n} instance(s) to {shape}, not to logits of the {data.num_classes} "
+                            f"classes of the proportions ({n}, {data.num_classes})")
 
 
 def _fit_stage(stage, model, data, optim, *, epochs, evaluator, log, seed, on_epoch_end, resume, dist):
@@ -556,6 +562,7 @@ def _fit_stage(stage, model, data, optim, *, epochs, evaluator, log, seed, on_ep
             if dist is not None and data.layout is not None:       # every rank takes part; rank 0 saves
                 stage_state = dist.globalize_state(stage_state, data.layout)
                 eval_state = dist.globalize_state(eval_state, data.layout)
+            stage_state, eval_state = copy.deepcopy(stage_state), copy.deepcopy(eval_state)   # a snapshot
             on_epoch_end({"epoch": epoch, "history": list(history), "optimizer": copy.deepcopy(opt.state_dict()),
                           "scheduler": sched.state_dict(), "numpy_rng": rng.bit_generator.state,
                           "torch_rng": torch.get_rng_state(),

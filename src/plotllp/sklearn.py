@@ -180,7 +180,7 @@ class LLPClassifier(ClassifierMixin, BaseEstimator):
         bags_obj = bags_from_ids(index, proportions=table if proportions is not None else None,
                                  counts=table if counts is not None else None, bag_names=ids.tolist())
         try:
-            seed = int(check_random_state(self.random_state).randint(2 ** 31))    # None: a fresh seed
+            seed = int(check_random_state(self.random_state).randint(2 ** 31))    # None: numpy's global RandomState
         except ValueError as e:
             raise LLPInputError(f"random_state must be None, an int or a numpy RandomState: {e}") from None
         device = resolve_device(self.device)
@@ -235,7 +235,7 @@ class LLPClassifier(ClassifierMixin, BaseEstimator):
                     raise LLPInputError(f"counts of bag {ids.tolist()[off[0]]!r} sum to {table[off[0]].sum():g} but "
                                         f"{sizes[off[0]]} of its rows are given (a bag split across folds? "
                                         "keep bags whole, e.g. with GroupKFold)")
-                proportions = table[index] / sizes[index, None]
+                proportions = dict(zip(ids.tolist(), table / sizes[:, None]))
             return -bag_proportion_error(self.predict_proba(X), bags, proportions)
         if y is None:
             raise LLPInputError("score needs bags= and proportions= (or instance labels y)")
