@@ -160,10 +160,14 @@ def load_run(run_dir: str):
         raise DataFileError(f"{run_dir} holds no model.pt (give the --out folder of a finished plotllp train run)")
     try:
         meta = torch.load(path, map_location="cpu", weights_only=True)
-        cfg = make_config(meta["config"])
+        saved = meta["config"]
         shape, k, norm = meta["input_shape"], int(meta["num_classes"]), meta.get("normalization")
     except Exception as e:  # truncated, foreign or corrupt files raise many kinds (UnpicklingError, ...)
         raise DataFileError(f"{path} is not a model saved by plotllp train ({type(e).__name__})") from None
+    try:
+        cfg = make_config(saved)
+    except LLPInputError as e:
+        raise DataFileError(f"the settings saved in {path} are not valid here ({e})") from None
     models = []
     for name in ("model.pt", "first_stage.pt"):
         m = build_model(cfg.model, shape, k, width=cfg.width, depth=cfg.depth, normalization=norm)
