@@ -429,5 +429,6 @@ def _error_printer(rank: int | None):
             print(message.replace("plotllp: ", f"plotllp (rank {rank}): ", 1), file=sys.stderr)
     return say
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -453,8 +453,8 @@ def fit_stage(stage, model: torch.nn.Module, data: LLPData, optim: OptimConfig, 
     evaluator's state, the history), a snapshot that later epochs do not change; passing that dict back
     as ``resume``, with the model's weights of that epoch, continues the loop exactly where it was.
 
-    The global random-number state of torch (CPU, and the training device's on CUDA) is the caller's
-    again when this returns: the stage draws from ``seed``, not from it.
+    The global random-number state of torch (the CPU's, and every CUDA device's when training on CUDA)
+    is the caller's again when this returns: the stage draws from ``seed``, not from it.
     """
     devices = list(range(torch.cuda.device_count())) if data.device.type == "cuda" else []   # resume sets them all
     with torch.random.fork_rng(devices=devices):
