@@ -174,3 +174,32 @@ def test_errors_name_the_users_bags_and_singleton_bags_are_not_misread(wine):
     singles = np.array(["c", "a", "b"])                       # one row per bag, ids not sorted: counts as a mapping
     score = clf.score(X[:3], bags=singles, counts={"a": [1, 0, 0], "b": [0, 1, 0], "c": [0, 0, 1]})
     assert np.isfinite(score) and score <= 0
+
+
+class Frame:
+    """The little of a pandas DataFrame that scikit-learn's feature-name rules read (pandas is not a
+    dependency): column names and the values."""
+
+    def __init__(self, values, columns):
+        self.values, self.columns = np.asarray(values), list(columns)
+        self.shape = self.values.shape
+
+    def __array__(self, dtype=None, copy=None):
+        return self.values if dtype is None else self.values.astype(dtype)
+
+    def __len__(self):
+        return len(self.values)
+
+
+def test_feature_names_of_a_data_frame(wine):
+    X, _, ids, P, _ = wine
+    cols = [f"f{i}" for i in range(X.shape[1])]
+    clf = LLPClassifier(**{**FAST, "epochs1": 2, "epochs2": 0}).fit(Frame(X, cols), bags=ids, proportions=P)
+    assert clf.feature_names_in_.tolist() == cols
+    assert np.allclose(clf.predict_proba(Frame(X, cols)), clf.predict_proba(Frame(X, cols)))
+    with pytest.raises(ValueError, match="feature names should match"):
+        clf.predict_proba(Frame(X, cols[::-1]))
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        clf.predict_proba(X)
+    clf.fit(X, bags=ids, proportions=P)                       # refit on an array: the names are gone
+    assert not hasattr(clf, "feature_names_in_")

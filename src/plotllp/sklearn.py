@@ -26,6 +26,7 @@ metadata routing on, ``GridSearchCV`` and ``cross_validate`` pass ``bags`` and `
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -80,6 +81,15 @@ def bag_table(bags, table, n_samples: int, what: str = "proportions"):
     return index, arr, ids
 
 
+def _feature_names(X):
+    """The column names of a data frame ``X`` when they are all strings (scikit-learn's rule), else None."""
+    columns = getattr(X, "columns", None)
+    if columns is None:
+        return None
+    names = np.asarray(columns, dtype=object)
+    return names if names.size and all(isinstance(n, str) for n in names) else None
+
+
 def bag_proportion_error(probs, bags, proportions) -> float:
     """Mean absolute error between each bag's mean predicted probability and its given proportions,
     averaged over bags and classes (the bag-level MAE of the paper's evaluation)."""
@@ -116,7 +126,8 @@ class LLPClassifier(ClassifierMixin, BaseEstimator):
     ``random_state`` gives other numbers than on a CPU), ``random_state`` (None, an int or a numpy
     RandomState) and ``verbose`` (a line per epoch).
 
-    Attributes after ``fit``: ``classes_``, ``n_features_in_``, ``model_`` (the trained
+    Attributes after ``fit``: ``classes_``, ``n_features_in_``, ``feature_names_in_`` (for a data frame
+    with string column names), ``model_`` (the trained
     ``torch.nn.Module``, on the CPU), ``history_`` (per-epoch losses).
     """
 
@@ -166,6 +177,7 @@ class LLPClassifier(ClassifierMixin, BaseEstimator):
             raise LLPInputError("fit needs bags= (the bag id of each row) and proportions= or counts=")
         if (proportions is None) == (counts is None):
             raise LLPInputError("give exactly one of proportions= or counts=")
+        names = _feature_names(X)
         X = check_array(X, dtype=np.float32)
         index, table, ids = bag_table(bags, proportions if proportions is not None else counts, X.shape[0],
                                       "proportions" if proportions is not None else "counts")
@@ -198,6 +210,10 @@ class LLPClassifier(ClassifierMixin, BaseEstimator):
             history = history + second.fit(model, data, log=log, seed=seed + 1)
         # attributes only now: a fit that failed leaves an earlier fit as it was
         self.n_features_in_ = X.shape[1]
+        if names is not None:
+            self.feature_names_in_ = names
+        else:
+            self.__dict__.pop("feature_names_in_", None)
         self.classes_ = classes
         self.model_ = model.cpu().eval()
         self.history_ = [{k_: v for k_, v in r.items() if isinstance(v, (int, float, str))} for r in history]
@@ -206,6 +222,14 @@ class LLPClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X) -> np.ndarray:
         """(n, K) class probabilities, columns in the order of ``classes_``."""
         check_is_fitted(self, "model_")
+        names, fitted = _feature_names(X), getattr(self, "feature_names_in_", None)
+        if fitted is not None and names is not None and not np.array_equal(names, fitted):
+            raise ValueError(f"the feature names should match those passed during fit: got {str(names.tolist())[:150]}, "
+                             f"fitted with {str(fitted.tolist())[:150]}")
+        if (fitted is None) != (names is None):
+            warnings.warn(f"X {'has' if names is not None else 'does not have valid'} feature names, but "
+                          f"LLPClassifier was fitted {'without' if fitted is None else 'with'} feature names",
+                          UserWarning, stacklevel=2)
         X = check_array(X, dtype=np.float32)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but LLPClassifier is expecting {self.n_features_in_} "
