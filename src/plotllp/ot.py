@@ -67,9 +67,9 @@ WARM_START_ROUNDS = 4
 #: between the two solves before. Measured on Fashion-MNIST, MLP, bags of 64 (2 CPU cores): 3-8% of rows
 #: changed, warm start 30-40% faster than solving afresh; 15% changed, 50% slower.
 WARM_START_MAX_CHANGE = 0.10
-#: Log-domain Sinkhorn steps that start the entropic solver's later tries on a bag whose solve did not
-#: converge (see _newton_semidual and _newton_stage): the second try starts from 3 steps, the third from
-#: 300 and the fourth from 3,000, each on the bags still off.
+#: Log-domain Sinkhorn steps that start every epsilon stage of the entropic solver's later tries on a bag
+#: whose solve did not converge (see _newton_semidual and _newton_stage): 3 steps in the second try, 300 in
+#: the third and 3,000 in the fourth, each on the bags still off.
 SINKHORN_WARMUP = (3, 300, 3000)
 #: Smallest probability used in the cost -log p (so that p = 0 gives a large finite cost).
 _TINY = 1e-300
@@ -542,7 +542,7 @@ def _newton_solve(cost, valid, props, eps, tol, max_iter, eps_start, eps_factor,
         e *= eps_factor
     schedule.append((eps, tol))
     for i, (e, stage_tol) in enumerate(schedule):
-        g, _ = _newton_stage(cost, weight, props, active, g, e, stage_tol, max_iter, eye, warmup=warmup if i == 0 else 0)
+        g, _ = _newton_stage(cost, weight, props, active, g, e, stage_tol, max_iter, eye, warmup=warmup)
     z = (g[:, None, :] - cost) / eps
     labels = torch.softmax(z, dim=2) * valid[..., None]
     mass = (weight[..., None] * labels).sum(1)
