@@ -427,3 +427,16 @@ def test_entropic_labels_meet_the_proportions_on_near_one_hot_predictions():
         mass = np.zeros((m, k))
         np.add.at(mass, ids, q)
         assert np.abs(mass / n[:, None] - props).sum(1).max() < 1e-6, t
+
+
+def test_entropic_labels_give_a_class_its_small_share_when_every_row_says_probability_0():
+    """Every row certain of class 0 (class 1 has probability 0, cost ~690), the bag's proportion of class 1
+    2.8e-4, eps 1/25: each row's label is the bag's proportions (the rows are alike), which the Newton
+    iterations alone cannot reach."""
+    import warnings
+    probs = np.tile([1.0, 0.0], (5, 1))
+    props = np.array([[1 - 2.786e-4, 2.786e-4]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        q = pseudo_labels(probs, np.zeros(5, dtype=int), props, hard=False, reg=1 / 25).numpy()
+    assert np.allclose(q, props, rtol=0, atol=1e-9)
