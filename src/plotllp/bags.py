@@ -390,8 +390,7 @@ def bags_from_ids(bag_ids, *, proportions=None, counts=None, num_classes: int | 
     except (TypeError, ValueError):
         raise LLPInputError(f"{what} must be a numeric array (bags x classes)") from None
     if table.ndim != 2:
-        raise LLPInputError(f"{'proportions' if proportions is not None else 'counts'} must be a "
-                            f"2-d array (bags x classes), got shape {table.shape}")
+        raise LLPInputError(f"{what} must be a 2-d array (bags x classes), got shape {table.shape}")
     m = table.shape[0]
     ids = validate_bag_ids(bag_ids, m)
     sizes = np.bincount(ids, minlength=m)
