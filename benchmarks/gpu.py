@@ -12,7 +12,8 @@ each after one warm-up epoch (compilation happens there), median of ``--epochs``
 taking turns epoch by epoch on the same network (a drift of the machine's speed falls on all alike); the
 OT solver's seconds per epoch, and the seconds it adds to the epoch beyond the prediction pass it
 overlaps (the relabelling timed against the same prediction pass alone), and the relabelling alone
-with chunks of 1,024, 4,096 and 16,384 rows (``overlapped_exact_labels``' ``chunk_rows``); one
+with chunks of 1,024, 4,096 and 16,384 rows, one or two chunks queued ahead of the solver
+(``overlapped_exact_labels``' ``chunk_rows`` and ``lookahead``); one
 evaluation pass over the test images (10,000); and the end-to-end time of one cell of the paper's
 protocol (CIFAR-10, bag 64: 400 DLLP + 100 PLOT epochs, evaluated every epoch, with the training-set
 diagnostics of every first-stage epoch; ``configs/paper/``) extrapolated from these measured epochs
@@ -57,6 +58,7 @@ from plotllp.models import build_model  # noqa: E402
 from plotllp.stages import DLLP, PLOT  # noqa: E402
 
 PAPER_EPOCHS = (400, 100)     # configs/paper: first stage, PLOT
+CHUNK_ROWS = (1024, 4096, 16384)   # the relabelling timed by rows per chunk (overlapped_exact_labels)
 
 
 def synthetic_cifar(n_train: int, n_test: int = 10000):
@@ -116,13 +118,13 @@ def time_stages(net, data, augment, epochs, device, report):
             ts.append(time.perf_counter() - t)
         return min(ts)
 
-    def relabel_seconds(chunk_rows):
+    def relabel_seconds(chunk_rows, lookahead=1):
         """Best of two overlapped relabellings (prediction + exact OT): (seconds, the solver's seconds)."""
         best = None
         for _ in range(2):
             sync(device)
             t = time.perf_counter()
-            _, _, ot_seconds = overlapped_exact_labels(net, data, chunk_rows=chunk_rows)
+            _, _, ot_seconds = overlapped_exact_labels(net, data, chunk_rows=chunk_rows, lookahead=lookahead)
             sync(device)
             seconds = time.perf_counter() - t
             if best is None or seconds < best[0]:
@@ -136,8 +138,10 @@ def time_stages(net, data, augment, epochs, device, report):
     plot["predict_folded_seconds"] = predict_seconds(fold=True)     # folded (the default on a CPU only)
     plot["ot_exposed_seconds"] = max(0.0, plot["relabel_seconds"] - plot["predict_alone_seconds"])
     # the overlapped relabelling by rows per chunk (16,384 is the default): smaller chunks keep CUDA's
-    # launch queue from holding the host back before each solve
-    plot["relabel_by_chunk_rows"] = {str(c): relabel_seconds(c) for c in (1024, 4096, 16384)}
+    # launch queue from holding the host back before each solve; with two chunks queued ahead (lookahead 2)
+    # the GPU need not wait for the host between chunks
+    plot["relabel_by_chunk_rows"] = {str(c): relabel_seconds(c) for c in CHUNK_ROWS}
+    plot["relabel_by_chunk_rows_lookahead2"] = {str(c): relabel_seconds(c, 2) for c in CHUNK_ROWS}
     report(results)
     return results
 
@@ -210,12 +214,19 @@ def render(rows, args, num_members, num_bags) -> str:
     chunked = [r for r in rows if "relabel_by_chunk_rows" in r.get("plot", {})]
     if chunked:
         text += ("\nThe relabelling alone (prediction pass + exact OT, overlapped chunk by chunk) by rows per chunk "
-                 "(best of two; s, and the solver's seconds in brackets; 16,384 is the default):\n\n"
-                 "| network | compile | prediction alone | 1,024 | 4,096 | 16,384 |\n| --- | --- | --- | --- | --- | --- |\n")
+                 "and chunks queued ahead of the solver (`lookahead`; best of two; s, and the solver's seconds in "
+                 "brackets; 16,384 rows and lookahead 1 are the defaults):\n\n"
+                 "| network | compile | lookahead | prediction alone | "
+                 + " | ".join(f"{c:,}" for c in CHUNK_ROWS) + " |\n| --- | --- | --- | --- | "
+                 + " | ".join("---" for _ in CHUNK_ROWS) + " |\n")
         for r in chunked:
-            c = r["plot"]["relabel_by_chunk_rows"]
-            text += (f"| {r['model']} | {r['compile']} | {r['plot']['predict_alone_seconds']:.3f} | "
-                     + " | ".join(f"{c[k][0]:.3f} ({c[k][1]:.3f})" for k in ("1024", "4096", "16384")) + " |\n")
+            for ahead, key in ((1, "relabel_by_chunk_rows"), (2, "relabel_by_chunk_rows_lookahead2")):
+                c = r["plot"].get(key)
+                if c is None:
+                    continue
+                text += (f"| {r['model']} | {r['compile']} | {ahead} | {r['plot']['predict_alone_seconds']:.3f} | "
+                         + " | ".join(f"{c[str(k)][0]:.3f} ({c[str(k)][1]:.3f})" if str(k) in c else "-"
+                                      for k in CHUNK_ROWS) + " |\n")
     errors = [f"- {r['model']} compile={r['compile']}: {r['error']}" for r in rows if "error" in r]
     if errors:
         text += "\nStopped with an error:\n" + "\n".join(errors) + "\n"

@@ -27,11 +27,12 @@ def small_data(seed=0):
     return LLPData(x, bags, "cpu", hidden_labels=y)
 
 
-def test_overlapped_exact_labels_equal_all_bags_at_once():
+@pytest.mark.parametrize("chunk_rows, lookahead", [(100, 1), (100, 2), (1, 3), (10_000, 2)])
+def test_overlapped_exact_labels_equal_all_bags_at_once(chunk_rows, lookahead):
     data = small_data()
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
-    probs, labels, ot_seconds = overlapped_exact_labels(model, data, chunk_rows=100)   # many chunks
+    probs, labels, ot_seconds = overlapped_exact_labels(model, data, chunk_rows=chunk_rows, lookahead=lookahead)
     ref_probs = predict_proba(model, data.x[data.members])
     ref = pseudo_labels(ref_probs, data.member_bag, data.proportions, hard=True)
     torch.testing.assert_close(probs, ref_probs)
@@ -153,3 +154,12 @@ def test_gpu_benchmark_script_runs_on_cpu(tmp_path):
         assert rows[0][kind]["images_per_second"] > 0
     assert rows[0]["plot"]["relabel_seconds"] >= rows[0]["plot"]["ot_seconds"] >= 0
     assert "| small-cnn | off |" in (tmp_path / "gpu_cpu_check.md").read_text()
+
+
+@pytest.mark.parametrize("bad", [{"chunk_rows": 0}, {"lookahead": 0}])
+def test_overlapped_exact_labels_refuse_empty_chunks_or_no_lookahead(bad):
+    from plotllp.errors import LLPInputError
+
+    model = torch.nn.Linear(6, 4)
+    with pytest.raises(LLPInputError, match="at least 1"):
+        overlapped_exact_labels(model, small_data(), **bad)

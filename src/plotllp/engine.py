@@ -222,14 +222,22 @@ def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int | Non
     return torch.cat(out) if out else torch.empty(0)
 
 
-def overlapped_exact_labels(model, data: LLPData, chunk_rows: int = 16384):
+def overlapped_exact_labels(model, data: LLPData, chunk_rows: int = 16384, lookahead: int = 1):
     """Hard pseudo-labels of every bag, the exact OT solved on the CPU for one chunk of whole bags
-    while the device predicts the next (CUDA runs kernels asynchronously, so the two overlap).
+    while the device predicts the next ``lookahead`` chunks (CUDA runs kernels asynchronously, so the
+    two overlap; with ``lookahead`` 2 the device has a chunk queued while it waits for the CPU to
+    ask for the next one).
 
     Returns ``(probs, labels, ot_seconds)``: the device's predictions and the one-hot labels of
     every member, and the seconds the CPU spent in the solver. The labels are those of
-    :func:`plotllp.ot.pseudo_labels` on all bags at once (each bag is solved on its own either way).
+    :func:`plotllp.ot.pseudo_labels` on all bags at once (each bag is solved on its own either way),
+    whatever ``chunk_rows`` and ``lookahead``.
     """
+    from collections import deque
+
+    chunk_rows, lookahead = int(chunk_rows), int(lookahead)
+    if chunk_rows < 1 or lookahead < 1:
+        raise LLPInputError(f"chunk_rows and lookahead must be at least 1, got {chunk_rows} and {lookahead}")
     bags = data.bags
     sizes, offsets = bags.sizes, bags.offsets
     chunks, b0 = [], 0
@@ -240,7 +248,7 @@ def overlapped_exact_labels(model, data: LLPData, chunk_rows: int = 16384):
         b0 = b1
     cuda = data.device.type == "cuda"
     labels = torch.empty(data.num_members, data.num_classes)
-    parts, pending, ot_seconds = [], None, 0.0
+    parts, pending, ot_seconds = [], deque(), 0.0
 
     def solve(job):
         nonlocal ot_seconds
@@ -261,10 +269,11 @@ def overlapped_exact_labels(model, data: LLPData, chunk_rows: int = 16384):
         if cuda:
             event = torch.cuda.Event()
             event.record()
-        if pending is not None:
-            solve(pending)                     # the device works on this chunk meanwhile
-        pending = ((c0, c1), host, event)
-    solve(pending)
+        pending.append(((c0, c1), host, event))
+        if len(pending) > lookahead:
+            solve(pending.popleft())           # the device works on the chunks queued after it meanwhile
+    while pending:
+        solve(pending.popleft())
     return torch.cat(parts), labels.to(data.device, non_blocking=True), ot_seconds
 
 
