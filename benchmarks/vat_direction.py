@@ -141,7 +141,7 @@ def render(rows) -> str:
     for r in rows:
         cos = " | ".join(f"{r[f'cos_{xi:g}'][0]:.3f} ({r[f'cos_{xi:g}'][1]:.2f})" for xi in XIS)
         text += (f"| {r['data']} | {r['model']} | {r['dllp_steps']} | {r['grad_norm_median']:.1e} "
-                 f"({r['grad_norm_min']:.1e}-{r['grad_norm_max']:.1e}) | {r['reference_ratio_median']:.3f} | "
+                 f"({r['grad_norm_min']:.1e}-{r['grad_norm_max']:.1e}) | {r['reference_ratio_median']:.1e} | "
                  f"{cos} |\n")
     return text
 
