@@ -61,7 +61,8 @@ class TrainConfig:
     sce_alpha: float = _opt(0.1, "SCE weight of cross-entropy")
     sce_beta: float = _opt(1.0, "SCE weight of reverse cross-entropy")
     mixup_alpha: float = _opt(1.0, "mixup lambda ~ Beta(alpha, alpha)")
-    vat_xi: float = _opt(1e-6, "LLP-VAT: size of the probe step of the power iteration")
+    vat_xi: float = _opt(1e-6, "LLP-VAT: size of the probe step of the power iteration (the reference's 1e-6; for "
+                               "a network without dropout 1e-3 finds the adversarial direction: docs/method.md)")
     vat_eps: float | None = _opt(None, "LLP-VAT: size of the adversarial perturbation (default: the reference 6.0 "
                                        "for 32x32x3 normalised pixels, scaled by sqrt(input size / 3072))")
     vat_weight: float = _opt(0.05, "LLP-VAT: weight of the VAT loss after the ramp")

@@ -111,9 +111,10 @@ def vat_weight(progress: float, max_weight: float = VAT_WEIGHT, ramp: float = VA
 
 def _unit(d: torch.Tensor, fallback: torch.Tensor | None = None) -> torch.Tensor:
     """Each sample's direction scaled to unit L2 norm (LLP-VAT's ``_l2_normalize``). The gradients of
-    the power iteration are tiny (of the order of ``xi``), so each row is first divided by its largest
-    entry: the reference's ``/ (norm + 1e-8)`` would shrink them below unit norm. Rows that are exactly
-    zero take the row of ``fallback`` (the previous direction)."""
+    the power iteration are tiny (per-sample norms of 1e-17 to 1e-10 at ``xi = 1e-6`` in float32,
+    ``benchmarks/results/vat_direction.md``), so each row is first divided by its largest entry, as in
+    the VAT authors' code: the reference's ``/ (norm + 1e-8)`` would shrink them far below unit norm.
+    Rows that are exactly zero take the row of ``fallback`` (the previous direction)."""
     flat = d.flatten(1)
     tiny = torch.finfo(flat.dtype).tiny
     flat = flat / flat.abs().amax(1, keepdim=True).clamp_min(tiny)
