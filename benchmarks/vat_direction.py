@@ -135,7 +135,7 @@ def render(rows) -> str:
              "direction at each xi and the float64 power iteration at xi = 1e-6 from the same start; for networks with "
              "dropout (whose direction follows the two passes' dropout masks), the cosine with the float32 direction at "
              "xi = 1e-6 drawn with the same masks.\n\n"
-             "| data | network | DLLP steps | ||g|| median (min-max) | reference / eps | "
+             "| data | network | DLLP steps | gradient norm, median (min-max) | reference / eps | "
              + " | ".join(f"cos xi={xi:g}" for xi in XIS) + " |\n| --- | --- | --- | --- | --- | "
              + " | ".join("---" for _ in XIS) + " |\n")
     for r in rows:
