@@ -2,7 +2,7 @@
 
 VAT (Miyato et al. 2018) finds the adversarial direction by one power iteration: from a random unit
 ``d``, the gradient ``g`` of ``KL(p(x) || p(x + xi d))`` with respect to ``d``; for a network without
-dropout ``g = xi H d + O(xi^2)``, ``H`` the Hessian of the KL at ``r = 0``. The SPEC (section 3, the
+dropout ``g = xi^2 H d + O(xi^3)``, ``H`` the Hessian of the KL at ``r = 0``. The SPEC (section 3, the
 LLP-VAT reference code) sets ``xi = 1e-6`` and normalises ``g / (||g|| + 1e-8)``. This measures, on real
 images (or two-moons) and networks at their initialisation and after a few DLLP steps:
 
@@ -11,7 +11,7 @@ images (or two-moons) and networks at their initialisation and after a few DLLP 
   (``plotllp.losses._unit``);
 - for networks without dropout, the cosine between plotllp's float32 direction
   (``plotllp.losses.vat_perturbation``) at several ``xi`` and the same power iteration in float64 at
-  ``xi = 1e-6`` from the same start (the direction the method means; float64 resolves ``xi H d``).
+  ``xi = 1e-6`` from the same start (the direction the method means; float64 resolves ``xi^2 H d``).
   With dropout the direction depends on the two passes' dropout masks: there the cosine is with the
   float32 direction at ``xi = 1e-6`` under the same masks (does the choice of ``xi`` matter at all).
 

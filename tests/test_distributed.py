@@ -145,7 +145,8 @@ def test_batch_must_split_evenly(tmp_path):
                                 "--batch-bags", "3", "--device", "cpu", "--out", str(tmp_path / "o")),
                        capture_output=True, text=True, timeout=300, env=env())
     assert r.returncode != 0
-    assert "--batch-bags 3 (the global batch) cannot be split evenly over 2 processes; use a multiple of 2" in r.stdout + r.stderr
+    assert ("--batch-bags 3 (the global batch) cannot be split evenly over 2 processes; give --batch-bags a multiple "
+            "of 2" in r.stdout + r.stderr)
     assert "[rank0]: Traceback" not in r.stderr and "[rank1]: Traceback" not in r.stderr     # one line each
 
 
@@ -161,3 +162,21 @@ def test_more_processes_than_gpus_is_one_line(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(LLPInputError, match="2 processes on this machine but 1 GPU.*--nproc_per_node 1 or fewer"):
         from_environment("cuda")
+
+
+def test_only_a_stage_that_trains_needs_an_even_split():
+    """PLOT alone (--epochs1 0) on 4 ranks with the cifar10 preset's 2 bags per step: no first-stage batch
+    to split; when the first stage trains, the error says the 2 is the preset's."""
+    from plotllp.config import make_config
+    from plotllp.distributed import Distributed
+    from plotllp.errors import LLPInputError
+    from plotllp.pipeline import _rank_batch
+
+    four = Distributed(0, 4, 0, torch.device("cpu"))
+    cfg = make_config({"dataset": "cifar10", "epochs1": 0})
+    assert _rank_batch(four, cfg, "batch_bags", trained=False) == 1
+    assert _rank_batch(four, cfg, "batch_size", trained=True) == 32
+    with pytest.raises(LLPInputError, match=r"--batch-bags 2 \(the global batch, the cifar10 preset's\) cannot be "
+                                            r"split evenly over 4 processes; give --batch-bags a multiple of 4"):
+        _rank_batch(four, cfg, "batch_bags", trained=True)
+    assert _rank_batch(None, cfg, "batch_bags", trained=True) == 2

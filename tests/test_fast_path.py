@@ -156,10 +156,11 @@ def test_gpu_benchmark_script_runs_on_cpu(tmp_path):
     assert "| small-cnn | off |" in (tmp_path / "gpu_cpu_check.md").read_text()
 
 
-@pytest.mark.parametrize("bad", [{"chunk_rows": 0}, {"lookahead": 0}])
+@pytest.mark.parametrize("bad", [{"chunk_rows": 0}, {"lookahead": 0}, {"chunk_rows": 1.5}, {"lookahead": "2"},
+                                 {"lookahead": None}, {"chunk_rows": True}])
 def test_overlapped_exact_labels_refuse_empty_chunks_or_no_lookahead(bad):
     from plotllp.errors import LLPInputError
 
     model = torch.nn.Linear(6, 4)
-    with pytest.raises(LLPInputError, match="at least 1"):
+    with pytest.raises(LLPInputError, match="must be a whole number of at least 1"):
         overlapped_exact_labels(model, small_data(), **bad)

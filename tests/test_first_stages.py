@@ -55,6 +55,27 @@ def test_vat_perturbation_is_adversarial():
     assert adv > 1.5 * mean_random       # the KL's Hessian has rank K - 1 = 2 of 5: at most 2.5x on average
 
 
+def test_vat_direction_from_a_bf16_clean_pass_is_the_float32_one():
+    """On CUDA the training pass's logits (the clean prediction) are bf16; the power iteration must not
+    compare them with its float32 perturbed pass, whose KL at d = 0 would then swamp the adversarial term.
+    CPU autocast gives the same bf16 logits here. With xi = 1e-3 the float32 direction is the adversarial
+    one (benchmarks/results/vat_direction.md)."""
+    torch.manual_seed(0)
+    mlp = MLP(20, 4, width=64).train()
+    x = torch.randn(32, 20)
+    with torch.no_grad():
+        clean32 = mlp(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            clean16 = mlp(x)
+    assert clean16.dtype == torch.bfloat16
+    directions = []
+    for clean in (clean32, clean16):
+        torch.manual_seed(1)
+        directions.append(vat_perturbation(mlp, x, clean, xi=1e-3, eps=1.0))
+    cos = (directions[0] * directions[1]).sum(1)
+    assert cos.min() > 0.999
+
+
 def test_vat_loss_leaves_batchnorm_statistics_and_parameters_unchanged():
     model = image_model().train()
     model(torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8))     # some non-trivial statistics

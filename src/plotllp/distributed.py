@@ -77,11 +77,12 @@ class Distributed:
         return self.rank == 0
 
     # -- set-up --------------------------------------------------------------------------------
-    def split_batch(self, value: int, what: str) -> int:
-        """The per-rank share of a global batch setting, which must divide evenly."""
+    def split_batch(self, value: int, what: str, source: str = "") -> int:
+        """The per-rank share of a global batch setting, which must divide evenly (``source``: where the
+        value came from, for the message)."""
         if value % self.world:
-            raise LLPInputError(f"--{what} {value} (the global batch) cannot be split evenly over {self.world} "
-                                f"processes; use a multiple of {self.world}, or fewer processes")
+            raise LLPInputError(f"--{what} {value} (the global batch{source}) cannot be split evenly over "
+                                f"{self.world} processes; give --{what} a multiple of {self.world}, or use fewer processes")
         return value // self.world
 
     def broadcast_module(self, module: torch.nn.Module) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import numbers
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -235,9 +236,10 @@ def overlapped_exact_labels(model, data: LLPData, chunk_rows: int = 16384, looka
     """
     from collections import deque
 
+    for name, value in (("chunk_rows", chunk_rows), ("lookahead", lookahead)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise LLPInputError(f"{name} must be a whole number of at least 1, got {value!r}")
     chunk_rows, lookahead = int(chunk_rows), int(lookahead)
-    if chunk_rows < 1 or lookahead < 1:
-        raise LLPInputError(f"chunk_rows and lookahead must be at least 1, got {chunk_rows} and {lookahead}")
     bags = data.bags
     sizes, offsets = bags.sizes, bags.offsets
     chunks, b0 = [], 0

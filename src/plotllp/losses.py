@@ -143,13 +143,15 @@ def vat_perturbation(model, x: torch.Tensor, clean_logits: torch.Tensor | None =
                      eps: float = VAT_EPS, power_iterations: int = 1) -> torch.Tensor:
     """The virtual adversarial perturbation r_adv (in the space :func:`_perturbable` names): norm ``eps``
     per sample. BatchNorm running statistics are not updated (:func:`plotllp.models.frozen_bn_stats`);
-    the model's parameters receive no gradient. The power iteration runs in float32 (``xi`` is below
-    bf16's resolution)."""
+    the model's parameters receive no gradient. The power iteration runs in float32, autocast off
+    (``xi`` is below bf16's resolution), and so does its clean pass: ``clean_logits`` that are not
+    float32 (a bf16 training pass under CUDA autocast) are computed again, since the gradient it takes,
+    of order ``xi^2``, would drown in the KL between a bf16 and a float32 pass at ``d = 0``."""
     net, inputs = _perturbable(model, x)
     inputs = inputs.detach()
-    with frozen_bn_stats(model):
-        if clean_logits is None:
-            with torch.no_grad(), autocast(inputs.device):
+    with frozen_bn_stats(model), torch.autocast(inputs.device.type, enabled=False):
+        if clean_logits is None or clean_logits.dtype != torch.float32:
+            with torch.no_grad():
                 clean_logits = net(inputs)
         clean_logp = F.log_softmax(clean_logits.detach().float(), dim=1)
         d = _unit(torch.rand_like(inputs) - 0.5)

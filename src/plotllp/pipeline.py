@@ -22,7 +22,7 @@ import yaml
 
 from .augment import resolve_augment
 from .bags import Bags, clustered_bags, dirichlet_bags, sampled_bags, uniform_bags
-from .config import TrainConfig, make_config
+from .config import PRESETS, TrainConfig, make_config
 from .data import load_dataset
 from .distributed import MemberLayout, from_environment, shard_bags
 from .errors import DataFileError, LLPInputError
@@ -254,12 +254,25 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
             dist.close()
 
 
+def _rank_batch(dist, cfg: TrainConfig, name: str, trained: bool) -> int:
+    """Each rank's share of the global batch setting ``name``; a stage that does not train (0 epochs)
+    needs no even split."""
+    value = getattr(cfg, name)
+    if dist is None:
+        return value
+    if not trained:
+        return max(1, value // dist.world)
+    preset = PRESETS.get(cfg.dataset.split(":", 1)[0], {}).get(name)
+    source = f", the {cfg.dataset} preset's" if preset == value else ""
+    return dist.split_batch(value, name.replace("_", "-"), source)
+
+
 def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist) -> RunResult:
     main = dist is None or dist.is_main
     say = (lambda *a, **k: None) if cfg.quiet or not main else log
     device = dist.device if dist is not None else resolve_device(cfg.device)
-    batch_bags = dist.split_batch(cfg.batch_bags, "batch-bags") if dist else cfg.batch_bags
-    batch_size = dist.split_batch(cfg.batch_size, "batch-size") if dist else cfg.batch_size
+    batch_bags = _rank_batch(dist, cfg, "batch_bags", trained=cfg.epochs1 > 0)
+    batch_size = _rank_batch(dist, cfg, "batch_size", trained=cfg.second_stage == "plot" and cfg.epochs2 > 0)
     ckpt_path = os.path.join(cfg.out, CHECKPOINT)
     if write and os.path.exists(cfg.out) and not os.path.isdir(cfg.out):
         raise LLPInputError(f"--out {cfg.out} is a file; give a folder for the run's results")
