@@ -265,6 +265,8 @@ def main():
     if args.rows and os.path.exists(args.rows):
         with open(args.rows) as f:
             rows = json.load(f)
+        if not isinstance(rows, list):      # e.g. benchmarks/results/gpu.json, the runs kept by hand
+            raise SystemExit(f"--rows {args.rows} does not hold the list of rows gpu.py writes; give a new file")
     name = "gpu" if device.type == "cuda" else "gpu_cpu_check"
     os.makedirs(args.out_dir, exist_ok=True)
 
