@@ -263,7 +263,7 @@ def _rank_batch(dist, cfg: TrainConfig, name: str, trained: bool) -> int:
     if not trained:
         return max(1, value // dist.world)
     preset = PRESETS.get(cfg.dataset.split(":", 1)[0], {}).get(name)
-    source = f", the {cfg.dataset} preset's" if preset == value else ""
+    source = f", the {cfg.dataset} default" if preset == value else ""
     return dist.split_batch(value, name.replace("_", "-"), source)
 
 
