@@ -166,7 +166,7 @@ def test_more_processes_than_gpus_is_one_line(monkeypatch):
 
 def test_only_a_stage_that_trains_needs_an_even_split():
     """PLOT alone (--epochs1 0) on 4 ranks with the cifar10 preset's 2 bags per step: no first-stage batch
-    to split; when the first stage trains, the error says the 2 is the preset's."""
+    to split; when the first stage trains, the error says the 2 is cifar10's default."""
     from plotllp.config import make_config
     from plotllp.distributed import Distributed
     from plotllp.errors import LLPInputError
@@ -176,7 +176,7 @@ def test_only_a_stage_that_trains_needs_an_even_split():
     cfg = make_config({"dataset": "cifar10", "epochs1": 0})
     assert _rank_batch(four, cfg, "batch_bags", trained=False) == 1
     assert _rank_batch(four, cfg, "batch_size", trained=True) == 32
-    with pytest.raises(LLPInputError, match=r"--batch-bags 2 \(the global batch, the cifar10 preset's\) cannot be "
+    with pytest.raises(LLPInputError, match=r"--batch-bags 2 \(the global batch, the cifar10 default\) cannot be "
                                             r"split evenly over 4 processes; give --batch-bags a multiple of 4"):
         _rank_batch(four, cfg, "batch_bags", trained=True)
     assert _rank_batch(None, cfg, "batch_bags", trained=True) == 2
