@@ -184,3 +184,18 @@ def test_every_figure_writes_an_image(tmp_path, capsys):
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     r = cli("figure", "curves", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_setting_added_later_at_its_default_is_not_a_change(tmp_path):
+    """A finished cell saved before a setting existed (here vat_normalize) ran with its default: the sweep
+    skips it rather than calling its settings changed; a different value is still a change."""
+    from plotllp.config import make_config, saved_setting
+
+    settings = {"dataset": "moons", "epochs1": 1, "epochs2": 1}
+    old = make_config({**settings, "out": str(tmp_path)}).to_dict()
+    del old["vat_normalize"]
+    (tmp_path / "results.json").write_text(json.dumps({"config": old}))
+    assert sweep.changed_settings(str(tmp_path), settings) == []
+    assert sweep.changed_settings(str(tmp_path), {**settings, "vat_normalize": "reference"}) == [
+        "vat_normalize: 'unit' -> 'reference'"]
+    assert saved_setting(old, "vat_normalize") == "unit" and saved_setting(old, "epochs1") == 1

@@ -76,6 +76,35 @@ def test_vat_direction_from_a_bf16_clean_pass_is_the_float32_one():
     assert cos.min() > 0.999
 
 
+def test_vat_reference_normalisation_shrinks_the_perturbation_as_llp_vats_code_does():
+    """normalize="reference": eps g / (||g|| + 1e-8), the same direction as the unit one but, for a network
+    without dropout at xi = 1e-6, a norm of about eps * 1e-9 (benchmarks/results/vat_direction.md)."""
+    from plotllp.config import make_config
+    from plotllp.errors import LLPInputError
+    from plotllp.pipeline import make_first_stage
+
+    torch.manual_seed(0)
+    mlp = MLP(20, 4, width=64).train()
+    x = torch.randn(32, 20)
+    out = {}
+    for mode in ("unit", "reference"):
+        torch.manual_seed(1)
+        out[mode] = vat_perturbation(mlp, x, xi=1e-6, eps=2.0, normalize=mode)
+    unit, ref = out["unit"], out["reference"]
+    assert torch.allclose(unit.norm(dim=1), torch.full((32,), 2.0), atol=1e-5)
+    assert (ref.norm(dim=1) < 2.0 * 1e-3).all()             # rows whose float32 gradient is exactly 0 get 0
+    moved = ref.norm(dim=1) > 0
+    assert moved.any()
+    cos = (unit[moved] * ref[moved]).sum(1) / (unit[moved].norm(dim=1) * ref[moved].norm(dim=1))
+    assert cos.min() > 0.9999
+    with pytest.raises(LLPInputError, match="normalize must be one of unit, reference"):
+        vat_perturbation(mlp, x, normalize="l2")
+    with pytest.raises(LLPInputError, match="normalize must be one of unit, reference"):
+        VAT(1, normalize="l2")
+    stage = make_first_stage(make_config({"dataset": "moons", "first_stage": "vat", "vat_normalize": "reference"}))
+    assert isinstance(stage, VAT) and stage.normalize == "reference"
+
+
 def test_vat_loss_leaves_batchnorm_statistics_and_parameters_unchanged():
     model = image_model().train()
     model(torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8))     # some non-trivial statistics

@@ -67,6 +67,9 @@ class TrainConfig:
                                        "for 32x32x3 normalised pixels, scaled by sqrt(input size / 3072))")
     vat_weight: float = _opt(0.05, "LLP-VAT: weight of the VAT loss after the ramp")
     vat_ramp: float = _opt(0.4, "LLP-VAT: fraction of the first stage over which the weight ramps up")
+    vat_normalize: str = _opt("unit", "LLP-VAT: the perturbation's norm: unit (eps, as VAT defines it) or reference "
+                                      "(LLP-VAT's code: eps ||g|| / (||g|| + 1e-8), far smaller; docs/method.md)",
+                              ["unit", "reference"])
     gan_z_dim: int = _opt(100, "LLP-GAN: size of the generator's noise z ~ U[-1, 1]")
     gan_generator: str = _opt("auto", "LLP-GAN's generator: conv (the paper's, for images), mlp, or auto (mlp beside "
                                       "an MLP classifier, conv for images otherwise)", ["auto", "conv", "mlp"])
@@ -174,6 +177,12 @@ PRESETS: dict[str, dict] = {
 }
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def saved_setting(saved: dict, name: str):
+    """Setting ``name`` of a saved configuration (a checkpoint's, a finished run's); one saved before the
+    setting existed ran with its default."""
+    return saved[name] if name in saved else FIELDS[name].default
 
 
 def _coerce(name: str, value):

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .engine import autocast
+from .errors import LLPInputError
 from .models import frozen_bn_stats
 
 __all__ = ["bag_mean_probs", "proportion_loss", "symmetric_cross_entropy", "soft_cross_entropy", "mixup",
@@ -100,6 +101,7 @@ VAT_XI = 1e-6
 VAT_EPS = 6.0
 VAT_WEIGHT = 0.05
 VAT_RAMP = 0.4
+VAT_NORMALIZE = ("unit", "reference")      # r_adv of norm eps, or LLP-VAT's code's eps g / (||g|| + 1e-8)
 
 
 def vat_weight(progress: float, max_weight: float = VAT_WEIGHT, ramp: float = VAT_RAMP) -> float:
@@ -140,13 +142,17 @@ def _kl(clean_logp: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 
 
 def vat_perturbation(model, x: torch.Tensor, clean_logits: torch.Tensor | None = None, *, xi: float = VAT_XI,
-                     eps: float = VAT_EPS, power_iterations: int = 1) -> torch.Tensor:
+                     eps: float = VAT_EPS, power_iterations: int = 1, normalize: str = "unit") -> torch.Tensor:
     """The virtual adversarial perturbation r_adv (in the space :func:`_perturbable` names): norm ``eps``
-    per sample. BatchNorm running statistics are not updated (:func:`plotllp.models.frozen_bn_stats`);
-    the model's parameters receive no gradient. The power iteration runs in float32, autocast off
+    per sample (``normalize="unit"``, VAT's definition), or, with ``normalize="reference"``, LLP-VAT's
+    code's ``eps g / (||g|| + 1e-8)``, whose norm is far below ``eps`` (``docs/method.md``). BatchNorm
+    running statistics are not updated (:func:`plotllp.models.frozen_bn_stats`); the model's
+    parameters receive no gradient. The power iteration runs in float32, autocast off
     (``xi`` is below bf16's resolution), and so does its clean pass: ``clean_logits`` that are not
     float32 (a bf16 training pass under CUDA autocast) are computed again, since the gradient it takes,
     of order ``xi^2``, would drown in the KL between a bf16 and a float32 pass at ``d = 0``."""
+    if normalize not in VAT_NORMALIZE:
+        raise LLPInputError(f"normalize must be one of {', '.join(VAT_NORMALIZE)}, got {normalize!r}")
     net, inputs = _perturbable(model, x)
     inputs = inputs.detach()
     with frozen_bn_stats(model), torch.autocast(inputs.device.type, enabled=False):
@@ -159,12 +165,17 @@ def vat_perturbation(model, x: torch.Tensor, clean_logits: torch.Tensor | None =
             d.requires_grad_(True)
             dist = _kl(clean_logp, net(inputs + xi * d))
             (grad,) = torch.autograd.grad(dist, d)
-            d = _unit(grad.detach(), fallback=d.detach())
+            d = _unit(grad.detach(), fallback=d.detach()) if normalize == "unit" else _reference_unit(grad.detach())
     return eps * d
 
 
+def _reference_unit(g: torch.Tensor) -> torch.Tensor:
+    """LLP-VAT's code's ``_l2_normalize``: ``g / (||g|| + 1e-8)`` per sample."""
+    return g / (g.flatten(1).norm(dim=1).view(-1, *([1] * (g.dim() - 1))) + 1e-8)
+
+
 def vat_loss(model, x: torch.Tensor, clean_logits: torch.Tensor | None = None, *, xi: float = VAT_XI,
-             eps: float = VAT_EPS, power_iterations: int = 1) -> torch.Tensor:
+             eps: float = VAT_EPS, power_iterations: int = 1, normalize: str = "unit") -> torch.Tensor:
     """LLP-VAT's consistency loss KL(p(.|x) || p(.|x + r_adv)), batch mean (see the module docstring).
 
     ``clean_logits``: the model's logits on ``x`` from the training forward pass, used without gradient
@@ -174,7 +185,8 @@ def vat_loss(model, x: torch.Tensor, clean_logits: torch.Tensor | None = None, *
     if clean_logits is None:
         with torch.no_grad(), frozen_bn_stats(model), autocast(inputs.device):
             clean_logits = net(inputs)
-    r_adv = vat_perturbation(model, x, clean_logits, xi=xi, eps=eps, power_iterations=power_iterations)
+    r_adv = vat_perturbation(model, x, clean_logits, xi=xi, eps=eps, power_iterations=power_iterations,
+                             normalize=normalize)
     clean_logp = F.log_softmax(clean_logits.detach().float(), dim=1)
     with frozen_bn_stats(model), autocast(inputs.device):
         adv_logits = net(inputs.detach() + r_adv)

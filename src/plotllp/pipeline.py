@@ -22,7 +22,7 @@ import yaml
 
 from .augment import resolve_augment
 from .bags import Bags, clustered_bags, dirichlet_bags, sampled_bags, uniform_bags
-from .config import PRESETS, TrainConfig, make_config
+from .config import PRESETS, TrainConfig, make_config, saved_setting
 from .data import load_dataset
 from .distributed import MemberLayout, from_environment, shard_bags
 from .errors import DataFileError, LLPInputError
@@ -102,8 +102,9 @@ def load_checkpoint(path: str, cfg: TrainConfig) -> dict:
         raise DataFileError(f"checkpoint {path} is incomplete or damaged; remove it to start the run afresh")
     old, new = ck["config"], cfg.to_dict()
     for key in new:
-        if key not in RESUMABLE_CHANGES and old.get(key) != new[key]:
-            raise LLPInputError(f"the checkpoint in {cfg.out} was made with {key.replace('_', '-')}={old.get(key)!r}, "
+        if key not in RESUMABLE_CHANGES and saved_setting(old, key) != new[key]:
+            raise LLPInputError(f"the checkpoint in {cfg.out} was made with {key.replace('_', '-')}="
+                                f"{saved_setting(old, key)!r}, "
                                 f"not {new[key]!r}; resume with the same settings, or choose another --out")
     return ck
 
@@ -225,7 +226,8 @@ def make_first_stage(cfg: TrainConfig, augment=None, batch_bags: int | None = No
     """The first stage ``cfg.first_stage`` with the run's settings (``batch_bags``: per process, in a
     distributed run)."""
     optim = OptimConfig(cfg.lr, (cfg.beta1, cfg.beta2), cfg.weight_decay, cfg.lr_halve_every)
-    options = {"vat": {"xi": cfg.vat_xi, "eps": cfg.vat_eps, "max_weight": cfg.vat_weight, "ramp": cfg.vat_ramp},
+    options = {"vat": {"xi": cfg.vat_xi, "eps": cfg.vat_eps, "max_weight": cfg.vat_weight, "ramp": cfg.vat_ramp,
+                       "normalize": cfg.vat_normalize},
                "gan": {"z_dim": cfg.gan_z_dim, "generator": cfg.gan_generator},
                "dllp": {"chunk_size": cfg.chunk_size or None}}.get(cfg.first_stage, {})
     return FIRST_STAGES[cfg.first_stage](cfg.epochs1, optim, batch_bags=batch_bags or cfg.batch_bags, augment=augment,

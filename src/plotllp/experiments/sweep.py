@@ -33,7 +33,7 @@ import time
 
 import yaml
 
-from ..config import load_yaml, make_config
+from ..config import load_yaml, make_config, saved_setting
 from ..errors import LLPInputError
 
 SEED_KEYS = ("seed", "bag_seed", "data_seed")
@@ -114,7 +114,8 @@ def changed_settings(out: str, settings: dict) -> list[str]:
     except (OSError, ValueError, KeyError, TypeError):
         return ["results.json (unreadable)"]
     new = make_config({**settings, "out": out}).to_dict()
-    return [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in new.items() if k not in RESUMABLE_CHANGES and old.get(k) != v]
+    return [f"{k}: {saved_setting(old, k)!r} -> {v!r}" for k, v in new.items()
+            if k not in RESUMABLE_CHANGES and saved_setting(old, k) != v]
 
 
 def _summary(out: str) -> str:

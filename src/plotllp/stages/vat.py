@@ -17,7 +17,7 @@ import torch
 
 from ..engine import EpochState, LLPData, OptimConfig
 from ..errors import LLPInputError, TrainingDivergedError
-from ..losses import VAT_EPS, VAT_RAMP, VAT_WEIGHT, VAT_XI, proportion_loss, vat_loss, vat_weight
+from ..losses import VAT_EPS, VAT_NORMALIZE, VAT_RAMP, VAT_WEIGHT, VAT_XI, proportion_loss, vat_loss, vat_weight
 from .base import Stage, count_setting, positive_setting
 
 #: Input size the reference eps = 6.0 belongs to (32 x 32 x 3 normalised pixels).
@@ -38,7 +38,7 @@ class VAT(Stage):
 
     def __init__(self, epochs: int, optim: OptimConfig | None = None, *, batch_bags: int = 4, augment=None,
                  xi: float = VAT_XI, eps: float | None = None, power_iterations: int = 1,
-                 max_weight: float = VAT_WEIGHT, ramp: float = VAT_RAMP):
+                 max_weight: float = VAT_WEIGHT, ramp: float = VAT_RAMP, normalize: str = "unit"):
         super().__init__(epochs, optim)
         self.batch_bags, self.augment = count_setting("batch_bags", batch_bags), augment
         self.xi = positive_setting("xi", xi)
@@ -48,6 +48,9 @@ class VAT(Stage):
         self.ramp = positive_setting("ramp", ramp, allow_zero=True)
         if self.ramp > 1:
             raise LLPInputError(f"ramp must be in [0, 1], got {ramp!r}")
+        if normalize not in VAT_NORMALIZE:
+            raise LLPInputError(f"normalize must be one of {', '.join(VAT_NORMALIZE)}, got {normalize!r}")
+        self.normalize = normalize
         self.epochs_done = 0
 
     def begin(self, model, data: LLPData) -> None:
@@ -69,7 +72,8 @@ class VAT(Stage):
             parts = {}
 
             def loss_fn(logits, x=x, local=local, props=props, w=w, parts=parts):
-                parts["vat"] = vat_loss(model, x, logits, xi=self.xi, eps=eps, power_iterations=self.power_iterations)
+                parts["vat"] = vat_loss(model, x, logits, xi=self.xi, eps=eps, power_iterations=self.power_iterations,
+                                        normalize=self.normalize)
                 return proportion_loss(logits, local, props) + w * parts["vat"]
 
             total += self.step(model, optimizer, x, loss_fn)
