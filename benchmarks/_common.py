@@ -60,6 +60,11 @@ def header(title: str) -> str:
             f"- date: {now}\n")
 
 
+def table_head(*columns) -> str:
+    """A Markdown table's header row and separator row."""
+    return "| " + " | ".join(map(str, columns)) + " |\n|" + " --- |" * len(columns) + "\n"
+
+
 def write(name: str, text: str, out_dir: str = RESULTS) -> str:
     """Write ``text`` to ``out_dir/name`` (default: benchmarks/results); returns the path."""
     os.makedirs(out_dir, exist_ok=True)

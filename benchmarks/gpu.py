@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import RESULTS, header  # noqa: E402
+from _common import RESULTS, header, table_head  # noqa: E402
 from throughput import Supervised, sync  # noqa: E402
 
 from plotllp.augment import resolve_augment  # noqa: E402
@@ -216,9 +216,7 @@ def render(rows, args, num_members, num_bags) -> str:
         text += ("\nThe relabelling alone (prediction pass + exact OT, overlapped chunk by chunk) by rows per chunk "
                  "and chunks queued ahead of the solver (`lookahead`; best of two; s, and the solver's seconds in "
                  "brackets; 16,384 rows and lookahead 1 are the defaults):\n\n"
-                 "| network | compile | lookahead | prediction alone | "
-                 + " | ".join(f"{c:,}" for c in CHUNK_ROWS) + " |\n| --- | --- | --- | --- | "
-                 + " | ".join("---" for _ in CHUNK_ROWS) + " |\n")
+                 + table_head("network", "compile", "lookahead", "prediction alone", *(f"{c:,}" for c in CHUNK_ROWS)))
         for r in chunked:
             for ahead, key in ((1, "relabel_by_chunk_rows"), (2, "relabel_by_chunk_rows_lookahead2")):
                 c = r["plot"].get(key)

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import RESULTS, header, write  # noqa: E402
+from _common import RESULTS, header, table_head, write  # noqa: E402
 
 from plotllp import losses  # noqa: E402
 from plotllp.bags import uniform_bags  # noqa: E402
@@ -135,9 +135,8 @@ def render(rows) -> str:
              "direction at each xi and the float64 power iteration at xi = 1e-6 from the same start; for networks with "
              "dropout (whose direction follows the two passes' dropout masks), the cosine with the float32 direction at "
              "xi = 1e-6 drawn with the same masks.\n\n"
-             "| data | network | DLLP steps | gradient norm, median (min-max) | reference / eps | "
-             + " | ".join(f"cos xi={xi:g}" for xi in XIS) + " |\n| --- | --- | --- | --- | --- | "
-             + " | ".join("---" for _ in XIS) + " |\n")
+             + table_head("data", "network", "DLLP steps", "gradient norm, median (min-max)", "reference / eps",
+                          *(f"cos xi={xi:g}" for xi in XIS)))
     for r in rows:
         cos = " | ".join(f"{r[f'cos_{xi:g}'][0]:.3f} ({r[f'cos_{xi:g}'][1]:.2f})" for xi in XIS)
         text += (f"| {r['data']} | {r['model']} | {r['dllp_steps']} | {r['grad_norm_median']:.1e} "
