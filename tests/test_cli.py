@@ -146,6 +146,41 @@ def test_a_finished_run_is_not_overwritten_unless_asked(tmp_path):
     assert json.loads((tmp_path / "o" / "results.json").read_text())["config"]["seed"] == 1
 
 
+def test_results_are_readable_by_others_and_never_overwritten_by_a_table(tmp_path, capsys):
+    """Run files get the umask's mode (not mkstemp's private 0600); `table --output` refuses a run's own
+    file (it would lose the run), as predict does."""
+    import stat
+
+    out = tmp_path / "o"
+    umask = os.umask(0o022)
+    try:
+        assert main(["train", "--epochs1", "1", "--epochs2", "1", "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+    finally:
+        os.umask(umask)
+    for name in ("results.json", "config.yaml", "model.pt", "first_stage.pt"):
+        assert stat.S_IMODE(os.stat(out / name).st_mode) == 0o644, name
+    before = (out / "results.json").read_bytes()
+    capsys.readouterr()
+    assert main(["table", str(out), "--output", str(out / "results.json")]) == 2
+    assert "would overwrite the run's results.json" in capsys.readouterr().err
+    assert (out / "results.json").read_bytes() == before
+    assert main(["table", str(out), "--output", str(tmp_path / "t.md")]) == 0
+    assert "| DLLP + PLOT |" in (tmp_path / "t.md").read_text()
+
+
+def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
+    """`plotllp data digits | head -1`: the reader goes away; no error line, the exit status of SIGPIPE."""
+    import io
+
+    class Closed(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", Closed())
+    assert main(["data", "digits"]) == 141
+    assert capsys.readouterr().err == ""
+
+
 def test_help_everywhere():
     for args in (["--help"], ["train", "--help"], ["demo", "--help"]):
         r = run_cli(args)

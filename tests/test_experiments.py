@@ -39,12 +39,13 @@ def results(tmp_path):
 def test_markdown_table_mean_std_missing_and_best(results):
     md = render([str(results)], fmt="md")
     lines = {ln.split(" | ")[0].lstrip("| "): ln for ln in md.splitlines() if ln.startswith("| ") and "---" not in ln}
-    # mean (std) with the sample std over seeds; the repeated seed 0 (folder e) is not counted twice
-    assert lines["DLLP"] == "| DLLP | 80.00 (1.41) | 70.00 (0.00) |"
-    assert lines["DLLP + PLOT"] == "| DLLP + PLOT | 84.00 (1.41) | 72.00 (0.00) |"
-    assert lines["DLLP + PLOT (soft, mixup)"] == "| DLLP + PLOT (soft, mixup) | — | **75.00 (0.00)** |"
-    assert lines["LLP-GAN"] == "| LLP-GAN | **90.00 (0.00)** | — |"
-    assert "LLP-GAN + PLOT" not in md and "0.00 (0.00) | —" not in md.replace("70.00 (0.00)", "")
+    # mean (std) with the sample std over seeds (one seed: no std); the repeated seed 0 (folder e) is not
+    # counted twice; f's first stage is c's (they differ in PLOT's settings only)
+    assert lines["DLLP"] == "| DLLP | 80.00 (1.41) | 70.00 |"
+    assert lines["DLLP + PLOT"] == "| DLLP + PLOT | 84.00 (1.41) | 72.00 |"
+    assert lines["DLLP + PLOT (soft, mixup)"] == "| DLLP + PLOT (soft, mixup) | — | **75.00** |"
+    assert lines["LLP-GAN"] == "| LLP-GAN | **90.00** | — |"
+    assert "LLP-GAN + PLOT" not in md and "(0.00)" not in md
     order = [k for k in lines if k != "method"]
     assert order == ["DLLP", "DLLP + PLOT", "DLLP + PLOT (soft, mixup)", "LLP-GAN"]
 
@@ -54,8 +55,9 @@ def test_csv_and_latex(results):
     assert csv_text[0] == "dataset,method,bag_size,mean,std,seeds,best_in_column"
     assert "fashion_mnist,DLLP,16,80.00,1.41,2,0" in csv_text
     assert "fashion_mnist,LLP-GAN,64,,,0," in csv_text              # missing: empty, never zero
+    assert "fashion_mnist,DLLP,64,70.00,,1,0" in csv_text           # one seed: no std
     tex = render([str(results)], fmt="latex")
-    assert "\\textbf{90.00 (0.00)}" in tex and "LLP-GAN & \\textbf{90.00 (0.00)} & -- \\\\" in tex
+    assert "LLP-GAN & \\textbf{90.00} & -- \\\\" in tex
 
 
 def test_table_bad_input(tmp_path):
@@ -77,13 +79,42 @@ def test_table_of_an_error_marks_the_lowest_and_unknown_metrics_are_named(tmp_pa
         (tmp_path / name / "results.json").write_text(json.dumps(res))
     md = render([str(tmp_path)], metric="bag_mae")
     assert "bag mae (%)" in md and "best (lowest)" in md
-    assert "| DLLP + PLOT | **2.00 (0.00)** |" in md and "| LLP-GAN | 3.00 (0.00) |" in md
+    assert "| DLLP + PLOT | **2.00** |" in md and "| LLP-GAN | 3.00 |" in md
     csv_rows = render([str(tmp_path)], fmt="csv", metric="bag_mae").splitlines()
-    assert "digits,DLLP + PLOT,16,2.00,0.00,1,1" in csv_rows and "digits,DLLP,16,5.00,0.00,1,0" in csv_rows
+    assert "digits,DLLP + PLOT,16,2.00,,1,1" in csv_rows and "digits,DLLP,16,5.00,,1,0" in csv_rows
     md = render([str(tmp_path)], metric="seconds")
-    assert "seconds, mean" in md and "(%)" not in md and "12.50 (0.00)" in md      # not a fraction: as it is
+    assert "seconds, one seed" in md and "(%)" not in md and "| DLLP | **12.50** |" in md   # not a fraction: as it is
+    assert "| DLLP + PLOT | 25.00 |" in md                  # the first stage, then PLOT: both stages' time
     with pytest.raises(LLPInputError, match=r"reports 'foo'; metrics there: bag_mae, seconds, test_accuracy"):
         render([str(tmp_path)], metric="foo")
+
+
+def test_runs_that_differ_in_a_setting_get_a_row_each_never_merged_or_dropped(tmp_path):
+    """A grid over learning rates in one table: each learning rate its own row, named by it (before, one
+    of them was dropped without a word). Where a run ran (device, data folder) does not tell runs apart:
+    the same settings and seed again on a GPU are not a row of their own, nor counted twice."""
+    for lr, seed, acc in [(1e-4, 0, 0.86), (1e-4, 1, 0.88), (1e-2, 0, 0.96), (1e-2, 1, 0.97)]:
+        write_result(tmp_path / f"lr{lr}_s{seed}", "moons", "dllp", True, 25, seed, acc, acc + 0.01, lr=lr)
+    write_result(tmp_path / "z_gpu", "moons", "dllp", True, 25, 0, 0.5, 0.6, lr=1e-2, device="cuda",
+                 data_dir="/else/where")
+    lines = [ln for ln in render([str(tmp_path)]).splitlines() if ln.startswith("| ") and "---" not in ln]
+    assert lines[1:] == ["| DLLP [lr=0.0001] | 87.00 (1.41) |", "| DLLP [lr=0.01] | 96.50 (0.71) |",
+                         "| DLLP + PLOT [lr=0.0001] | 88.00 (1.41) |", "| DLLP + PLOT [lr=0.01] | **97.50 (0.71)** |"]
+    write_result(tmp_path / "epochs", "moons", "dllp", True, 25, 0, 0.9, 0.91, lr=1e-2, epochs1=30)
+    md = render([str(tmp_path)])
+    assert "| DLLP [epochs1=30, lr=0.01] | 90.00 |" in md and "| DLLP [epochs1=200, lr=0.01] | 96.50 (0.71) |" in md
+
+
+def test_table_rows_follow_the_papers_table_3(tmp_path):
+    rows = [("baseline", {"second_stage": "none"}), ("ce", {"loss": "ce", "pseudo_source": "predictions"}),
+            ("sce", {"pseudo_source": "predictions"}), ("ce_ot", {"loss": "ce"}), ("sce_ot", {}),
+            ("ce_ot_mixup", {"loss": "ce", "mixup": True})]
+    for name, cfg in reversed(rows):
+        write_result(tmp_path / name, "cifar10", "dllp", cfg.pop("second_stage", "plot") == "plot", 64, 0, 0.7,
+                     0.8, **cfg)
+    order = [ln.split(" | ")[0][2:] for ln in render([str(tmp_path)]).splitlines()[4:]]
+    assert order == ["DLLP", "DLLP + PLOT (no OT, CE)", "DLLP + PLOT (no OT)", "DLLP + PLOT (CE)", "DLLP + PLOT",
+                     "DLLP + PLOT (CE, mixup)"]
 
 
 def test_table_runs_on_their_own_bags_form_one_column(tmp_path):
@@ -108,16 +139,25 @@ grid:
 
 
 def test_grid_expansion_names_and_validation(tmp_path):
-    (tmp_path / "g.yaml").write_text(GRID)
+    (tmp_path / "g.yaml").write_text(GRID.replace("  seeds: [0]\n", ""))
     cells = sweep.expand([str(tmp_path / "g.yaml")], seeds=[3, 4], overrides={"epochs2": 1})
-    assert [n for n, _ in cells] == ["first_stage-dllp_labels-hard_seed-0_seed-3", "first_stage-dllp_labels-hard_seed-0_seed-4",
-                                     "first_stage-dllp_labels-soft_seed-0_seed-3", "first_stage-dllp_labels-soft_seed-0_seed-4"]
+    assert [n for n, _ in cells] == ["first_stage-dllp_labels-hard_seed-3", "first_stage-dllp_labels-hard_seed-4",
+                                     "first_stage-dllp_labels-soft_seed-3", "first_stage-dllp_labels-soft_seed-4"]
     assert cells[1][1]["seed"] == cells[1][1]["bag_seed"] == cells[1][1]["data_seed"] == 4 and cells[1][1]["epochs2"] == 1
+    # a folder named seed-0 that runs seed 3, or bag_size-25 that runs bag 64, never: an error instead
+    from plotllp.errors import LLPInputError
+    (tmp_path / "s.yaml").write_text(GRID)
+    with pytest.raises(LLPInputError, match="--seeds: the grid of .*s.yaml already varies the seeds"):
+        sweep.expand([str(tmp_path / "s.yaml")], seeds=[3])
+    with pytest.raises(LLPInputError, match="--set labels: the grid of .*s.yaml already varies labels"):
+        sweep.expand([str(tmp_path / "s.yaml")], overrides={"labels": "soft"})
+    (tmp_path / "rep.yaml").write_text("grid: {lr: [0.1, 0.10]}\n")
+    with pytest.raises(LLPInputError, match="the grid's values of lr repeat"):
+        sweep.expand([str(tmp_path / "rep.yaml")])
     (tmp_path / "z.yaml").write_text("grid:\n  bag: [{bag_size: 16, batch_bags: 16}, {bag_size: 64, batch_bags: 4}]\n")
     cells = sweep.expand([str(tmp_path / "z.yaml")])
     assert [(n, c["bag_size"], c["batch_bags"]) for n, c in cells] == [("bag-16-16", 16, 16), ("bag-64-4", 64, 4)]
     (tmp_path / "bad.yaml").write_text("grid: {bag_size: [16, -1]}\n")
-    from plotllp.errors import LLPInputError
     with pytest.raises(LLPInputError, match="bag-size must be positive"):
         sweep.expand([str(tmp_path / "bad.yaml")])
     (tmp_path / "badbase.yaml").write_text("base: [1, 2]\ngrid: {bag_size: [16]}\n")
@@ -167,23 +207,41 @@ def test_sweep_skips_finished_and_resumes_a_killed_cell(tmp_path):
     assert len(res["history"]) == 403 and not (cell / "checkpoint.pt").exists()
 
 
-def test_every_figure_writes_an_image(tmp_path, capsys):
+def test_every_figure_writes_an_image(tmp_path, capsys, monkeypatch):
+    import numpy as np
+
+    from plotllp import plotting
     from plotllp.cli import main
+    from plotllp.data import moons
     runs = []
-    for labels in ("hard", "soft"):
+    for labels, noise in (("hard", "0.1"), ("soft", "0.3")):
         out = tmp_path / labels
-        assert main(["train", "--dataset", "moons", "--epochs1", "3", "--epochs2", "2", "--labels", labels,
-                     "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+        assert main(["train", "--dataset", "moons", "--noise", noise, "--epochs1", "3", "--epochs2", "2", "--labels",
+                     labels, "--device", "cpu", "--quiet", "--out", str(out)]) == 0
         runs.append(str(out))
+    drawn = []
+    boundaries = plotting.decision_boundaries
+    monkeypatch.setattr(plotting, "decision_boundaries", lambda panels, *a, **k: drawn.extend(panels) or boundaries(
+        panels, *a, **k))
     for kind, args in (("boundaries", runs), ("curves", runs[:1]), ("labels", runs), ("bag-size", [str(tmp_path)])):
         stem = tmp_path / "figs" / kind
-        assert main(["figure", kind, *args, "--out", str(stem)]) == 0, capsys.readouterr().err
+        assert main(["figure", kind, *args, "--out", str(stem) + (".svg" if kind == "boundaries" else "")]) == 0, \
+            capsys.readouterr().err
         for ext in (".png", ".svg"):
             assert os.path.getsize(str(stem) + ext) > 5000, (kind, ext)
     with open(str(tmp_path / "figs" / "curves.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    # runs on different data: each drawn on its own test set, its panels named by what differs
+    # (before, every panel showed the last run's points and accuracies that no results.json held)
+    assert [name for name, *_ in drawn] == ["DLLP [noise=0.1]", "DLLP + PLOT [noise=0.1]", "DLLP [noise=0.3]",
+                                            "DLLP + PLOT (soft) [noise=0.3]"]
+    for (*_, x, y), noise in zip(drawn, (0.1, 0.1, 0.3, 0.3)):
+        assert np.array_equal(x, moons(noise=noise).x_test) and np.array_equal(y, moons(noise=noise).y_test)
     r = cli("figure", "curves", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+    for out in ("", str(tmp_path) + os.sep):
+        r = cli("figure", "curves", runs[0], "--out", out)
+        assert r.returncode == 2 and "names no file" in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
 
 def test_a_setting_added_later_at_its_default_is_not_a_change(tmp_path):
@@ -199,3 +257,38 @@ def test_a_setting_added_later_at_its_default_is_not_a_change(tmp_path):
     assert sweep.changed_settings(str(tmp_path), {**settings, "vat_normalize": "reference"}) == [
         "vat_normalize: 'unit' -> 'reference'"]
     assert saved_setting(old, "vat_normalize") == "unit" and saved_setting(old, "epochs1") == 1
+    # where the data lie (a trailing slash, another machine) and --download change nothing the cell computes
+    assert sweep.changed_settings(str(tmp_path), {**settings, "data_dir": "data/", "download": True}) == []
+    (tmp_path / "results.json").write_text("")
+    from plotllp.errors import LLPInputError
+    with pytest.raises(LLPInputError, match="results.json of cell .* is unreadable .empty or corrupt.; remove"):
+        sweep.changed_settings(str(tmp_path), settings)
+
+
+def test_a_running_sweep_says_where_its_cells_are(tmp_path):
+    (tmp_path / "c.yaml").write_text("dataset: moons\nepochs1: 60\nepochs2: 1\ndevice: cpu\n")
+    lines = []
+    assert sweep.run([str(tmp_path / "c.yaml")], str(tmp_path / "runs"), log=lines.append, progress_every=0.5) == 0
+    progress = [ln for ln in lines if "running: c (" in ln]
+    assert any("dllp epoch" in ln and "/60)" in ln for ln in progress), lines
+    assert sweep._progress(str(tmp_path / "none.txt")) == "starting"
+
+
+def test_a_sweep_checks_its_data_before_any_cell_starts(tmp_path):
+    """A wrong data_dir is one error before the sweep starts (and in --dry-run), not a failure of every cell."""
+    from plotllp.errors import LLPInputError
+
+    (tmp_path / "g.yaml").write_text("base: {dataset: fashion_mnist}\ngrid: {bag_size: [16, 64]}\n")
+    with pytest.raises(LLPInputError, match="cell bag_size-16: data folder .*nowhere does not exist"):
+        sweep.run([str(tmp_path / "g.yaml")], str(tmp_path / "runs"), overrides={"data_dir": str(tmp_path / "nowhere")},
+                  dry_run=True, log=lambda *a: None)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(LLPInputError, match="--data-dir .*afile is a file"):
+        sweep.run([str(tmp_path / "g.yaml")], str(tmp_path / "runs"), overrides={"data_dir": str(tmp_path / "afile")},
+                  log=lambda *a: None)
+    assert not (tmp_path / "runs").exists()
+    # a finished cell on a table (no test accuracy) reports what it has
+    os.makedirs(tmp_path / "t")
+    (tmp_path / "t" / "results.json").write_text(json.dumps(
+        {"config": {"second_stage": "plot"}, "first_stage": {"val_bag_mae": 0.0312}, "final": {"val_bag_mae": 0.025}}))
+    assert sweep._summary(str(tmp_path / "t")) == "first stage val bag MAE 0.0312, + PLOT 0.0250"

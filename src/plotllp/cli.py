@@ -109,13 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     tb = sub.add_parser("table", help="the paper's table layout (methods x bag sizes, mean (std)) from results",
                         description="Rows: each first stage and the first stage + PLOT; columns: bag sizes (runs on "
                         "a table's own bags: one column, 'given bags'); cells: mean (std) over seeds, the best of each "
-                        "column in bold (the highest; the lowest for an error, loss or time). Accuracies and bag errors "
-                        "are shown in percent. Missing cells are shown as such.")
+                        "column in bold (the highest; the lowest for an error, loss or time). Runs that differ in "
+                        "another setting (a grid over lr, two sweeps) get a row each, named by it, e.g. 'DLLP "
+                        "[lr=0.01]'. Accuracies and bag errors are shown in percent. Missing cells are shown as such.")
     tb.add_argument("results", nargs="+", metavar="RESULTS", help="results.json files or folders holding them")
     tb.add_argument("--format", choices=["md", "csv", "latex"], default="md", help="output format (default: md)")
     tb.add_argument("--metric", default="test_accuracy", help="metric of results.json's first_stage and final "
-                    "entries, e.g. test_accuracy, bag_mae, val_bag_mae, train_bag_mae, train_acc_ot, seconds "
-                    "(default: test_accuracy)")
+                    "entries, e.g. test_accuracy, bag_mae, val_bag_mae, train_bag_mae, train_acc_ot, seconds (a '+ PLOT' "
+                    "row: both stages' time) (default: test_accuracy)")
     tb.add_argument("--output", metavar="FILE", help="write to FILE instead of printing")
     fg = sub.add_parser("figure", help="the paper's figures from finished runs (PNG and SVG)",
                         description="boundaries: decision boundaries of each run's first stage and final model "
@@ -138,6 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+RUN_FILES = ("model.pt", "first_stage.pt", "results.json", "config.yaml", "checkpoint.pt")
+
+
+def _refuse_run_file(output: str, what: str) -> None:
+    """An ``--output`` that would replace one of a run folder's own files is an error (it would lose the run)."""
+    out = os.path.realpath(output)
+    folder = os.path.dirname(out)
+    if os.path.basename(out) in RUN_FILES and any(os.path.exists(os.path.join(folder, f)) for f in RUN_FILES):
+        raise LLPInputError(f"--output {output} would overwrite the run's {os.path.basename(out)}; write {what} "
+                            "elsewhere")
+
+
 def cmd_predict(args) -> int:
     import csv
     import io
@@ -152,10 +165,7 @@ def cmd_predict(args) -> int:
     out = os.path.realpath(args.output)
     if out == os.path.realpath(args.input):
         raise LLPInputError(f"--output {args.output} is the --input file; write the predictions elsewhere")
-    if os.path.dirname(out) == os.path.realpath(args.model) and os.path.basename(out) in (
-            "model.pt", "first_stage.pt", "results.json", "config.yaml", "checkpoint.pt"):
-        raise LLPInputError(f"--output {args.output} would overwrite the run's {os.path.basename(out)}; write the "
-                            "predictions elsewhere")
+    _refuse_run_file(args.output, "the predictions")
     cfg, model, first = load_run(args.model)
     meta = torch.load(meta_path, map_location="cpu", weights_only=True)
     names = meta.get("feature_names")
@@ -199,6 +209,8 @@ def cmd_sweep(args) -> int:
 def cmd_table(args) -> int:
     from .experiments.table import render
 
+    if args.output:
+        _refuse_run_file(args.output, "the table")
     text = render(args.results, fmt=args.format, metric=args.metric)
     if args.output:
         from .pipeline import atomic_write
@@ -209,28 +221,49 @@ def cmd_table(args) -> int:
     return 0
 
 
-def _run_label(cfg) -> str:
+def _differences(cfgs) -> list[str]:
+    """For each run, the settings (seeds included) in which the runs ``cfgs`` differ, as `` [k=v, ...]``
+    (beyond method, data set and bag size, which a figure names anyway), so that no two look alike."""
+    from .experiments.results import SEED_SETTINGS, describe, settings_of, varying
+
+    every = [{**settings_of(c), **{k: c.get(k) for k in SEED_SETTINGS}} for c in cfgs]
+    named = {"first_stage", "second_stage", "labels", "loss", "mixup", "pseudo_source", "dataset", "bag_size"}
+    if all(len({s[k] for k in SEED_SETTINGS}) == 1 for s in every):        # seeds set together: "seed" says it
+        named |= {"bag_seed", "data_seed"}
+    shown = [k for k in varying(every) if k not in named]
+    return [describe(settings, shown) for settings in every]
+
+
+def _run_labels(cfgs) -> list[str]:
+    """A figure's name for each run: method, data set, bags, and what else tells the runs apart."""
     from .experiments.results import STAGE_NAMES, plot_variant
 
-    name = STAGE_NAMES.get(cfg["first_stage"], cfg["first_stage"])
-    if cfg.get("second_stage") != "none":
-        name += " + PLOT" + plot_variant(cfg)
-    bags = "its own bags" if str(cfg["dataset"]).startswith("table:") else f"bag {cfg['bag_size']}"
-    return f"{name}, {cfg['dataset']}, {bags}"
+    labels = []
+    for cfg, differs in zip(cfgs, _differences(cfgs)):
+        name = STAGE_NAMES.get(cfg["first_stage"], cfg["first_stage"])
+        if cfg.get("second_stage") != "none":
+            name += " + PLOT" + plot_variant(cfg)
+        bags = "its own bags" if str(cfg["dataset"]).startswith("table:") else f"bag {cfg['bag_size']}"
+        labels.append(f"{name}, {cfg['dataset']}, {bags}{differs}")
+    return labels
 
 
 def cmd_figure(args) -> int:
     from . import plotting
     from .experiments.results import aggregate, entries, find_results, load
 
+    stem = args.out[:-4] if args.out.endswith((".png", ".svg")) else args.out
+    if not os.path.basename(stem):
+        raise LLPInputError(f"--out {args.out!r} names no file: give a file stem, e.g. figs/curves (writes "
+                            "figs/curves.png and figs/curves.svg)")
     if args.kind == "bag-size":
         paths = plotting.accuracy_vs_bag_size(aggregate(entries(args.runs)), args.out)
     elif args.kind == "boundaries":
         from .data import load_dataset
-        from .experiments.results import STAGE_NAMES
+        from .experiments.results import STAGE_NAMES, plot_variant
         from .pipeline import load_run
 
-        panels, ds = [], None
+        panels, runs = [], []
         for run_dir in args.runs:
             cfg, model, first = load_run(run_dir)
             if cfg.dataset.startswith("table:"):
@@ -241,13 +274,14 @@ def cmd_figure(args) -> int:
             if ds.x_test.ndim != 2 or ds.x_test.shape[1] != 2:
                 raise LLPInputError(f"{run_dir}: decision boundaries need two-dimensional inputs; {cfg.dataset} "
                                     f"has inputs of shape {tuple(ds.x_test.shape[1:])}")
-            name = STAGE_NAMES.get(cfg.first_stage, cfg.first_stage)
-            panels.append((name, first))
-            if cfg.second_stage != "none":
-                panels.append((f"{name} + PLOT", model))
-        out = args.out if args.out.endswith(".png") else args.out + ".png"
-        plotting.decision_boundaries(panels, ds.x_test, ds.y_test, out)
-        paths = [out, out[:-4] + ".svg"]
+            runs.append((cfg.to_dict(), first, model, ds))
+        for (cfg, first, model, ds), differs in zip(runs, _differences([r[0] for r in runs])):
+            name = STAGE_NAMES.get(cfg["first_stage"], cfg["first_stage"])
+            panels.append((name + differs, first, ds.x_test, ds.y_test))         # each run on its own test set
+            if cfg["second_stage"] != "none":
+                panels.append((f"{name} + PLOT{plot_variant(cfg)}{differs}", model, ds.x_test, ds.y_test))
+        out = plotting.decision_boundaries(panels, None, None, stem + ".png")
+        paths = [out, stem + ".svg"]
     else:
         runs = []
         for run_dir in args.runs:
@@ -261,9 +295,9 @@ def cmd_figure(args) -> int:
                                         "set diagnostics), which this run has none of (a table of proportions)")
                 if args.kind == "labels" and not any(row.get("stage") == "plot" for row in rows):
                     raise LLPInputError(f"{p}: the labels figure shows PLOT epochs; this run has none")
-                runs.append((_run_label(r["config"]), r))
+                runs.append(r)
         draw = plotting.training_curves if args.kind == "curves" else plotting.label_convergence
-        paths = draw(runs, args.out)
+        paths = draw(list(zip(_run_labels([r["config"] for r in runs]), runs)), args.out)
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -379,6 +413,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         say("plotllp: interrupted", every_rank=False)
         return 130
+    except BrokenPipeError:              # the reader went away (`plotllp data ... | head`): stop quietly
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())     # nothing left to flush at exit
+        return 141                       # as a process killed by SIGPIPE
     except OSError as e:                 # unwritable output folder, disk full, ...
         say(f"plotllp: error: {e.strerror or e}: {e.filename or ''}".rstrip(": "))
         return 2

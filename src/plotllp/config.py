@@ -178,6 +178,14 @@ PRESETS: dict[str, dict] = {
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}
 
+#: Settings that say where and how a run executes, not what it computes: a resumed run may change them,
+#: and tables and figures group runs without them.
+RUN_SETTINGS = frozenset({"out", "device", "quiet", "compile", "data_dir", "download"})
+
+#: Settings that only the second stage (PLOT) reads: runs that differ in these alone share their first stage.
+SECOND_STAGE_SETTINGS = frozenset({"second_stage", "labels", "loss", "mixup", "pseudo_source", "ensemble", "reg",
+                                   "sce_alpha", "sce_beta", "mixup_alpha", "epochs2", "lr2", "batch_size"})
+
 
 def saved_setting(saved: dict, name: str):
     """Setting ``name`` of a saved configuration (a checkpoint's, a finished run's); one saved before the

@@ -12,6 +12,7 @@ import copy
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import yaml
 
 from .augment import resolve_augment
 from .bags import Bags, clustered_bags, dirichlet_bags, sampled_bags, uniform_bags
-from .config import PRESETS, TrainConfig, make_config, saved_setting
+from .config import PRESETS, RUN_SETTINGS, TrainConfig, make_config, saved_setting
 from .data import load_dataset
 from .distributed import MemberLayout, from_environment, shard_bags
 from .errors import DataFileError, LLPInputError
@@ -57,6 +58,7 @@ def _atomic(path: str, write) -> None:
         raise LLPInputError(f"cannot write {path}: {os.path.dirname(path) or d} is a file, not a folder") from None
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
     try:
+        os.chmod(tmp, _file_mode(path))          # mkstemp's files are private (0600); results are not
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
@@ -66,6 +68,16 @@ def _atomic(path: str, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _file_mode(path: str) -> int:
+    """The mode ``open(path, "w")`` would give: the file's own if it exists, else 0666 less the umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write(path: str, text: str) -> None:
@@ -81,7 +93,7 @@ CHECKPOINT_FORMAT = "plotllp-checkpoint-1"
 #: What a checkpoint's training loop state holds (plotllp.engine.fit_stage's on_epoch_end).
 LOOP_KEYS = ("epoch", "elapsed", "history", "optimizer", "scheduler", "numpy_rng", "torch_rng", "stage")
 #: settings that may differ between a run and its resumption
-RESUMABLE_CHANGES = {"out", "device", "quiet", "compile"}
+RESUMABLE_CHANGES = RUN_SETTINGS      # where and how the run executes: the data folder may move, the device change
 
 
 def load_checkpoint(path: str, cfg: TrainConfig) -> dict:

@@ -15,26 +15,28 @@ COLORS = ("#d62728", "#2ca02c", "#1f77b4", "#ff7f0e")
 
 def decision_boundaries(panels, x, y, path: str, *, title: str | None = None, resolution: int = 300) -> str:
     """Draw one panel per ``(name, model)`` in ``panels``: the predicted class over the plane, the
-    points coloured by their true class, misclassified points ringed in black. Writes ``path``."""
+    points ``x`` coloured by their true class ``y``, misclassified points ringed in black. A panel
+    ``(name, model, x, y)`` brings its own points (runs on different data). Writes ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
 
-    x = np.asarray(x, dtype=np.float32)
-    y = np.asarray(y)
-    lo, hi = x.min(0) - 0.5, x.max(0) + 0.5
+    panels = [(p[0], p[1], np.asarray(p[2], dtype=np.float32), np.asarray(p[3])) if len(p) == 4
+              else (p[0], p[1], np.asarray(x, dtype=np.float32), np.asarray(y)) for p in panels]
+    every = np.concatenate([px for *_, px, _ in panels])
+    lo, hi = every.min(0) - 0.5, every.max(0) + 0.5
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution))
     grid = torch.from_numpy(np.c_[gx.ravel(), gy.ravel()].astype(np.float32))
-    k = int(y.max()) + 1
+    k = max(int(py.max()) for *_, py in panels) + 1
     cmap = ListedColormap([COLORS[i % len(COLORS)] for i in range(k)])
     ncols = len(panels) if len(panels) <= 3 else 2          # more panels: pairs (first stage, + PLOT) per row
     nrows = -(-len(panels) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 4.2 * nrows), squeeze=False)
     for ax in axes.ravel()[len(panels):]:
         ax.set_visible(False)
-    for ax, (name, model) in zip(axes.ravel(), panels):
+    for ax, (name, model, x, y) in zip(axes.ravel(), panels):
         dev = next(model.parameters()).device
         z = predict_proba(model, grid.to(dev)).argmax(1).cpu().numpy().reshape(gx.shape)
         pred = predict_proba(model, torch.from_numpy(x).to(dev)).argmax(1).cpu().numpy()
@@ -44,7 +46,8 @@ def decision_boundaries(panels, x, y, path: str, *, title: str | None = None, re
         wrong = pred != y
         ax.scatter(x[wrong, 0], x[wrong, 1], facecolors="none", edgecolors="black", s=26, linewidths=0.8,
                    label=f"misclassified ({wrong.sum()})")
-        ax.set_title(f"{name}: {100 * acc:.2f}% test accuracy", fontsize=11)
+        sep = ":\n" if len(name) > 24 else ": "                # a long name (runs' settings): its own line
+        ax.set_title(f"{name}{sep}{100 * acc:.2f}% test accuracy", fontsize=11 if len(name) <= 48 else 9)
         ax.set_xlabel("feature 1 (standardised)")
         ax.set_ylabel("feature 2 (standardised)")
         ax.legend(loc="lower left", fontsize=8)
@@ -97,8 +100,12 @@ def training_curves(runs: list[tuple[str, dict]], out: str) -> list[str]:
     labels (TD_OT) and of the mean of the last 5 OT labels (TD_OT_5) across both stages; test accuracy
     dashed. The first stage's epochs come first; the line marks where PLOT starts."""
     plt = _plt()
-    fig, axes = plt.subplots(1, len(runs), figsize=(5.6 * len(runs), 4.2), squeeze=False)
-    for ax, (label, r) in zip(axes[0], runs):
+    ncols = min(len(runs), 3)                                  # more runs: rows of three
+    nrows = -(-len(runs) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.6 * ncols, 4.2 * nrows), squeeze=False)
+    for ax in axes.ravel()[len(runs):]:
+        ax.set_visible(False)
+    for ax, (label, r) in zip(axes.ravel(), runs):
         h1, h2 = _history(r)
         rows = h1 + h2
         x = list(range(1, len(rows) + 1))
@@ -112,7 +119,7 @@ def training_curves(runs: list[tuple[str, dict]], out: str) -> list[str]:
             ax.text(len(h1) + 1, ax.get_ylim()[0], " PLOT", color="grey", va="bottom", fontsize=9)
         ax.set_xlabel("epoch (first stage, then PLOT)")
         ax.set_ylabel("accuracy (%)")
-        ax.set_title(label, fontsize=11)
+        ax.set_title(label.replace(" [", "\n["), fontsize=11 if len(label) <= 48 else 9)   # settings: own line
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     return _save(fig, out)

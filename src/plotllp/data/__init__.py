@@ -7,12 +7,14 @@ Built in: ``moons``, ``digits``. From the official files in ``--data-dir``: ``mn
 
 from __future__ import annotations
 
+import os
+
 from ..errors import DataFileError, LLPInputError, PlotLLPError
 from .dataset import Dataset
-from .images import channel_stats, load_cifar, load_idx_dataset, load_svhn
+from .images import channel_stats, load_cifar, load_idx_dataset, load_svhn, locate
 from .synthetic import digits, moons
 
-__all__ = ["Dataset", "load_dataset", "DATASETS", "moons", "digits"]
+__all__ = ["Dataset", "load_dataset", "check_files", "DATASETS", "moons", "digits"]
 
 IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn")
 DATASETS = ("moons", "digits") + IMAGE_DATASETS
@@ -28,6 +30,19 @@ def _check_images(ds: Dataset) -> None:
         if y.min() < 0 or (k is not None and y.max() >= k):
             raise DataFileError(f"{ds.name}: a {part} label is {int(y.min()) if y.min() < 0 else int(y.max())}, "
                                 f"outside 0..{(k or 1) - 1}")
+
+
+def check_files(name: str, data_dir: str | None = None) -> None:
+    """Raise the error :func:`load_dataset` would for data set ``name`` whose files are missing (an
+    image data set's official files in ``data_dir``, a table's file), without reading them."""
+    if name in IMAGE_DATASETS:
+        locate(name, data_dir or "data")
+    elif name.startswith("table:"):
+        path = name[len("table:"):]
+        if not os.path.isfile(path):
+            raise DataFileError(f"table {path} does not exist")
+    elif name not in DATASETS:
+        raise LLPInputError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
 
 
 def load_dataset(name: str, *, data_dir: str | None = None, seed: int = 0, noise: float = 0.1,

@@ -61,16 +61,55 @@ def _find(folder: str, stem: str) -> str:
                         f"{', '.join(MNIST_FILES.values())} (gzipped or not) in {folder}")
 
 
-def load_idx_dataset(name: str, data_dir: str) -> Dataset:
-    """MNIST or Fashion-MNIST from ``data_dir`` or ``data_dir/name``."""
+def _data_folder(folder: str) -> None:
+    if os.path.isfile(folder):
+        raise DataFileError(f"--data-dir {folder} is a file; give the folder that holds the data set's files")
+    if not os.path.isdir(folder):
+        raise DataFileError(f"data folder {folder} does not exist (use --data-dir)")
+
+
+def _idx_files(name: str, data_dir: str) -> dict:
+    """The four IDX files of MNIST or Fashion-MNIST in ``data_dir`` or ``data_dir/name``."""
     folder = data_dir
     sub = os.path.join(data_dir, name)
     if not any(os.path.exists(os.path.join(folder, MNIST_FILES["train_x"] + e)) for e in ("", ".gz")) \
             and os.path.isdir(sub):
         folder = sub
-    if not os.path.isdir(folder):
-        raise DataFileError(f"data folder {folder} does not exist (use --data-dir)")
-    arrays = {k: read_idx(_find(folder, stem)) for k, stem in MNIST_FILES.items()}
+    _data_folder(folder)
+    return {k: _find(folder, stem) for k, stem in MNIST_FILES.items()}
+
+
+def _svhn_file(data_dir: str, split: str) -> str:
+    path = os.path.join(data_dir, f"{split}_32x32.mat")
+    if not os.path.isfile(path):
+        alt = os.path.join(data_dir, "svhn", f"{split}_32x32.mat")
+        if not os.path.isfile(alt):
+            if os.path.isfile(data_dir):
+                _data_folder(data_dir)
+            raise DataFileError(f"missing {path}: expected train_32x32.mat and test_32x32.mat in {data_dir}")
+        path = alt
+    return path
+
+
+def locate(name: str, data_dir: str) -> None:
+    """Check that the official files of image data set ``name`` are in ``data_dir`` (without reading
+    them): the error :func:`load_idx_dataset`, :func:`load_cifar` or :func:`load_svhn` would raise."""
+    if name in ("mnist", "fashion_mnist"):
+        _idx_files(name, data_dir)
+    elif name in CIFAR:
+        src = _Source(name, data_dir)
+        if src.tar is not None:
+            src.tar.close()
+    else:
+        for split in ("train", "test"):
+            _svhn_file(data_dir, split)
+
+
+def load_idx_dataset(name: str, data_dir: str) -> Dataset:
+    """MNIST or Fashion-MNIST from ``data_dir`` or ``data_dir/name``."""
+    files = _idx_files(name, data_dir)
+    folder = os.path.dirname(files["train_x"])
+    arrays = {k: read_idx(path) for k, path in files.items()}
     for split in ("train", "test"):
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
         if x.ndim != 3 or y.ndim != 1 or x.shape[0] != y.shape[0]:
@@ -169,12 +208,7 @@ def load_svhn(data_dir: str) -> Dataset:
 
     out = {}
     for split in ("train", "test"):
-        path = os.path.join(data_dir, f"{split}_32x32.mat")
-        if not os.path.isfile(path):
-            alt = os.path.join(data_dir, "svhn", f"{split}_32x32.mat")
-            if not os.path.isfile(alt):
-                raise DataFileError(f"missing {path}: expected train_32x32.mat and test_32x32.mat in {data_dir}")
-            path = alt
+        path = _svhn_file(data_dir, split)
         try:
             m = loadmat(path)
             x, y = np.asarray(m["X"]), np.asarray(m["y"]).reshape(-1).astype(np.int64)

@@ -2,9 +2,16 @@
 their test accuracies by (data set, method, bag size) over seeds.
 
 A run with a second stage yields two entries: its first stage alone (``first_stage`` metrics, the
-model before PLOT) and the first stage followed by PLOT (``final``). A run without one yields the first
-stage only. When several runs of the same seed give the same entry (a ``_none`` run and a ``_plot``
-run of one cell), the first found is kept, so a seed is never counted twice.
+model before PLOT) and the first stage followed by PLOT (``final``; for ``seconds``, both stages'
+time). A run without one yields the first stage only. When several runs of the same seed and settings
+give the same entry (a ``_none`` run and a ``_plot`` run of one cell share their first stage), the first
+found is kept, so a seed is never counted twice.
+
+Runs are told apart by every setting that changes what they compute (not the seeds, which a cell
+averages over; not where or how they ran, :data:`plotllp.config.RUN_SETTINGS`; for a first-stage
+entry, not the second stage's settings). Where runs of one method and bag size differ in such a
+setting (a grid over learning rates, two sweeps of other epochs), the method's name carries it, e.g.
+``DLLP [lr=0.01]``, and each setting gets its own row: runs are never merged or dropped.
 """
 
 from __future__ import annotations
@@ -14,10 +21,15 @@ import os
 import statistics
 from dataclasses import dataclass, field
 
+from ..config import FIELDS, RUN_SETTINGS, SECOND_STAGE_SETTINGS, saved_setting
 from ..errors import LLPInputError
 
 STAGE_NAMES = {"dllp": "DLLP", "vat": "LLP-VAT", "gan": "LLP-GAN"}
 STAGE_ORDER = list(STAGE_NAMES)
+SEED_SETTINGS = ("seed", "bag_seed", "data_seed")
+#: Settings read by one first stage only (a DLLP run's vat_xi changes nothing).
+_STAGE_ONLY = {"vat": ("vat_xi", "vat_eps", "vat_weight", "vat_ramp", "vat_normalize"),
+               "gan": ("gan_z_dim", "gan_generator")}
 
 
 def find_results(paths) -> list[str]:
@@ -52,6 +64,13 @@ def load(path: str) -> dict:
     return r
 
 
+def variant_rank(cfg: dict) -> tuple:
+    """Where a PLOT variant's row goes: the paper's Table 3 order (the model's own predictions before
+    OT labels; CE before SCE; mixup last)."""
+    return (cfg.get("pseudo_source", "ot") == "ot", bool(cfg.get("mixup")), cfg.get("labels", "hard") == "soft",
+            cfg.get("loss", "sce") == "sce")
+
+
 def plot_variant(cfg: dict) -> str:
     """How this run's second stage differs from the paper's default (hard OT labels, SCE, no mixup)."""
     parts = []
@@ -77,29 +96,70 @@ class Entry:
     order: tuple = field(default=(0,), compare=False)
 
 
+def settings_of(cfg: dict, *, first_stage_only: bool = False) -> dict:
+    """The settings of a saved run that change what it computes (module docstring), as
+    ``{name: value}``; with ``first_stage_only``, those its first stage reads."""
+    first = saved_setting(cfg, "first_stage")
+    skip = set(RUN_SETTINGS) | set(SEED_SETTINGS) | {"bag_size"}
+    skip |= {k for stage, keys in _STAGE_ONLY.items() if stage != first for k in keys}
+    if saved_setting(cfg, "dataset") != "moons":
+        skip.add("noise")
+    if first_stage_only:
+        skip |= SECOND_STAGE_SETTINGS
+    return {k: saved_setting(cfg, k) for k in FIELDS if k not in skip}
+
+
+def varying(settings: list[dict]) -> list[str]:
+    """The names whose values differ among ``settings`` (in the order of :data:`plotllp.config.FIELDS`)."""
+    return [k for k in FIELDS if len({repr(s.get(k)) for s in settings}) > 1]
+
+
+def describe(settings: dict, names) -> str:
+    """``"[lr=0.01, epochs1=30]"`` for ``names`` of ``settings``; empty without names."""
+    text = ", ".join(f"{k}={settings.get(k)}" for k in names)
+    return f" [{text}]" if text else ""
+
+
 def entries(paths, metric: str = "test_accuracy") -> list[Entry]:
     """Table entries of the runs under ``paths`` (see the module docstring)."""
-    out, seen = [], set()
+    raw = []
     for path in find_results(paths):
         r = load(path)
         cfg = r["config"]
         first = cfg["first_stage"]
         name = STAGE_NAMES.get(first, first)
         rank = STAGE_ORDER.index(first) if first in STAGE_ORDER else len(STAGE_ORDER)
-        rows = [(name, r["first_stage"], (rank, 0, ""))]
+        rows = [(name, r["first_stage"].get(metric), (rank, 0, (), ""), settings_of(cfg, first_stage_only=True))]
         if cfg.get("second_stage", "none") != "none" and int(cfg.get("epochs2", 0)) > 0:
             variant = plot_variant(cfg)
-            rows.append((f"{name} + PLOT{variant}", r["final"], (rank, 1, variant)))
+            value = r["final"].get(metric)
+            if metric == "seconds" and _number(value) and _number(r["first_stage"].get(metric)):
+                value += r["first_stage"][metric]          # the first stage, then PLOT: both stages' time
+            rows.append((f"{name} + PLOT{variant}", value, (rank, 1, variant_rank(cfg), variant), settings_of(cfg)))
         bag_size = 0 if str(cfg["dataset"]).startswith("table:") else int(cfg["bag_size"])   # 0: the table's bags
-        for method, metrics, order in rows:
-            key = (cfg["dataset"], method, bag_size, int(cfg["seed"]), int(cfg.get("bag_seed", 0)),
-                   int(cfg.get("data_seed", 0)))
-            value = metrics.get(metric)
-            if key in seen or isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue                                  # not reported (or not a number) by this run
-            seen.add(key)
-            out.append(Entry(cfg["dataset"], method, bag_size, int(cfg["seed"]), float(metrics[metric]), path, order))
+        seeds = tuple(int(saved_setting(cfg, k)) for k in SEED_SETTINGS)
+        for method, value, order, settings in rows:
+            if _number(value):                            # else not reported (or not a number) by this run
+                raw.append((str(cfg["dataset"]), method, bag_size, seeds, settings, float(value), path, order))
+    # the settings that tell apart runs of one method and bag size name their rows
+    groups: dict = {}
+    for ds, method, bag_size, _, settings, *_ in raw:
+        groups.setdefault((ds, method), {}).setdefault(bag_size, []).append(settings)
+    shown = {key: [k for k in FIELDS if any(k in varying(col) for col in by_bag.values())]
+             for key, by_bag in groups.items()}
+    out, seen = [], set()
+    for ds, method, bag_size, seeds, settings, value, path, order in raw:
+        label = method + describe(settings, shown[(ds, method)])
+        key = (ds, label, bag_size, seeds, repr(sorted(settings.items())))
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(Entry(ds, label, bag_size, seeds[0], value, path, order + (label,)))
     return out
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass
@@ -112,7 +172,7 @@ class Cell:
 
     @property
     def std(self) -> float:
-        """Sample standard deviation over seeds (0 for one seed)."""
+        """Sample standard deviation over seeds (0 for one seed, where tables show none)."""
         return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
 
 

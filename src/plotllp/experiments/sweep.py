@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -34,7 +35,7 @@ import time
 import yaml
 
 from ..config import load_yaml, make_config, saved_setting
-from ..errors import LLPInputError
+from ..errors import LLPInputError, PlotLLPError
 
 SEED_KEYS = ("seed", "bag_seed", "data_seed")
 
@@ -62,6 +63,20 @@ def expand(files, seeds=None, overrides=None) -> list[tuple[str, dict]]:
             if not isinstance(grid, dict) or not grid or not all(isinstance(v, list) and v for v in grid.values()):
                 raise LLPInputError(f"{path}: grid must map each setting to a non-empty list of values")
             keys = list(grid)
+            varied = {s for k in keys for v in grid[k] for s in (SEED_KEYS if k == "seeds" else v if isinstance(
+                v, dict) else (k,))}
+            if seeds and varied & set(SEED_KEYS):
+                raise LLPInputError(f"--seeds: the grid of {path} already varies the seeds; change the grid's seeds, "
+                                    "or leave --seeds out")
+            clash = sorted(varied & {str(k).replace("-", "_") for k in overrides or {}})
+            if clash:
+                raise LLPInputError(f"--set {clash[0]}: the grid of {path} already varies {clash[0]}; change the "
+                                    "grid, or leave it out of --set")
+            for k in keys:
+                values = [repr(v) for v in grid[k]]
+                if len(set(values)) < len(values):
+                    raise LLPInputError(f"{path}: the grid's values of {k} repeat "
+                                        f"({next(v for v in values if values.count(v) > 1)})")
             for combo in itertools.product(*(grid[k] for k in keys)):
                 settings = dict(base)
                 for k, v in zip(keys, combo):
@@ -82,7 +97,8 @@ def expand(files, seeds=None, overrides=None) -> list[tuple[str, dict]]:
     names = [n for n, _ in cells]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
-        raise LLPInputError(f"two cells would share the folder {sorted(dup)[0]}: give the files different names")
+        raise LLPInputError(f"two cells would share the folder {sorted(dup)[0]}: give the files different names "
+                            "(or, in a grid, values that differ once written as a folder name)")
     for name, settings in cells:
         settings.update(overrides or {})
         try:
@@ -112,7 +128,8 @@ def changed_settings(out: str, settings: dict) -> list[str]:
         with open(os.path.join(out, "results.json")) as f:
             old = json.load(f)["config"]
     except (OSError, ValueError, KeyError, TypeError):
-        return ["results.json (unreadable)"]
+        raise LLPInputError(f"the results.json of cell {out} is unreadable (empty or corrupt); remove {out} to run "
+                            "the cell again") from None
     new = make_config({**settings, "out": out}).to_dict()
     return [f"{k}: {saved_setting(old, k)!r} -> {v!r}" for k, v in new.items()
             if k not in RESUMABLE_CHANGES and saved_setting(old, k) != v]
@@ -124,17 +141,22 @@ def _summary(out: str) -> str:
     try:
         with open(os.path.join(out, "results.json")) as f:
             r = json.load(f)
-        text = f"first stage {100 * r['first_stage']['test_accuracy']:.2f}%"
-        if r["config"].get("second_stage") != "none":
-            text += f", + PLOT {100 * r['final']['test_accuracy']:.2f}%"
-        return text
-    except (OSError, ValueError, KeyError):
+        for key, what, scale, unit in (("test_accuracy", "", 100, "%"), ("val_bag_mae", "val bag MAE ", 1, ""),
+                                       ("train_bag_mae", "training bag MAE ", 1, "")):
+            if isinstance(r["first_stage"].get(key), (int, float)):    # (a table's run: no instance labels)
+                text = f"first stage {what}{scale * r['first_stage'][key]:.{2 if unit else 4}f}{unit}"
+                if r["config"].get("second_stage") != "none" and isinstance(r["final"].get(key), (int, float)):
+                    text += f", + PLOT {scale * r['final'][key]:.{2 if unit else 4}f}{unit}"
+                return text
+        return "finished"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return "no results"
 
 
 def run(files, out: str = "runs/sweep", *, jobs: int = 1, seeds=None, overrides=None, dry_run: bool = False,
-        log=print) -> int:
-    """Run every cell (module docstring); returns the number of cells that failed."""
+        log=print, progress_every: float = 60.0) -> int:
+    """Run every cell (module docstring); returns the number of cells that failed. While cells run, a
+    line every ``progress_every`` seconds says where each one is (its last epoch line)."""
     cells = expand(files, seeds, overrides)
     if os.path.exists(out) and not os.path.isdir(out):
         raise LLPInputError(f"--out {out} is a file; give a folder for the sweep's cells")
@@ -149,6 +171,7 @@ def run(files, out: str = "runs/sweep", *, jobs: int = 1, seeds=None, overrides=
                                     f"{'; ...' if len(changed) > 3 else ''}); use another --out, or remove {d} to "
                                     "run it again")
         todo.append((name, settings, d, st))
+    _check_data(todo)
     counts = {s: sum(1 for *_, st in todo if st == s) for s in ("done", "interrupted", "new")}
     log(f"plotllp sweep: {len(cells)} cells in {out}: {counts['done']} finished (skipped), {counts['interrupted']} "
         f"to resume, {counts['new']} to start; {jobs} at a time")
@@ -211,12 +234,20 @@ def run(files, out: str = "runs/sweep", *, jobs: int = 1, seeds=None, overrides=
                     f"{_last_line(os.path.join(d, 'log.txt'))}")
 
     threads = [threading.Thread(target=work, args=(item,), daemon=True) for item in pending]
+    next_report = time.perf_counter() + progress_every
     try:
         for t in threads:
             t.start()
         for t in threads:
             while t.is_alive():
                 t.join(0.2)
+                if time.perf_counter() >= next_report:
+                    next_report = time.perf_counter() + progress_every
+                    with lock:
+                        running = list(state["running"])
+                    if running:
+                        log(f"[{_clock(t_start)}] running: " + ", ".join(
+                            f"{name} ({_progress(os.path.join(out, name, 'log.txt'))})" for name in running))
     except KeyboardInterrupt:
         state["stop"] = True
         with lock:
@@ -232,9 +263,46 @@ def run(files, out: str = "runs/sweep", *, jobs: int = 1, seeds=None, overrides=
     return len(state["failed"])
 
 
+def _check_data(todo) -> None:
+    """The data files of every cell still to run exist (once per data set and folder): a wrong
+    ``data_dir`` is one error before any cell starts, not a failure of every cell."""
+    from ..data import check_files
+
+    checked = set()
+    for name, settings, _, st in todo:
+        if st == "done":
+            continue
+        cfg = make_config(settings)
+        key = (cfg.dataset, cfg.data_dir)
+        if cfg.download or key in checked:
+            continue
+        checked.add(key)
+        try:
+            check_files(cfg.dataset, cfg.data_dir)
+        except PlotLLPError as e:
+            raise LLPInputError(f"cell {name}: {e}") from None
+
+
 def _clock(t0: float) -> str:
     s = int(time.perf_counter() - t0)
     return f"{s // 3600:d}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+_EPOCH = re.compile(r"^(\w+)\s+epoch\s+(\d+)\s*/\s*(\d+)")
+
+
+def _progress(log_path: str) -> str:
+    """Where a running cell is, from its log: ``dllp epoch 120/400``, or ``starting``."""
+    try:
+        with open(log_path) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return "starting"
+    for line in reversed(lines):
+        m = _EPOCH.match(line.strip())
+        if m:
+            return f"{m.group(1)} epoch {m.group(2)}/{m.group(3)}"
+    return "starting"
 
 
 def _last_line(path: str) -> str:

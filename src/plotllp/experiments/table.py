@@ -1,8 +1,10 @@
 """The paper's table layout from finished runs: rows = methods (each first stage, then the first stage
 followed by PLOT), columns = bag sizes (a table's own bags, of many sizes: one column "given bags"),
-cells = mean (std) over seeds, the best mean of each column marked (the highest; the lowest for an
-error, loss or time); as Markdown, CSV or LaTeX. A cell without runs is shown as missing, never as a
-number. Accuracies and bag errors (fractions) are shown in percent, other metrics as they are.
+cells = mean (std) over seeds (one seed: its value), the best mean of each column marked (the highest;
+the lowest for an error, loss or time); as Markdown, CSV or LaTeX. Runs that differ in a setting other
+than the seeds get a row each, named by it (:func:`plotllp.experiments.results.entries`). A cell
+without runs is shown as missing, never as a number. Accuracies and bag errors (fractions) are shown
+in percent, other metrics as they are.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ def _metrics_of(paths) -> list[str]:
 
 
 def _fmt(cell, scale: float, digits: int) -> str:
+    """``mean (std)``; one seed has no spread to show: its value alone."""
+    if len(cell.values) == 1:
+        return f"{scale * cell.mean:.{digits}f}"
     return f"{scale * cell.mean:.{digits}f} ({scale * cell.std:.{digits}f})"
 
 
@@ -77,16 +82,17 @@ def render(paths, fmt: str = "md", metric: str = "test_accuracy", scale: float |
                     if c is None:
                         w.writerow([ds, m, b, "", "", 0, ""])
                     else:
-                        w.writerow([ds, m, b, f"{scale * c.mean:.{digits}f}", f"{scale * c.std:.{digits}f}",
+                        w.writerow([ds, m, b, f"{scale * c.mean:.{digits}f}",
+                                    f"{scale * c.std:.{digits}f}" if len(c.values) > 1 else "",
                                     len(c.values), int(c.mean == best[b])])
         return buf.getvalue()
     out = []
     for ds, (methods, bags, cells) in data.items():
         best = _best(methods, bags, cells, lowest)
         seeds = sorted({len(c.values) for c in cells.values()})
-        caption = (f"{ds}: {metric.replace('_', ' ')}{' (%)' if scale == 100 else ''}, mean (std) over "
-                   f"{'/'.join(map(str, seeds))} seed(s); best ({'lowest' if lowest else 'highest'}) per bag size "
-                   "in bold")
+        over = "one seed" if seeds == [1] else f"mean (std) over {'/'.join(map(str, seeds))} seed(s)"
+        caption = (f"{ds}: {metric.replace('_', ' ')}{' (%)' if scale == 100 else ''}, {over}; best "
+                   f"({'lowest' if lowest else 'highest'}) per bag size in bold")
         rows = []
         for m in methods:
             row = []
