@@ -49,8 +49,11 @@ def machine() -> str:
     except OSError:
         pass
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
+    # ATen's CPU kernels (AVX2, AVX512, ...; ATEN_CPU_CAPABILITY picks them): CPU results are bit-identical
+    # only on the same ones (docs/reproducing.md)
+    isa = torch.backends.cpu.get_cpu_capability()
     return (f"{os.cpu_count()} CPU cores ({cpu}){gpu}, torch {torch.__version__} ({torch.get_num_threads()} "
-            f"threads), Python {platform.python_version()}")
+            f"threads, ATen {isa} kernels), Python {platform.python_version()}")
 
 
 def header(title: str) -> str:
