@@ -151,6 +151,9 @@ def test_grid_expansion_names_and_validation(tmp_path):
         sweep.expand([str(tmp_path / "s.yaml")], seeds=[3])
     with pytest.raises(LLPInputError, match="--set labels: the grid of .*s.yaml already varies labels"):
         sweep.expand([str(tmp_path / "s.yaml")], overrides={"labels": "soft"})
+    (tmp_path / "blank.yaml").write_text("# nothing yet\n")
+    with pytest.raises(LLPInputError, match="blank.yaml holds no settings"):
+        sweep.expand([str(tmp_path / "blank.yaml")])
     (tmp_path / "rep.yaml").write_text("grid: {lr: [0.1, 0.10]}\n")
     with pytest.raises(LLPInputError, match="the grid's values of lr repeat"):
         sweep.expand([str(tmp_path / "rep.yaml")])

@@ -91,6 +91,9 @@ def expand(files, seeds=None, overrides=None) -> list[tuple[str, dict]]:
                 prefix = _name_part("", spec.get("name", stem))[1:]          # a name, never a path
                 cells.append((f"{prefix}_{name}" if len(files) > 1 else name, settings))
         else:
+            if not spec:
+                raise LLPInputError(f"{path} holds no settings (an empty file is not a cell; give at least its "
+                                    "dataset)")
             cells.append((stem, dict(spec)))
     if seeds:
         cells = [(f"{n}_seed-{s}", {**c, **{k: s for k in SEED_KEYS}}) for n, c in cells for s in seeds]
