@@ -51,7 +51,10 @@ def machine() -> str:
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ", no GPU"
     # ATen's CPU kernels (AVX2, AVX512, ...; ATEN_CPU_CAPABILITY picks them): CPU results are bit-identical
     # only on the same ones (docs/reproducing.md)
-    isa = torch.backends.cpu.get_cpu_capability()
+    try:
+        isa = torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):          # an older torch
+        isa = "unknown"
     return (f"{os.cpu_count()} CPU cores ({cpu}){gpu}, torch {torch.__version__} ({torch.get_num_threads()} "
             f"threads, ATen {isa} kernels), Python {platform.python_version()}")
 
