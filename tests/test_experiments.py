@@ -55,7 +55,7 @@ def test_csv_and_latex(results):
     assert csv_text[0] == "dataset,method,bag_size,mean,std,seeds,best_in_column"
     assert "fashion_mnist,DLLP,16,80.00,1.41,2,0" in csv_text
     assert "fashion_mnist,LLP-GAN,64,,,0," in csv_text              # missing: empty, never zero
-    assert "fashion_mnist,DLLP,64,70.00,,1,0" in csv_text           # one seed: no std
+    assert "fashion_mnist,DLLP,64,70.00,0.00,1,0" in csv_text       # one seed: std 0 (the seeds column says 1)
     tex = render([str(results)], fmt="latex")
     assert "LLP-GAN & \\textbf{90.00} & -- \\\\" in tex
 
@@ -81,7 +81,7 @@ def test_table_of_an_error_marks_the_lowest_and_unknown_metrics_are_named(tmp_pa
     assert "bag mae (%)" in md and "best (lowest)" in md
     assert "| DLLP + PLOT | **2.00** |" in md and "| LLP-GAN | 3.00 |" in md
     csv_rows = render([str(tmp_path)], fmt="csv", metric="bag_mae").splitlines()
-    assert "digits,DLLP + PLOT,16,2.00,,1,1" in csv_rows and "digits,DLLP,16,5.00,,1,0" in csv_rows
+    assert "digits,DLLP + PLOT,16,2.00,0.00,1,1" in csv_rows and "digits,DLLP,16,5.00,0.00,1,0" in csv_rows
     md = render([str(tmp_path)], metric="seconds")
     assert "seconds, one seed" in md and "(%)" not in md and "| DLLP | **12.50** |" in md   # not a fraction: as it is
     assert "| DLLP + PLOT | 25.00 |" in md                  # the first stage, then PLOT: both stages' time
@@ -103,6 +103,30 @@ def test_runs_that_differ_in_a_setting_get_a_row_each_never_merged_or_dropped(tm
     write_result(tmp_path / "epochs", "moons", "dllp", True, 25, 0, 0.9, 0.91, lr=1e-2, epochs1=30)
     md = render([str(tmp_path)])
     assert "| DLLP [epochs1=30, lr=0.01] | 90.00 |" in md and "| DLLP [epochs1=200, lr=0.01] | 96.50 (0.71) |" in md
+
+
+def test_runs_that_compute_the_same_share_a_row(tmp_path):
+    """Settings written two ways that compute the same (lr2 None or = lr; augment auto or what it resolves
+    to; moons' default size; DLLP's exact chunking; a Dirichlet alpha of uniform bags) are one row; a PLOT
+    run from another listed run's first stage (--init, --epochs1 0) adds no first-stage row of its own."""
+    write_result(tmp_path / "a", "moons", "dllp", True, 25, 0, 0.80, 0.82)
+    write_result(tmp_path / "b", "moons", "dllp", True, 25, 1, 0.90, 0.92, lr2=0.001, train_size=2000,
+                 chunk_size=0, bag_alpha=0.3)
+    write_result(tmp_path / "c", "cifar10", "dllp", True, 64, 0, 0.5, 0.6, augment="auto")
+    write_result(tmp_path / "d", "cifar10", "dllp", True, 64, 1, 0.7, 0.8, augment="crop-flip")
+    write_result(tmp_path / "e", "cifar10", "dllp", True, 64, 2, 0.7, 0.9, epochs1=0,
+                 init=str(tmp_path / "d" / "first_stage.pt"), labels="soft")
+    md = render([str(tmp_path)])
+    assert "| DLLP | 85.00 (7.07) |" in md and "| DLLP | 60.00 (14.14) |" in md, md
+    assert "| DLLP + PLOT | **87.00 (7.07)** |" in md and "| DLLP + PLOT (soft) | **90.00** |" in md and "[" not in md, md
+    # the first stage's OT diagnostics depend on the OT's settings: there, hard and soft runs are apart
+    for d, labels, v in (("a", "hard", 0.7), ("b", "soft", 0.9)):
+        res = json.loads((tmp_path / d / "results.json").read_text())
+        res["config"]["labels"] = labels
+        res["first_stage"]["train_acc_ot"] = v
+        (tmp_path / d / "results.json").write_text(json.dumps(res))
+    md = render([str(tmp_path / "a"), str(tmp_path / "b")], metric="train_acc_ot")
+    assert "| DLLP [labels=hard] | 70.00 |" in md and "| DLLP [labels=soft] | **90.00** |" in md, md
 
 
 def test_table_rows_follow_the_papers_table_3(tmp_path):
@@ -151,6 +175,11 @@ def test_grid_expansion_names_and_validation(tmp_path):
         sweep.expand([str(tmp_path / "s.yaml")], seeds=[3])
     with pytest.raises(LLPInputError, match="--set labels: the grid of .*s.yaml already varies labels"):
         sweep.expand([str(tmp_path / "s.yaml")], overrides={"labels": "soft"})
+    with pytest.raises(LLPInputError, match="--set seed and --seeds both set the seeds"):
+        sweep.expand([str(tmp_path / "g.yaml")], seeds=[0, 1], overrides={"seed": 5})
+    (tmp_path / "dash.yaml").write_text("grid: {bag-size: [16, 64]}\n")
+    with pytest.raises(LLPInputError, match="--set bag_size: the grid of .*dash.yaml already varies bag_size"):
+        sweep.expand([str(tmp_path / "dash.yaml")], overrides={"bag_size": 32})
     (tmp_path / "blank.yaml").write_text("# nothing yet\n")
     with pytest.raises(LLPInputError, match="blank.yaml holds no settings"):
         sweep.expand([str(tmp_path / "blank.yaml")])
@@ -242,7 +271,7 @@ def test_every_figure_writes_an_image(tmp_path, capsys, monkeypatch):
         assert np.array_equal(x, moons(noise=noise).x_test) and np.array_equal(y, moons(noise=noise).y_test)
     r = cli("figure", "curves", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"))
     assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
-    for out in ("", str(tmp_path) + os.sep):
+    for out in ("", str(tmp_path) + os.sep, "."):
         r = cli("figure", "curves", runs[0], "--out", out)
         assert r.returncode == 2 and "names no file" in r.stderr and r.stderr.count("\n") == 1, r.stderr
 
@@ -275,6 +304,26 @@ def test_a_running_sweep_says_where_its_cells_are(tmp_path):
     progress = [ln for ln in lines if "running: c (" in ln]
     assert any("dllp epoch" in ln and "/60)" in ln for ln in progress), lines
     assert sweep._progress(str(tmp_path / "none.txt")) == "starting"
+
+
+def test_a_closed_stdout_stops_a_sweep_as_ctrl_c_does(tmp_path):
+    """`plotllp sweep ... | head -1`: once a line cannot be written, no further cell starts and the running
+    one is interrupted (it resumes later), instead of every cell starting at once."""
+    (tmp_path / "g.yaml").write_text("base: {dataset: moons, epochs1: 400, epochs2: 1, device: cpu}\n"
+                                     "grid: {lr: [0.001, 0.002, 0.003]}\n")
+    said = []
+
+    def log(line):
+        if said:
+            raise BrokenPipeError(32, "Broken pipe")
+        said.append(line)
+
+    with pytest.raises(BrokenPipeError):
+        sweep.run([str(tmp_path / "g.yaml")], str(tmp_path / "runs"), log=log)
+    time.sleep(3)
+    started = sorted(os.listdir(tmp_path / "runs"))
+    assert started == ["lr-0.001"], started
+    assert not (tmp_path / "runs" / "lr-0.001" / "results.json").exists()
 
 
 def test_a_sweep_checks_its_data_before_any_cell_starts(tmp_path):

@@ -37,6 +37,6 @@ AUGMENTATIONS = {
 
 def resolve_augment(name: str, dataset: str):
     """The batch transform for ``--augment NAME`` (``auto``: crop-flip on CIFAR, none elsewhere)."""
-    if name == "auto":
-        name = "crop-flip" if dataset in ("cifar10", "cifar100") else "none"
-    return AUGMENTATIONS[name]
+    from .config import augment_name
+
+    return AUGMENTATIONS[augment_name(name, dataset)]

@@ -145,8 +145,9 @@ RUN_FILES = ("model.pt", "first_stage.pt", "results.json", "config.yaml", "check
 def _refuse_run_file(output: str, what: str) -> None:
     """An ``--output`` that would replace one of a run folder's own files is an error (it would lose the run)."""
     out = os.path.realpath(output)
-    folder = os.path.dirname(out)
-    if os.path.basename(out) in RUN_FILES and any(os.path.exists(os.path.join(folder, f)) for f in RUN_FILES):
+    folder, name = os.path.split(out)
+    if name == "results.json" or (name in RUN_FILES + ("log.txt", "cell.yaml") and any(
+            os.path.exists(os.path.join(folder, f)) for f in RUN_FILES)):
         raise LLPInputError(f"--output {output} would overwrite the run's {os.path.basename(out)}; write {what} "
                             "elsewhere")
 
@@ -224,9 +225,10 @@ def cmd_table(args) -> int:
 def _differences(cfgs) -> list[str]:
     """For each run, the settings (seeds included) in which the runs ``cfgs`` differ, as `` [k=v, ...]``
     (beyond method, data set and bag size, which a figure names anyway), so that no two look alike."""
+    from .config import saved_setting
     from .experiments.results import SEED_SETTINGS, describe, settings_of, varying
 
-    every = [{**settings_of(c), **{k: c.get(k) for k in SEED_SETTINGS}} for c in cfgs]
+    every = [{**settings_of(c), **{k: saved_setting(c, k) for k in SEED_SETTINGS}} for c in cfgs]
     named = {"first_stage", "second_stage", "labels", "loss", "mixup", "pseudo_source", "dataset", "bag_size"}
     if all(len({s[k] for k in SEED_SETTINGS}) == 1 for s in every):        # seeds set together: "seed" says it
         named |= {"bag_seed", "data_seed"}
@@ -253,7 +255,7 @@ def cmd_figure(args) -> int:
     from .experiments.results import aggregate, entries, find_results, load
 
     stem = args.out[:-4] if args.out.endswith((".png", ".svg")) else args.out
-    if not os.path.basename(stem):
+    if os.path.basename(stem) in ("", ".", ".."):
         raise LLPInputError(f"--out {args.out!r} names no file: give a file stem, e.g. figs/curves (writes "
                             "figs/curves.png and figs/curves.svg)")
     if args.kind == "bag-size":

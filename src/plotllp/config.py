@@ -187,6 +187,13 @@ SECOND_STAGE_SETTINGS = frozenset({"second_stage", "labels", "loss", "mixup", "p
                                    "sce_alpha", "sce_beta", "mixup_alpha", "epochs2", "lr2", "batch_size"})
 
 
+def augment_name(name: str, dataset: str) -> str:
+    """What ``--augment NAME`` does on ``dataset``: ``auto`` is crop-flip on CIFAR, none elsewhere."""
+    if name == "auto":
+        return "crop-flip" if dataset in ("cifar10", "cifar100") else "none"
+    return name
+
+
 def saved_setting(saved: dict, name: str):
     """Setting ``name`` of a saved configuration (a checkpoint's, a finished run's); one saved before the
     setting existed ran with its default."""

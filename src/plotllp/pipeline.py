@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -58,8 +59,9 @@ def _atomic(path: str, write) -> None:
         raise LLPInputError(f"cannot write {path}: {os.path.dirname(path) or d} is a file, not a folder") from None
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
     try:
-        os.chmod(tmp, _file_mode(path))          # mkstemp's files are private (0600); results are not
         with os.fdopen(fd, "wb") as fh:
+            with contextlib.suppress(OSError):   # mkstemp's files are private (0600); results are not (a file
+                os.fchmod(fh.fileno(), _file_mode(path))             # system without modes keeps its own)
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())

@@ -3,15 +3,17 @@ their test accuracies by (data set, method, bag size) over seeds.
 
 A run with a second stage yields two entries: its first stage alone (``first_stage`` metrics, the
 model before PLOT) and the first stage followed by PLOT (``final``; for ``seconds``, both stages'
-time). A run without one yields the first stage only. When several runs of the same seed and settings
-give the same entry (a ``_none`` run and a ``_plot`` run of one cell share their first stage), the first
-found is kept, so a seed is never counted twice.
+time). A run without one yields the first stage only, and a PLOT run that continues another listed
+run's model (``--init`` that run's file, ``--epochs1 0``) yields its PLOT entry only. When several runs
+of the same seed and settings give the same entry (a ``_none`` run and a ``_plot`` run of one cell share
+their first stage; a run repeated on another device), the first found is kept, so a seed is never
+counted twice.
 
 Runs are told apart by every setting that changes what they compute (not the seeds, which a cell
 averages over; not where or how they ran, :data:`plotllp.config.RUN_SETTINGS`; for a first-stage
 entry, not the second stage's settings). Where runs of one method and bag size differ in such a
 setting (a grid over learning rates, two sweeps of other epochs), the method's name carries it, e.g.
-``DLLP [lr=0.01]``, and each setting gets its own row: runs are never merged or dropped.
+``DLLP [lr=0.01]``, and each setting gets its own row: runs of different settings are never merged.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import os
 import statistics
 from dataclasses import dataclass, field
 
-from ..config import FIELDS, RUN_SETTINGS, SECOND_STAGE_SETTINGS, saved_setting
+from ..config import FIELDS, RUN_SETTINGS, SECOND_STAGE_SETTINGS, augment_name, saved_setting
 from ..errors import LLPInputError
 
 STAGE_NAMES = {"dllp": "DLLP", "vat": "LLP-VAT", "gan": "LLP-GAN"}
@@ -96,17 +98,29 @@ class Entry:
     order: tuple = field(default=(0,), compare=False)
 
 
-def settings_of(cfg: dict, *, first_stage_only: bool = False) -> dict:
+def settings_of(cfg: dict, *, first_stage_only: bool = False, metric: str = "test_accuracy") -> dict:
     """The settings of a saved run that change what it computes (module docstring), as
-    ``{name: value}``; with ``first_stage_only``, those its first stage reads."""
+    ``{name: value}``, each written one way (``lr2`` equal to ``lr`` is None; ``augment`` auto is what it
+    resolves to; moons' ``train_size`` None is 2000); with ``first_stage_only``, those its first stage
+    reads (and, for the first stage's OT diagnostics ``metric`` ``train_acc_ot*``, the OT's settings)."""
     first = saved_setting(cfg, "first_stage")
-    skip = set(RUN_SETTINGS) | set(SEED_SETTINGS) | {"bag_size"}
+    dataset = str(saved_setting(cfg, "dataset"))
+    skip = set(RUN_SETTINGS) | set(SEED_SETTINGS) | {"bag_size", "chunk_size"}     # chunked DLLP steps are exact
     skip |= {k for stage, keys in _STAGE_ONLY.items() if stage != first for k in keys}
-    if saved_setting(cfg, "dataset") != "moons":
+    if dataset != "moons":
         skip.add("noise")
+    if saved_setting(cfg, "bags") != "dirichlet":
+        skip.add("bag_alpha")
     if first_stage_only:
-        skip |= SECOND_STAGE_SETTINGS
-    return {k: saved_setting(cfg, k) for k in FIELDS if k not in skip}
+        skip |= SECOND_STAGE_SETTINGS - ({"labels", "reg", "ensemble"} if metric.startswith("train_acc_ot") else set())
+    out = {k: saved_setting(cfg, k) for k in FIELDS if k not in skip}
+    if "lr2" in out and out["lr2"] == out["lr"]:
+        out["lr2"] = None                                    # None: PLOT's learning rate is lr
+    if "augment" in out:
+        out["augment"] = augment_name(out["augment"], dataset)
+    if dataset == "moons" and out.get("train_size") is None:
+        out["train_size"] = 2000
+    return out
 
 
 def varying(settings: list[dict]) -> list[str]:
@@ -123,13 +137,19 @@ def describe(settings: dict, names) -> str:
 def entries(paths, metric: str = "test_accuracy") -> list[Entry]:
     """Table entries of the runs under ``paths`` (see the module docstring)."""
     raw = []
-    for path in find_results(paths):
+    found = find_results(paths)
+    run_dirs = {os.path.dirname(os.path.realpath(p)) for p in found}
+    for path in found:
         r = load(path)
         cfg = r["config"]
         first = cfg["first_stage"]
         name = STAGE_NAMES.get(first, first)
         rank = STAGE_ORDER.index(first) if first in STAGE_ORDER else len(STAGE_ORDER)
-        rows = [(name, r["first_stage"].get(metric), (rank, 0, (), ""), settings_of(cfg, first_stage_only=True))]
+        rows = [(name, r["first_stage"].get(metric), (rank, 0, (), ""),
+                 settings_of(cfg, first_stage_only=True, metric=metric))]
+        init = saved_setting(cfg, "init")
+        if int(saved_setting(cfg, "epochs1")) == 0 and init and os.path.dirname(os.path.realpath(init)) in run_dirs:
+            rows = []                 # PLOT from another listed run's model: that run's first stage is this one's
         if cfg.get("second_stage", "none") != "none" and int(cfg.get("epochs2", 0)) > 0:
             variant = plot_variant(cfg)
             value = r["final"].get(metric)

@@ -48,6 +48,9 @@ def _name_part(key: str, value) -> str:
 def expand(files, seeds=None, overrides=None) -> list[tuple[str, dict]]:
     """``[(name, settings)]`` of every cell in ``files`` (module docstring), each checked as a valid
     configuration; ``overrides`` apply to every cell."""
+    given = {str(k).replace("-", "_") for k in overrides or {}}
+    if seeds and given & set(SEED_KEYS):
+        raise LLPInputError(f"--set {sorted(given & set(SEED_KEYS))[0]} and --seeds both set the seeds; give one")
     cells = []
     for path in files:
         spec = load_yaml(path)
@@ -63,12 +66,12 @@ def expand(files, seeds=None, overrides=None) -> list[tuple[str, dict]]:
             if not isinstance(grid, dict) or not grid or not all(isinstance(v, list) and v for v in grid.values()):
                 raise LLPInputError(f"{path}: grid must map each setting to a non-empty list of values")
             keys = list(grid)
-            varied = {s for k in keys for v in grid[k] for s in (SEED_KEYS if k == "seeds" else v if isinstance(
-                v, dict) else (k,))}
+            varied = {str(s).replace("-", "_") for k in keys for v in grid[k]
+                      for s in (SEED_KEYS if k == "seeds" else v if isinstance(v, dict) else (k,))}
             if seeds and varied & set(SEED_KEYS):
                 raise LLPInputError(f"--seeds: the grid of {path} already varies the seeds; change the grid's seeds, "
                                     "or leave --seeds out")
-            clash = sorted(varied & {str(k).replace("-", "_") for k in overrides or {}})
+            clash = sorted(varied & given)
             if clash:
                 raise LLPInputError(f"--set {clash[0]}: the grid of {path} already varies {clash[0]}; change the "
                                     "grid, or leave it out of --set")
@@ -183,6 +186,17 @@ def run(files, out: str = "runs/sweep", *, jobs: int = 1, seeds=None, overrides=
         for name, _, d, st in todo:
             log(f"  {st:<11} {d}")
         return 0
+    broken = threading.Event()
+
+    def say(message):                  # a closed stdout (`| head`) stops the sweep as Ctrl-C does
+        if broken.is_set():
+            return
+        try:
+            log(message)
+        except BrokenPipeError:
+            broken.set()
+            state["stop"] = True
+
     n_gpus = _gpu_count()
     slots: queue.Queue = queue.Queue()
     for i in range(jobs):
@@ -200,7 +214,7 @@ def run(files, out: str = "runs/sweep", *, jobs: int = 1, seeds=None, overrides=
         except Exception as e:             # the cell could not even start (its folder, its log): a failure
             with lock:
                 state["failed"].append(name)
-                log(f"[{_clock(t_start)}] FAILED {name}: {type(e).__name__}: {e}")
+                say(f"[{_clock(t_start)}] FAILED {name}: {type(e).__name__}: {e}")
         finally:
             slots.put(slot)
 
@@ -223,17 +237,17 @@ def run(files, out: str = "runs/sweep", *, jobs: int = 1, seeds=None, overrides=
             proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env)
             with lock:
                 state["running"][name] = proc
-                log(f"[{_clock(t_start)}] {'resume' if st == 'interrupted' else 'start '} {name}")
+                say(f"[{_clock(t_start)}] {'resume' if st == 'interrupted' else 'start '} {name}")
             rc = proc.wait()
         with lock:
             state["running"].pop(name, None)
             if rc == 0:
                 state["done"] += 1
-                log(f"[{_clock(t_start)}] done   {name} ({time.perf_counter() - t0:.0f}s): {_summary(d)}  "
+                say(f"[{_clock(t_start)}] done   {name} ({time.perf_counter() - t0:.0f}s): {_summary(d)}  "
                     f"[{state['done']}/{len(cells)} finished, {len(state['running'])} running]")
             elif not state["stop"]:
                 state["failed"].append(name)
-                log(f"[{_clock(t_start)}] FAILED {name} (exit {rc}); see {os.path.join(d, 'log.txt')}: "
+                say(f"[{_clock(t_start)}] FAILED {name} (exit {rc}); see {os.path.join(d, 'log.txt')}: "
                     f"{_last_line(os.path.join(d, 'log.txt'))}")
 
     threads = [threading.Thread(target=work, args=(item,), daemon=True) for item in pending]
@@ -244,25 +258,27 @@ def run(files, out: str = "runs/sweep", *, jobs: int = 1, seeds=None, overrides=
         for t in threads:
             while t.is_alive():
                 t.join(0.2)
+                if broken.is_set():
+                    raise BrokenPipeError(32, "stdout closed")
                 if time.perf_counter() >= next_report:
                     next_report = time.perf_counter() + progress_every
                     with lock:
                         running = list(state["running"])
                     if running:
-                        log(f"[{_clock(t_start)}] running: " + ", ".join(
+                        say(f"[{_clock(t_start)}] running: " + ", ".join(
                             f"{name} ({_progress(os.path.join(out, name, 'log.txt'))})" for name in running))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError):
         state["stop"] = True
         with lock:
             for proc in state["running"].values():
                 proc.send_signal(signal.SIGINT)
-        log("plotllp sweep: interrupted; finished cells are kept, and running ones resume from their last epoch "
+        say("plotllp sweep: interrupted; finished cells are kept, and running ones resume from their last epoch "
             "when the same command is run again")
         raise
     if state["failed"]:
-        log(f"plotllp sweep: {len(state['failed'])} cell(s) failed: {', '.join(state['failed'])}")
+        say(f"plotllp sweep: {len(state['failed'])} cell(s) failed: {', '.join(state['failed'])}")
     else:
-        log(f"plotllp sweep: all {len(cells)} cells finished in {out} ({_clock(t_start)})")
+        say(f"plotllp sweep: all {len(cells)} cells finished in {out} ({_clock(t_start)})")
     return len(state["failed"])
 
 

@@ -1,6 +1,6 @@
 """The paper's table layout from finished runs: rows = methods (each first stage, then the first stage
 followed by PLOT), columns = bag sizes (a table's own bags, of many sizes: one column "given bags"),
-cells = mean (std) over seeds (one seed: its value), the best mean of each column marked (the highest;
+cells = mean (std) over seeds (one seed: its value; CSV: std 0), the best mean of each column marked (the highest;
 the lowest for an error, loss or time); as Markdown, CSV or LaTeX. Runs that differ in a setting other
 than the seeds get a row each, named by it (:func:`plotllp.experiments.results.entries`). A cell
 without runs is shown as missing, never as a number. Accuracies and bag errors (fractions) are shown
@@ -82,8 +82,7 @@ def render(paths, fmt: str = "md", metric: str = "test_accuracy", scale: float |
                     if c is None:
                         w.writerow([ds, m, b, "", "", 0, ""])
                     else:
-                        w.writerow([ds, m, b, f"{scale * c.mean:.{digits}f}",
-                                    f"{scale * c.std:.{digits}f}" if len(c.values) > 1 else "",
+                        w.writerow([ds, m, b, f"{scale * c.mean:.{digits}f}", f"{scale * c.std:.{digits}f}",
                                     len(c.values), int(c.mean == best[b])])
         return buf.getvalue()
     out = []
