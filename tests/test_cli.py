@@ -162,7 +162,7 @@ def test_results_are_readable_by_others_and_never_overwritten_by_a_table(tmp_pat
     before = (out / "results.json").read_bytes()
     capsys.readouterr()
     assert main(["table", str(out), "--output", str(out / "results.json")]) == 2
-    assert "would overwrite the run's results.json" in capsys.readouterr().err
+    assert "would overwrite a run's results.json" in capsys.readouterr().err
     assert (out / "results.json").read_bytes() == before
     assert main(["table", str(out), "--output", str(tmp_path / "results.json")]) == 2     # any results.json
     assert main(["table", str(out), "--output", str(out / "log.txt")]) == 2

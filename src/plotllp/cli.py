@@ -148,7 +148,7 @@ def _refuse_run_file(output: str, what: str) -> None:
     folder, name = os.path.split(out)
     if name == "results.json" or (name in RUN_FILES + ("log.txt", "cell.yaml") and any(
             os.path.exists(os.path.join(folder, f)) for f in RUN_FILES)):
-        raise LLPInputError(f"--output {output} would overwrite the run's {os.path.basename(out)}; write {what} "
+        raise LLPInputError(f"--output {output} would overwrite a run's {name} (or pass for one); write {what} "
                             "elsewhere")
 
 
