@@ -190,7 +190,7 @@ def test_help_everywhere():
     assert "--first-stage" in run_cli(["train", "--help"]).stdout
 
 
-def test_demo_writes_figure(tmp_path, monkeypatch):
+def test_demo_writes_figure(tmp_path, monkeypatch, capsys):
     import plotllp.cli as cli
 
     real = cli.make_config
@@ -201,6 +201,10 @@ def test_demo_writes_figure(tmp_path, monkeypatch):
     assert png.exists() and png.stat().st_size > 10_000
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert os.path.exists(out / "results.json")
+    capsys.readouterr()
+    assert main(["demo", "--out", str(out), "--device", "cpu"]) == 0          # again: it says it replaces the first
+    assert f"replacing the earlier demo in {out}" in capsys.readouterr().out
+    assert main(["demo", "--out", str(out / "results.json" / "x"), "--device", "cpu"]) == 2   # before any training
 
 
 def test_plot_only_from_an_earlier_first_stage(tmp_path):

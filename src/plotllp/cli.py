@@ -376,6 +376,9 @@ def cmd_demo(args) -> int:
     t0 = time.perf_counter()
     cfg = make_config({"dataset": "moons", "noise": args.noise, "data_seed": args.seed, "bag_seed": args.seed,
                        "seed": args.seed, "device": args.device, "out": args.out, "quiet": args.quiet})
+    os.makedirs(args.out, exist_ok=True)        # an unwritable --out fails now, not after training
+    if os.path.exists(os.path.join(args.out, "results.json")) and not args.quiet:
+        print(f"plotllp demo: replacing the earlier demo in {args.out}")
     res = train(cfg)
     r = res.results
     png = decision_boundaries([("DLLP", res.first_stage_model), ("DLLP + PLOT", res.model)],
