@@ -101,8 +101,11 @@ def test_runs_that_differ_in_a_setting_get_a_row_each_never_merged_or_dropped(tm
     assert lines[1:] == ["| DLLP [lr=0.0001] | 87.00 (1.41) |", "| DLLP [lr=0.01] | 96.50 (0.71) |",
                          "| DLLP + PLOT [lr=0.0001] | 88.00 (1.41) |", "| DLLP + PLOT [lr=0.01] | **97.50 (0.71)** |"]
     write_result(tmp_path / "epochs", "moons", "dllp", True, 25, 0, 0.9, 0.91, lr=1e-2, epochs1=30)
+    write_result(tmp_path / "epochs_ce", "moons", "dllp", True, 25, 0, 0.9, 0.8, lr=1e-2, epochs1=30, loss="ce")
     md = render([str(tmp_path)])
     assert "| DLLP [epochs1=30, lr=0.01] | 90.00 |" in md and "| DLLP [epochs1=200, lr=0.01] | 96.50 (0.71) |" in md
+    # a row of the other sweep alone says which it comes from, like the rows it could be mistaken for
+    assert "| DLLP + PLOT (CE) [epochs1=30, lr=0.01] | 80.00 |" in md, md
 
 
 def test_runs_that_compute_the_same_share_a_row(tmp_path):

@@ -161,15 +161,17 @@ def entries(paths, metric: str = "test_accuracy") -> list[Entry]:
         for method, value, order, settings in rows:
             if _number(value):                            # else not reported (or not a number) by this run
                 raw.append((str(cfg["dataset"]), method, bag_size, seeds, settings, float(value), path, order))
-    # the settings that tell apart runs of one method and bag size name their rows
+    # the settings that tell apart runs of one method and bag size name the rows of their data set's table
+    # (every row that has them, so that rows from two sweeps say which they come from)
     groups: dict = {}
     for ds, method, bag_size, _, settings, *_ in raw:
-        groups.setdefault((ds, method), {}).setdefault(bag_size, []).append(settings)
-    shown = {key: [k for k in FIELDS if any(k in varying(col) for col in by_bag.values())]
-             for key, by_bag in groups.items()}
+        groups.setdefault((ds, method, bag_size), []).append(settings)
+    shown: dict = {}
+    for (ds, *_), column in groups.items():
+        shown.setdefault(ds, set()).update(varying(column))
     out, seen = [], set()
     for ds, method, bag_size, seeds, settings, value, path, order in raw:
-        label = method + describe(settings, shown[(ds, method)])
+        label = method + describe(settings, [k for k in FIELDS if k in shown[ds] and k in settings])
         key = (ds, label, bag_size, seeds, repr(sorted(settings.items())))
         if key in seen:
             continue
