@@ -254,7 +254,7 @@ def cmd_figure(args) -> int:
     from . import plotting
     from .experiments.results import aggregate, entries, find_results, load
 
-    stem = args.out[:-4] if args.out.endswith((".png", ".svg")) else args.out
+    stem = plotting.file_stem(args.out)
     if os.path.basename(stem) in ("", ".", ".."):
         raise LLPInputError(f"--out {args.out!r} names no file: give a file stem, e.g. figs/curves (writes "
                             "figs/curves.png and figs/curves.svg)")

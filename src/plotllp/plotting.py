@@ -74,11 +74,16 @@ def _plt():
     return plt
 
 
+def file_stem(out: str) -> str:
+    """``out`` without a .png or .svg suffix: a figure is written as STEM.png and STEM.svg."""
+    return out[:-4] if out.endswith((".png", ".svg")) else out
+
+
 def _save(fig, out: str) -> list[str]:
     """Write ``out`` as PNG and SVG (``out`` without a suffix, or ending in .png or .svg)."""
     import os
 
-    stem = out[:-4] if out.endswith((".png", ".svg")) else out
+    stem = file_stem(out)
     d = os.path.dirname(stem)
     if d:
         os.makedirs(d, exist_ok=True)

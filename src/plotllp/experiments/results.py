@@ -153,13 +153,13 @@ def entries(paths, metric: str = "test_accuracy") -> list[Entry]:
         if cfg.get("second_stage", "none") != "none" and int(cfg.get("epochs2", 0)) > 0:
             variant = plot_variant(cfg)
             value = r["final"].get(metric)
-            if metric == "seconds" and _number(value) and _number(r["first_stage"].get(metric)):
+            if metric == "seconds" and is_number(value) and is_number(r["first_stage"].get(metric)):
                 value += r["first_stage"][metric]          # the first stage, then PLOT: both stages' time
             rows.append((f"{name} + PLOT{variant}", value, (rank, 1, variant_rank(cfg), variant), settings_of(cfg)))
         bag_size = 0 if str(cfg["dataset"]).startswith("table:") else int(cfg["bag_size"])   # 0: the table's bags
         seeds = tuple(int(saved_setting(cfg, k)) for k in SEED_SETTINGS)
         for method, value, order, settings in rows:
-            if _number(value):                            # else not reported (or not a number) by this run
+            if is_number(value):                            # else not reported (or not a number) by this run
                 raw.append((str(cfg["dataset"]), method, bag_size, seeds, settings, float(value), path, order))
     # the settings that tell apart runs of one method and bag size name the rows of their data set's table
     # (every row that has them, so that rows from two sweeps say which they come from)
@@ -180,7 +180,8 @@ def entries(paths, metric: str = "test_accuracy") -> list[Entry]:
     return out
 
 
-def _number(value) -> bool:
+def is_number(value) -> bool:
+    """A metric's value a table can show: a number, not a bool."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

@@ -34,8 +34,9 @@ import time
 
 import yaml
 
-from ..config import load_yaml, make_config, saved_setting
+from ..config import RUN_SETTINGS, load_yaml, make_config, saved_setting
 from ..errors import LLPInputError, PlotLLPError
+from .results import is_number
 
 SEED_KEYS = ("seed", "bag_seed", "data_seed")
 
@@ -128,8 +129,6 @@ def changed_settings(out: str, settings: dict) -> list[str]:
     may change, like the device, aside): a finished cell is skipped only when it ran these settings."""
     import json
 
-    from ..pipeline import RESUMABLE_CHANGES
-
     try:
         with open(os.path.join(out, "results.json")) as f:
             old = json.load(f)["config"]
@@ -138,7 +137,7 @@ def changed_settings(out: str, settings: dict) -> list[str]:
                             "the cell again") from None
     new = make_config({**settings, "out": out}).to_dict()
     return [f"{k}: {saved_setting(old, k)!r} -> {v!r}" for k, v in new.items()
-            if k not in RESUMABLE_CHANGES and saved_setting(old, k) != v]
+            if k not in RUN_SETTINGS and saved_setting(old, k) != v]
 
 
 def _summary(out: str) -> str:
@@ -149,9 +148,9 @@ def _summary(out: str) -> str:
             r = json.load(f)
         for key, what, scale, unit in (("test_accuracy", "", 100, "%"), ("val_bag_mae", "val bag MAE ", 1, ""),
                                        ("train_bag_mae", "training bag MAE ", 1, "")):
-            if isinstance(r["first_stage"].get(key), (int, float)):    # (a table's run: no instance labels)
+            if is_number(r["first_stage"].get(key)):                    # (a table's run: no instance labels)
                 text = f"first stage {what}{scale * r['first_stage'][key]:.{2 if unit else 4}f}{unit}"
-                if r["config"].get("second_stage") != "none" and isinstance(r["final"].get(key), (int, float)):
+                if r["config"].get("second_stage") != "none" and is_number(r["final"].get(key)):
                     text += f", + PLOT {scale * r['final'][key]:.{2 if unit else 4}f}{unit}"
                 return text
         return "finished"

@@ -13,7 +13,7 @@ import csv
 import io
 
 from ..errors import LLPInputError
-from .results import aggregate, entries, find_results, load
+from .results import aggregate, entries, find_results, is_number, load
 
 MISSING = {"md": "—", "latex": "--", "csv": ""}
 
@@ -46,7 +46,7 @@ def _metrics_of(paths) -> list[str]:
     for path in find_results(paths):
         r = load(path)
         for part in (r["first_stage"], r["final"]):
-            names.update(k for k, v in part.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+            names.update(k for k, v in part.items() if is_number(v))
     return sorted(names)
 
 
