@@ -73,6 +73,26 @@ def test_feature_bags_group_equal_values():
     assert_consistent(bags, y, 4)
 
 
+def test_feature_bags_of_text_columns_held_as_objects():
+    """pandas holds strings as objects: np.unique(axis=0) refuses those, so each column is numbered first."""
+    y = np.arange(12) % 3
+    county = np.array(["north", "south", "east", "west"], dtype=object)[np.arange(12) % 4]
+    bags = feature_bags(county, y, num_classes=3)
+    assert bags.num_bags == 4
+    for b in range(4):
+        assert len(set(county[bags.members(b)])) == 1
+    assert_consistent(bags, y, 3)
+    mixed = np.c_[county, np.arange(12) % 2].astype(object)           # a text and a number column
+    assert feature_bags(mixed, y, num_classes=3).num_bags == 4            # (county, parity) pairs: 4 of them
+    for missing in (None, float("nan")):
+        holes = county.copy()
+        holes[5] = missing
+        with pytest.raises(LLPInputError, match="missing value at row 5"):
+            feature_bags(holes, y)
+    with pytest.raises(LLPInputError, match="mixes numbers and strings"):
+        feature_bags(np.array(["a", 1] * 6, dtype=object), y)
+
+
 def test_clustered_bags_are_compact():
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 10, (8, 2))
@@ -87,8 +107,9 @@ def test_clustered_bags_are_compact():
 
 def test_bad_bag_kinds():
     y = np.arange(10) % 2
-    with pytest.raises(LLPInputError, match="alpha"):
-        dirichlet_bags(y, 2, alpha=0)
+    for alpha in (0, "0.5", [1, 2], True, float("nan")):
+        with pytest.raises(LLPInputError, match="alpha must be a positive number"):
+            dirichlet_bags(y, 2, alpha=alpha)
     with pytest.raises(LLPInputError, match="add up to"):
         sized_bags(y, [6, 6])
     with pytest.raises(LLPInputError, match="rows"):

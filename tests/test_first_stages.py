@@ -209,6 +209,28 @@ def test_gan_stage_picks_the_generator_for_the_classifier():
         assert isinstance(stage.generator, expected)
 
 
+def test_a_gan_stage_object_may_be_reused():
+    """Every fit builds its own generator afresh (as DLLP, VAT and PLOT reset their state): a reused stage
+    object gives what a new one gives, also on data of another shape."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 2)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int)
+    data = LLPData(x, uniform_bags(y, 10, num_classes=2, seed=0), "cpu")
+
+    def net(d=2):
+        torch.manual_seed(0)
+        return MLP(d, 2, width=16)
+
+    stage = GAN(2, batch_bags=3, z_dim=8)
+    stage.fit(net(), data, log=None, seed=3)
+    reused, fresh = net(), net()
+    stage.fit(reused, data, log=None, seed=3)
+    GAN(2, batch_bags=3, z_dim=8).fit(fresh, data, log=None, seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(reused.state_dict().values(), fresh.state_dict().values()))
+    wide = LLPData(np.c_[x, x], uniform_bags(y, 10, num_classes=2, seed=0), "cpu")
+    stage.fit(net(4), wide, log=None, seed=3)                    # was a shape error: the old generator was kept
+
+
 @pytest.mark.parametrize("stage_cls, kw", [(VAT, {"eps": 0.5}), (GAN, {"z_dim": 8})])
 def test_stage_resumes_exactly_from_its_state(stage_cls, kw):
     rng = np.random.default_rng(0)

@@ -183,3 +183,19 @@ def test_names_like_na_are_bags_and_classes_and_empty_columns_are_left_out(tmp_p
     write_csv(tmp_path / "big.csv", ["region", "a", "b", "notes", "severity"], rows)
     ds = load_table(str(tmp_path / "big.csv"), bag_column="region", label_column="severity", test_fraction=0.0)
     assert np.isfinite(ds.normalization["std"]).all() and ds.normalization["std"][0] > 1e23
+
+
+def test_numeric_labels_are_classes_by_value_in_numeric_order(tmp_path):
+    """A label column whose labels are all numbers: 7 and 7.0 are one class, and 2 comes before 10 (a Parquet
+    float column reads as 7.0; concatenated exports mix both spellings)."""
+    from plotllp.data.tables import class_names_of, load_table
+
+    names, y = class_names_of(["10", "2", "7.0", "7", "2.0", "0.5"])
+    assert names.tolist() == ["0.5", "2", "7", "10"] and y.tolist() == [3, 1, 2, 2, 1, 0]
+    names, y = class_names_of(["b", "a10", "a2", "b"])                  # text: sorted as text
+    assert names.tolist() == ["a10", "a2", "b"] and y.tolist() == [2, 0, 1, 2]
+    rows = [[str(i % 6), f"{i * 0.1:.1f}", ("%d" if i % 2 else "%.1f") % (1 + i % 10)] for i in range(60)]
+    write_csv(tmp_path / "r.csv", ["bag", "a", "label"], rows)
+    ds = load_table(str(tmp_path / "r.csv"), bag_column="bag", label_column="label", test_fraction=0.0)
+    assert ds.class_names == [str(c) for c in range(1, 11)]
+    assert np.array_equal(ds.y_train, np.array([i % 10 for i in range(60)]))

@@ -24,6 +24,7 @@ Whole-bag validation splits: :meth:`Bags.split`.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -42,7 +43,10 @@ def validate_proportions(proportions, *, num_bags: int | None = None, num_classe
     Every row must be finite, non-negative and sum to 1 (within ``SUM_TOLERANCE``). ``bag_names``
     (one per row) name the bags in the errors; by default their row numbers.
     """
-    p = np.asarray(_to_numpy(proportions), dtype=np.float64)
+    try:
+        p = np.ascontiguousarray(_to_numpy(proportions), dtype=np.float64)
+    except (TypeError, ValueError):
+        raise LLPInputError(f"{name} must be a numeric array (bags x classes)") from None
     if p.ndim != 2:
         raise LLPInputError(f"{name} must be a 2-d array (bags x classes), got shape {p.shape}")
     if num_bags is not None and p.shape[0] != num_bags:
@@ -132,8 +136,8 @@ class Bags:
     proportions: np.ndarray
 
     def __post_init__(self):
-        idx = np.asarray(self.indices, dtype=np.int64)
-        off = np.asarray(self.offsets, dtype=np.int64)
+        idx = np.ascontiguousarray(self.indices, dtype=np.int64)    # contiguous: torch takes no negative strides
+        off = np.ascontiguousarray(self.offsets, dtype=np.int64)
         if off.ndim != 1 or off.size < 2 or off[0] != 0 or off[-1] != idx.size:
             raise LLPInputError("bag offsets must start at 0 and end at the number of members")
         sizes = np.diff(off)
@@ -303,8 +307,8 @@ def dirichlet_bags(labels, bag_size: int, *, alpha: float = 1.0, num_classes: in
     ``alpha`` approaches uniform bags. The proportions are those of the members drawn."""
     y, k = _check_labels(labels, num_classes)
     bag_size = _check_size(bag_size, y.size)
-    if not (alpha > 0 and np.isfinite(alpha)):
-        raise LLPInputError(f"Dirichlet alpha must be positive, got {alpha}")
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not (alpha > 0 and np.isfinite(alpha)):
+        raise LLPInputError(f"Dirichlet alpha must be a positive number, got {alpha!r}")
     rng = np.random.default_rng(seed)
     pools = [list(rng.permutation(np.flatnonzero(y == c))) for c in range(k)]
     groups = []
@@ -346,12 +350,26 @@ def feature_bags(columns, labels, *, num_classes: int | None = None) -> Bags:
     """Bags given by equal values of one or more columns (``columns``: (N,) or (N, c) array): every
     distinct value (combination) is a bag, as a campaign or a county is in real LLP data."""
     y, k = _check_labels(labels, num_classes)
-    cols = np.asarray(columns)
-    if cols.shape[0] != y.size:
-        raise LLPInputError(f"the bag columns have {cols.shape[0]} rows, the labels {y.size}")
+    cols = np.asarray(_to_numpy(columns))
+    if cols.ndim == 0 or cols.shape[0] != y.size:
+        raise LLPInputError(f"the bag columns have {cols.shape[:1] or 'no'} rows, the labels {y.size}")
     if cols.dtype.kind == "f" and not np.isfinite(cols).all():
         raise LLPInputError("the bag columns contain NaN or infinity (a missing value names no bag)")
-    _, ids = np.unique(cols.reshape(len(y), -1), axis=0, return_inverse=True)
+    cols = cols.reshape(len(y), -1)
+    if cols.dtype.kind == "O":                       # pandas' strings: number each column's values first
+        codes = []
+        for j in range(cols.shape[1]):
+            values = cols[:, j].tolist()
+            missing = [i for i, v in enumerate(values) if is_missing(v)]
+            if missing:
+                raise LLPInputError(f"the bag columns hold a missing value at row {missing[0]} (a missing value "
+                                    "names no bag)")
+            try:
+                codes.append(np.unique(cols[:, j], return_inverse=True)[1].ravel())
+            except TypeError:
+                raise LLPInputError("a bag column mixes numbers and strings; give each column one type") from None
+        cols = np.stack(codes, axis=1)
+    _, ids = np.unique(cols, axis=0, return_inverse=True)
     ids = ids.ravel()
     return _from_member_lists([np.flatnonzero(ids == b) for b in range(ids.max() + 1)], y, k)
 
@@ -409,6 +427,15 @@ def bags_from_ids(bag_ids, *, proportions=None, counts=None, num_classes: int | 
     order = np.argsort(ids, kind="stable")
     offsets = np.concatenate([[0], np.cumsum(sizes)])
     return Bags(order, offsets, p)
+
+
+def is_missing(value) -> bool:
+    """None, NaN, or pandas' NA or NaT: a missing value (pandas writes a missing number as NaN)."""
+    if value is None:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return bool(np.isnan(value))
+    return type(value).__name__ in ("NAType", "NaTType")
 
 
 def _to_numpy(x):

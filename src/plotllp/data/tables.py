@@ -115,6 +115,22 @@ def _labels(path: str, name: str, values, what: str) -> list[str]:
     return [str(v) for v in values]
 
 
+def class_names_of(labels) -> tuple[np.ndarray, np.ndarray]:
+    """``(class names, class of each row)`` from a label column read as text. Labels that are all
+    numbers are classes by value, in numeric order (``7`` and ``7.0`` are one class, named ``7``;
+    ``2`` comes before ``10``); other labels are sorted as text."""
+    raw = np.asarray(labels, dtype=str)
+    try:
+        values = raw.astype(np.float64)
+    except ValueError:
+        return np.unique(raw, return_inverse=True)
+    if not np.isfinite(values).all():
+        return np.unique(raw, return_inverse=True)
+    uniq, y = np.unique(values, return_inverse=True)
+    names = [str(int(v)) if v == np.round(v) and abs(v) < 2 ** 53 else repr(float(v)) for v in uniq]
+    return np.asarray(names), y
+
+
 def _column(path, cols, name, what):
     if name not in cols:
         raise LLPInputError(f"{path} has no {what} column {name!r} (columns: {', '.join(cols)})")
@@ -157,8 +173,8 @@ def load_table(path: str, *, bag_column: str | None, features=None, label_column
     x = feature_matrix(path, cols, names)
     bag_names, bag_index = np.unique(bag_vals, return_inverse=True)
     if label_column is not None:
-        raw = np.asarray(_labels(path, label_column, _column(path, cols, label_column, "label"), "label"))
-        class_names, y = np.unique(raw, return_inverse=True)
+        class_names, y = class_names_of(_labels(path, label_column, _column(path, cols, label_column, "label"),
+                                                "label"))
         k = len(class_names)
         if k < 2:
             raise LLPInputError(f"{path}: label column {label_column!r} holds a single class")

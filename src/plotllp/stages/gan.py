@@ -31,7 +31,9 @@ from .base import Stage, count_setting
 class GAN(Stage):
     """LLP-GAN (module docstring). ``generator``: a module mapping (N, z_dim) noise to inputs like the
     data's, or the kind :func:`plotllp.models.build_generator` builds for the data: ``conv`` (the paper's,
-    for images), ``mlp``, or ``auto`` (mlp beside an MLP classifier, the data's default otherwise)."""
+    for images), ``mlp``, or ``auto`` (mlp beside an MLP classifier, the data's default otherwise). A
+    generator of a kind is built afresh by every :meth:`fit`, so a stage object may be reused; a module
+    passed in is trained further by each fit that uses it."""
 
     name = "gan"
 
@@ -46,7 +48,7 @@ class GAN(Stage):
         self._spec = None
 
     def _setup(self, shape, pixels: bool, device, kind: str = "auto") -> None:
-        if self.generator is None:
+        if self.kind is not None:                         # built here, for these data: built afresh
             self.generator = build_generator(shape, pixels=pixels, z_dim=self.z_dim, kind=kind)
         self._spec = {"shape": list(shape), "pixels": bool(pixels), "kind": kind}
         self.generator.to(device)
