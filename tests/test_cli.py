@@ -5,10 +5,12 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from plotllp.cli import main
+from plotllp.errors import LLPInputError
 
 FAST = ["--epochs1", "4", "--epochs2", "2", "--device", "cpu"]
 
@@ -144,6 +146,14 @@ def test_a_finished_run_is_not_overwritten_unless_asked(tmp_path):
     r = run_cli([*fast, "--seed", "1", "--overwrite"])
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "o" / "results.json").read_text())["config"]["seed"] == 1
+    from plotllp.config import make_config
+    from plotllp.pipeline import train
+
+    cfg = make_config({"epochs1": 1, "epochs2": 0, "quiet": True, "out": out, "seed": 2})   # from Python: the same
+    with pytest.raises(LLPInputError, match=r"holds a finished run .*overwrite=True"):
+        train(cfg)
+    assert json.loads((tmp_path / "o" / "results.json").read_text())["config"]["seed"] == 1
+    assert train(cfg, overwrite=True).results["config"]["seed"] == 2
 
 
 def test_results_are_readable_by_others_and_never_overwritten_by_a_table(tmp_path, capsys):
@@ -236,7 +246,6 @@ def test_bad_init_file(tmp_path, content, msg):
 
 def test_device_names_are_checked(monkeypatch):
     from plotllp.engine import resolve_device
-    from plotllp.errors import LLPInputError
 
     assert resolve_device("cpu").type == "cpu"
     with pytest.raises(LLPInputError, match="unknown device"):
@@ -249,3 +258,11 @@ def test_device_names_are_checked(monkeypatch):
     assert resolve_device("cuda:1") == torch.device("cuda:1")
     with pytest.raises(LLPInputError, match=r"has 2 CUDA device\(s\), cuda:0 to cuda:1"):
         resolve_device("cuda:2")
+    for bad, msg in ((None, "device must be auto, cpu"), ("mps", "not supported"), (torch.device("cuda:5"), "has 2")):
+        with pytest.raises(LLPInputError, match=msg):
+            resolve_device(bad)
+    from plotllp.bags import uniform_bags
+    from plotllp.engine import LLPData
+
+    with pytest.raises(LLPInputError, match="unknown device 'gpu'"):                  # the data go through it too
+        LLPData(np.zeros((4, 2)), uniform_bags(np.array([0, 1, 0, 1]), 2), "gpu")

@@ -203,3 +203,128 @@ def test_feature_names_of_a_data_frame(wine):
         clf.predict_proba(X)
     clf.fit(X, bags=ids, proportions=P)                       # refit on an array: the names are gone
     assert not hasattr(clf, "feature_names_in_")
+
+
+class Table:
+    """The little of a pandas DataFrame that bag_table reads: an index (bag ids or row labels), named
+    columns, ``to_numpy`` and column selection by a list of names."""
+
+    def __init__(self, values, columns, index=None):
+        self.values = np.asarray(values, dtype=float)
+        self.columns = list(columns)
+        self.index = Labels(range(len(self.values)) if index is None else index)
+        self.shape = self.values.shape
+
+    def to_numpy(self):
+        return self.values
+
+    def __getitem__(self, names):
+        return Table(self.values[:, [self.columns.index(n) for n in names]], names, self.index.tolist())
+
+
+class Labels(list):
+    def tolist(self):
+        return list(self)
+
+
+class Series:
+    """A labelled vector, as pandas' ``value_counts()`` gives per bag."""
+
+    ndim = 1
+
+    def __init__(self, mapping):
+        self.index = Labels(mapping)
+        self._values = np.asarray(list(mapping.values()), dtype=float)
+
+    def to_numpy(self):
+        return self._values
+
+
+def test_a_table_indexed_by_bag_id_is_aligned_on_its_index():
+    ids = np.array([2, 0, 1, 2, 0, 1])
+    P = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])             # bags 0, 1, 2
+    by_position = bag_table(ids, Table(P, [0, 1]), 6)[1]
+    assert np.array_equal(by_position, P)                          # a default index: rows in id order
+    shuffled = Table(P[[2, 0, 1]], [0, 1], index=[2, 0, 1])         # read_csv(index_col=...), rows in any order
+    assert np.array_equal(bag_table(ids, shuffled, 6)[1], P)
+    more = Table(np.vstack([P, [[0.2, 0.8]]])[[3, 2, 0, 1]], [0, 1], index=[7, 2, 0, 1])   # a bag not in X: ignored
+    assert np.array_equal(bag_table(ids, more, 6)[1], P)
+    with pytest.raises(LLPInputError, match="missing for bag 1"):
+        bag_table(ids, Table(P[[2, 0]], [0, 1], index=[2, 0]), 6)
+    with pytest.raises(LLPInputError, match="names a bag twice"):
+        bag_table(ids, Table(P[[2, 0, 0]], [0, 1], index=[2, 0, 0]), 6)
+    rows = Table(P[ids], [0, 1], index=[10, 11, 12, 13, 14, 15])    # one row per sample: its index is the rows'
+    assert np.array_equal(bag_table(ids, rows, 6)[1], P)
+
+
+def test_missing_bag_ids_are_an_error():
+    for missing in (np.nan, None):
+        ids = np.array([0, 1, missing, 1], dtype=object if missing is None else float)
+        with pytest.raises(LLPInputError, match="missing id .* at row 2"):
+            bag_table(ids, {0: [1, 0], 1: [0, 1]}, 4)
+
+
+def test_class_labels_of_a_table_align_its_columns(wine):
+    X, y, ids, P, _ = wine
+    named = Table(P, ["a", "b", "c"])
+    _, table, _ = bag_table(ids, Table(P[:, [2, 0, 1]], ["c", "a", "b"]), len(ids), classes=["a", "b", "c"])
+    assert np.array_equal(table, P)
+    with pytest.raises(LLPInputError, match=r"columns \['a', 'b', 'x'\] are not the classes"):
+        bag_table(ids, Table(P, ["a", "b", "x"]), len(ids), classes=["a", "b", "c"])
+    # value_counts() per bag: each bag's labels in its own order, a class with no row left out
+    series = {b: Series({k: v for k, v in sorted(zip("abc", P[b]), key=lambda kv: -kv[1]) if v > 0})
+              for b in range(len(P))}
+    assert (P == 0).any()                                           # some bag lacks a class
+    _, table, _ = bag_table(ids, series, len(ids), classes=["a", "b", "c"])
+    assert np.array_equal(table, P)
+    with pytest.raises(LLPInputError, match="name class 'c', which is not among the classes"):
+        bag_table(ids, series, len(ids), classes=["a", "b"])
+    fast = {**FAST, "epochs1": 3, "epochs2": 0}
+    clf = LLPClassifier(**fast).fit(X, bags=ids, proportions=named)               # names become classes_
+    assert list(clf.classes_) == ["a", "b", "c"] and set(clf.predict(X)) <= {"a", "b", "c"}
+    same = LLPClassifier(**fast).fit(X, bags=ids, proportions=Table(P[:, [1, 2, 0]], ["b", "c", "a"]))
+    assert np.array_equal(same.predict_proba(X), clf.predict_proba(X))            # column order does not matter
+    assert clf.score(X, bags=ids, proportions=Table(P[:, [1, 2, 0]], ["b", "c", "a"])) == clf.score(
+        X, bags=ids, proportions=P)
+    assert list(LLPClassifier(**fast).fit(X, bags=ids, proportions=series).classes_) == ["a", "b", "c"]
+
+
+def test_odd_table_inputs(wine):
+    X, _, ids, P, _ = wine
+    import torch
+
+    fast = {**FAST, "epochs1": 2, "epochs2": 1}
+    base = LLPClassifier(**fast).fit(X, bags=ids, proportions=P).predict_proba(X)
+    for same in (torch.tensor(P), P[::-1][::-1], np.asfortranarray(P)):
+        assert np.array_equal(LLPClassifier(**fast).fit(X, bags=ids, proportions=same).predict_proba(X), base)
+    flipped = len(P) - 1 - ids                                              # a reversed view of the table
+    assert np.array_equal(bag_table(flipped, P[::-1], len(ids))[1], P[::-1])
+    assert LLPClassifier(**fast).fit(X, bags=flipped, proportions=P[::-1]).history_      # trains (was torch's error)
+    ragged = {b: (P[b] if b else P[b][:2]) for b in range(len(P))}
+    text = np.array(P, dtype=object)
+    text[3, 1] = "a"
+    for bad in (ragged, text):
+        with pytest.raises(LLPInputError, match="must be numbers"):
+            LLPClassifier(**fast).fit(X, bags=ids, proportions=bad)
+    for params, match in (({"mixup": "no"}, "mixup must be True or False"), ({"device": None}, "device must be"),
+                          ({"classes": "abc"}, "classes must be a list")):
+        with pytest.raises(LLPInputError, match=match):
+            LLPClassifier(**{**fast, **params}).fit(X, bags=ids, proportions=P)
+
+
+def test_real_pandas_tables_are_aligned(wine):
+    pd = pytest.importorskip("pandas")
+    X, _, ids, P, _ = wine
+    fast = {**FAST, "epochs1": 3, "epochs2": 1}
+    base = LLPClassifier(**fast).fit(X, bags=ids, proportions=P)
+    frame = pd.DataFrame(P).sample(frac=1, random_state=1)                 # indexed by bag id, shuffled
+    again = LLPClassifier(**fast).fit(X, bags=pd.Series(ids), proportions=frame)
+    assert np.array_equal(again.predict_proba(X), base.predict_proba(X))
+    assert base.score(X, bags=ids, proportions=frame) == base.score(X, bags=ids, proportions=P)
+    labels = pd.DataFrame({"bag": ids, "y": np.array(["a", "b", "c"])[wine[1]]})
+    counts = {b: g.value_counts(normalize=True) for b, g in labels.groupby("bag").y}
+    clf = LLPClassifier(**fast).fit(X, bags=labels.bag, proportions=counts)
+    assert list(clf.classes_) == ["a", "b", "c"]
+    assert np.allclose(bag_table(ids, counts, len(ids), classes=["a", "b", "c"])[1], P)
+    with pytest.raises(LLPInputError, match="missing id"):
+        LLPClassifier(**fast).fit(X, bags=pd.Series(ids).where(ids != 3), proportions=P)

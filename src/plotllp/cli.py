@@ -317,12 +317,8 @@ def cmd_train(args) -> int:
     if args.resume and os.path.exists(done) and not os.path.exists(os.path.join(cfg.out, CHECKPOINT)):
         print(f"plotllp: the run in {cfg.out} has already finished; nothing to resume ({done})")
         return 0
-    if not args.resume and not args.overwrite and os.path.exists(done) and not os.path.exists(
-            os.path.join(cfg.out, CHECKPOINT)):
-        raise LLPInputError(f"{cfg.out} holds a finished run ({done}); choose another --out, or add --overwrite "
-                            "to replace it")
     try:
-        res = train(cfg, resume=args.resume)
+        res = train(cfg, resume=args.resume, overwrite=args.overwrite)
     except TrainingDivergedError as e:
         kept = os.path.join(cfg.out, CHECKPOINT)
         if os.path.exists(kept):
@@ -379,7 +375,7 @@ def cmd_demo(args) -> int:
     os.makedirs(args.out, exist_ok=True)        # an unwritable --out fails now, not after training
     if os.path.exists(os.path.join(args.out, "results.json")) and not args.quiet:
         print(f"plotllp demo: replacing the earlier demo in {args.out}")
-    res = train(cfg)
+    res = train(cfg, overwrite=True)          # the README's repeatable main job
     r = res.results
     png = decision_boundaries([("DLLP", res.first_stage_model), ("DLLP + PLOT", res.model)],
                               res.dataset.x_test, res.dataset.y_test, os.path.join(args.out, "demo_moons.png"),

@@ -29,8 +29,12 @@ __all__ = ["resolve_device", "LLPData", "predict_proba", "Evaluator", "OptimConf
            "overlapped_exact_labels"]
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; otherwise the named device, checked."""
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; otherwise the named device (or a ``torch.device``), checked."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    if not isinstance(name, str):
+        raise LLPInputError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -38,7 +42,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     except RuntimeError:
         raise LLPInputError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise LLPInputError(f"device {name!r} asked for but CUDA is not available here; use --device cpu")
+        raise LLPInputError(f"device {name!r} asked for but CUDA is not available here; use the cpu device "
+                            "(--device cpu)")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise LLPInputError(f"device {name!r} asked for but this machine has {torch.cuda.device_count()} CUDA "
                             f"device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
@@ -99,8 +104,7 @@ class LLPData:
     """
 
     def __init__(self, x, bags: Bags, device: torch.device | str = "cpu", hidden_labels=None):
-        known = isinstance(device, str) and device.split(":")[0] in ("auto", "cpu", "cuda")
-        device = resolve_device(device) if known else torch.device(device)
+        device = resolve_device(device)
         self.device = device
         self.bags = bags
         self.x = as_input_tensor(x, device)

@@ -248,12 +248,14 @@ def make_first_stage(cfg: TrainConfig, augment=None, batch_bags: int | None = No
                                          **options)
 
 
-def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False) -> RunResult:
+def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False,
+          overwrite: bool = False) -> RunResult:
     """Run the configured first stage, then PLOT (unless ``second_stage == "none"``).
 
     After every epoch the whole state of the run is written atomically to ``OUT/checkpoint.pt``;
     ``resume=True`` continues from it (on CPU the results equal those of an uninterrupted run).
-    The checkpoint is removed once the run has finished and its results are written.
+    The checkpoint is removed once the run has finished and its results are written. A folder that
+    holds a finished run is trained into again only with ``overwrite=True`` (``--overwrite``).
 
     Started by ``torchrun`` with several processes, each trains on a shard of the bags and only rank
     0 prints and writes (:mod:`plotllp.distributed`).
@@ -261,7 +263,7 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False)
     cfg.validate()
     dist = from_environment(cfg.device)
     try:
-        result = _train(cfg, log, write, resume, dist)
+        result = _train(cfg, log, write, resume, dist, overwrite)
         if dist is not None:
             dist.barrier()        # the ranks leave together: none tears the group down while rank 0 still writes
         return result
@@ -283,7 +285,7 @@ def _rank_batch(dist, cfg: TrainConfig, name: str, trained: bool) -> int:
     return dist.split_batch(value, name.replace("_", "-"), source)
 
 
-def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist) -> RunResult:
+def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist, overwrite: bool = False) -> RunResult:
     main = dist is None or dist.is_main
     say = (lambda *a, **k: None) if cfg.quiet or not main else log
     device = dist.device if dist is not None else resolve_device(cfg.device)
@@ -302,8 +304,12 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist) -> RunResult:
                 raise LLPInputError(f"{path} has changed since the checkpoint in {cfg.out} was written; resume "
                                     "with the same files, or choose another --out")
     if write and not resume and os.path.exists(ckpt_path):
-        raise LLPInputError(f"{cfg.out} holds an interrupted run ({CHECKPOINT}); add --resume to continue it, "
-                            f"or choose another --out (or remove {ckpt_path} to start afresh)")
+        raise LLPInputError(f"{cfg.out} holds an interrupted run ({CHECKPOINT}); add --resume (resume=True) to "
+                            f"continue it, or choose another --out (or remove {ckpt_path} to start afresh)")
+    done = os.path.join(cfg.out, "results.json")
+    if write and not resume and not overwrite and os.path.exists(done):
+        raise LLPInputError(f"{cfg.out} holds a finished run ({done}); choose another --out, or add --overwrite "
+                            "(overwrite=True) to replace it")
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.data_seed, noise=cfg.noise,
                         train_size=cfg.train_size, download=cfg.download, table_options=table_options(cfg))
     k = data.num_classes

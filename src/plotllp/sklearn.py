@@ -8,9 +8,11 @@
     clf.predict_proba(X_new)
 
 ``bags`` gives each row's bag (any hashable ids). ``proportions`` (or ``counts``) gives each bag's
-class proportions (counts), in one of three forms: a mapping ``{bag id: vector}``; an array with one
-row per bag, in the order of the sorted unique bag ids; or an array with one row per *sample* (each
-row its bag's vector; this form is what cross-validation splits correctly).
+class proportions (counts), in one of three forms: a mapping ``{bag id: vector}``, or a pandas table
+indexed by bag id (aligned on its index); an array with one row per bag, in the order of the sorted
+unique bag ids; or an array with one row per *sample* (each row its bag's vector; this form is what
+cross-validation splits correctly). A data frame's column names (or the labels of per-bag Series, as
+``value_counts()`` gives) name the classes: they are aligned with ``classes`` or become ``classes_``.
 
 Model selection without instance labels: :meth:`LLPClassifier.score` with ``bags`` and
 ``proportions`` is the negative mean absolute error between the predicted and the given proportions
@@ -35,34 +37,118 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from .bags import SUM_TOLERANCE, bags_from_ids
+from .bags import SUM_TOLERANCE, bags_from_ids, is_missing
 from .engine import LLPData, OptimConfig, predict_proba, resolve_device
 from .errors import LLPInputError
 from .models import MLP
 from .stages import FIRST_STAGES, PLOT
+from .stages.base import flag_setting
 
-__all__ = ["LLPClassifier", "bag_proportion_error", "bag_table"]
+__all__ = ["LLPClassifier", "bag_proportion_error", "bag_table", "class_labels"]
 
 
-def bag_table(bags, table, n_samples: int, what: str = "proportions"):
-    """``(bag index per row, (m, K) table, bag ids)`` from the forms :class:`LLPClassifier` accepts."""
+def _is_labelled(table) -> bool:
+    """A pandas Series or DataFrame (duck-typed: plotllp does not need pandas)."""
+    return hasattr(table, "index") and hasattr(table, "to_numpy") and not isinstance(table, np.ndarray)
+
+
+def _is_default_index(labels) -> bool:
+    """Labels 0, 1, ..., n-1 in order: the index pandas gives a table that names nothing."""
+    return list(labels) == list(range(len(labels)))
+
+
+def class_labels(table):
+    """The class labels a proportions (counts) table carries, sorted (as scikit-learn's ``classes_``), or
+    None: a data frame's column names (unless they are 0..K-1), or, for a mapping whose values are pandas
+    Series (``value_counts()`` per bag), the labels of their indexes."""
+    if isinstance(table, Mapping):
+        labels = [label for v in table.values() if _is_labelled(v) for label in v.index.tolist()]
+    else:
+        columns = getattr(table, "columns", None) if _is_labelled(table) else None
+        labels = [] if columns is None or _is_default_index(columns) else list(columns)
+    if not labels:
+        return None
+    labels = list(dict.fromkeys(labels))
+    try:
+        return sorted(labels)
+    except TypeError:                                 # labels of mixed types: in the table's order
+        return labels
+
+
+def _class_vector(value, classes, bag, what: str) -> np.ndarray:
+    """One bag's row; a labelled (pandas Series) row is put in the order of ``classes`` (a class it
+    does not name gets 0, as ``value_counts()`` leaves out classes with no row)."""
+    if _is_labelled(value) and classes is not None:
+        position = {c: i for i, c in enumerate(classes)}
+        row = np.zeros(len(classes))
+        for label, v in zip(value.index.tolist(), value.to_numpy().tolist()):
+            if label not in position:
+                raise LLPInputError(f"{what} of bag {bag!r} name class {label!r}, which is not among the classes "
+                                    f"{list(classes)}")
+            row[position[label]] = v
+        return row
+    if _is_labelled(value):
+        value = value.to_numpy()
+    return value
+
+
+def _numeric(rows, what: str) -> np.ndarray:
+    try:
+        return np.array(rows, dtype=np.float64)           # a copy: contiguous, writable
+    except (TypeError, ValueError):
+        raise LLPInputError(f"{what} must be numbers, one row of K per bag (or per sample), with the same K in "
+                            "every row") from None
+
+
+def bag_table(bags, table, n_samples: int, what: str = "proportions", classes=None):
+    """``(bag index per row, (m, K) table, bag ids)`` from the forms :class:`LLPClassifier` accepts.
+
+    ``bags``: one id per row (numbers or strings; a missing id is an error). ``table``: a mapping ``{bag
+    id: row}``; an array, tensor or data frame with one row per bag (in the order of the sorted unique
+    ids) or one per sample; or a pandas object indexed by bag id (a data frame whose index is not
+    0..m-1, or a Series of rows), which is aligned on its index. With ``classes``, columns that carry
+    labels (a data frame's column names, the index of each row given as a Series) are put in that
+    order; labels that are not the classes are an error.
+    """
     bags = np.asarray(bags)
     if bags.ndim != 1 or bags.shape[0] != n_samples:
         raise LLPInputError(f"bags must give one bag id per row: {n_samples} rows, got shape {bags.shape}")
-    if any(b is None for b in bags.tolist()):
-        raise LLPInputError("bags hold a missing id (None); every row needs its bag's id")
+    missing = [i for i, b in enumerate(bags.tolist()) if is_missing(b)] if bags.dtype.kind in "fO" else []
+    if missing:
+        raise LLPInputError(f"bags hold a missing id ({bags.tolist()[missing[0]]}) at row {missing[0]}; every row "
+                            "needs its bag's id")
     try:
         ids, index = np.unique(bags, return_inverse=True)
     except TypeError:
         raise LLPInputError("bag ids must be all numbers or all strings, not a mix") from None
     index = index.ravel()
+    if isinstance(table, torch.Tensor):
+        table = table.detach().cpu().numpy()
+    if _is_labelled(table) and getattr(table, "ndim", 2) == 1:      # a Series: bag id -> row
+        table = dict(zip(table.index.tolist(), table.tolist()))
+    if _is_labelled(table):                                        # a data frame
+        columns = list(table.columns)
+        if classes is not None and not _is_default_index(columns):
+            if len(columns) != len(classes) or set(columns) != set(np.asarray(classes).tolist()):
+                raise LLPInputError(f"the {what} columns {columns} are not the classes {list(classes)}: name the "
+                                    "columns by class (or leave classes out), or give an array")
+            table = table[list(classes)]
+        rows = table.index.tolist()
+        if len(rows) != n_samples and not _is_default_index(rows):  # indexed by bag id
+            if len(set(rows)) != len(rows):
+                raise LLPInputError(f"the {what} table's index names a bag twice; index it by bag id, one row each")
+            table = dict(zip(rows, table.to_numpy().tolist()))
+        else:
+            table = table.to_numpy()
     if isinstance(table, Mapping):
-        missing = [b for b in ids.tolist() if b not in table]
-        if missing:
-            raise LLPInputError(f"{what} are missing for bag {missing[0]!r}")
-        arr = np.asarray([np.asarray(table[b], dtype=np.float64) for b in ids.tolist()])
+        absent = [b for b in ids.tolist() if b not in table]
+        if absent:
+            raise LLPInputError(f"{what} are missing for bag {absent[0]!r}")
+        arr = _numeric([_class_vector(table[b], classes, b, what) for b in ids.tolist()], what)
+        if arr.ndim != 2:
+            raise LLPInputError(f"{what} must be one row of K numbers per bag, got shape {arr.shape}")
     else:
-        arr = np.asarray(getattr(table, "values", table), dtype=np.float64)
+        arr = _numeric(table, what)
         if arr.ndim != 2:
             raise LLPInputError(f"{what} must be 2-d (bags or rows x classes), got shape {arr.shape}")
         if arr.shape[0] == n_samples == len(ids) and not np.array_equal(index, np.arange(n_samples)):
@@ -90,13 +176,14 @@ def _feature_names(X):
     return names if names.size and all(isinstance(n, str) for n in names) else None
 
 
-def bag_proportion_error(probs, bags, proportions) -> float:
+def bag_proportion_error(probs, bags, proportions, classes=None) -> float:
     """Mean absolute error between each bag's mean predicted probability and its given proportions,
-    averaged over bags and classes (the bag-level MAE of the paper's evaluation)."""
+    averaged over bags and classes (the bag-level MAE of the paper's evaluation). ``classes``: the
+    labels of the columns of ``probs``, to align a table that names its classes (:func:`bag_table`)."""
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2:
         raise LLPInputError(f"probs must be 2-d (rows x classes), got shape {probs.shape}")
-    index, table, ids = bag_table(bags, proportions, probs.shape[0])
+    index, table, ids = bag_table(bags, proportions, probs.shape[0], classes=classes)
     if table.shape[1] != probs.shape[1]:
         raise LLPInputError(f"proportions have {table.shape[1]} classes, the model predicts {probs.shape[1]}")
     sizes = np.bincount(index, minlength=len(table))
@@ -121,7 +208,8 @@ class LLPClassifier(ClassifierMixin, BaseEstimator):
     Parameters mirror ``plotllp train``: ``first_stage`` (dllp, vat, gan), ``second_stage`` (plot,
     none), ``labels`` (hard, soft), ``loss`` (sce, ce), ``mixup``, ``width`` and ``depth`` of the MLP,
     ``epochs1``/``epochs2``, ``lr`` (both stages), ``batch_bags`` (first stage), ``batch_size`` (PLOT),
-    ``classes`` (the labels of the K columns of the proportions; default 0..K-1), ``device`` (auto, cpu,
+    ``classes`` (the labels of the K columns of the proportions; default the labels the proportions
+    carry, a data frame's column names for example, else 0..K-1), ``device`` (auto, cpu,
     cuda; auto takes a GPU where there is one and trains there under bf16 autocast, so a fixed
     ``random_state`` gives other numbers than on a CPU), ``random_state`` (None, an int or a numpy
     RandomState) and ``verbose`` (a line per epoch).
@@ -166,6 +254,9 @@ class LLPClassifier(ClassifierMixin, BaseEstimator):
                 raise LLPInputError(f"{name} must be an integer >= {low}, got {value!r}")
         if self.epochs1 + self.epochs2 == 0:
             raise LLPInputError("epochs1 and epochs2 are both 0: nothing to train")
+        flag_setting("mixup", self.mixup)
+        if not isinstance(self.verbose, (bool, int, np.integer)):
+            raise LLPInputError(f"verbose must be True, False or an integer, got {self.verbose!r}")
         if isinstance(self.lr, bool) or not isinstance(self.lr, numbers.Real) or not 0 < self.lr < float("inf"):
             raise LLPInputError(f"lr must be a positive number, got {self.lr!r}")
 
@@ -179,16 +270,21 @@ class LLPClassifier(ClassifierMixin, BaseEstimator):
             raise LLPInputError("give exactly one of proportions= or counts=")
         names = _feature_names(X)
         X = check_array(X, dtype=np.float32)
-        index, table, ids = bag_table(bags, proportions if proportions is not None else counts, X.shape[0],
-                                      "proportions" if proportions is not None else "counts")
+        given, what = (proportions, "proportions") if proportions is not None else (counts, "counts")
+        labels = self.classes if self.classes is not None else class_labels(given)
+        if labels is not None:
+            labels = np.asarray(labels)
+            if labels.ndim != 1:
+                raise LLPInputError(f"classes must be a list of class labels, got {self.classes!r}")
+            if len(set(labels.tolist())) != len(labels):
+                raise LLPInputError(f"classes name a class twice: {labels.tolist()}")
+        index, table, ids = bag_table(bags, given, X.shape[0], what, classes=labels)
         k = table.shape[1]
         if k < 2:
-            raise LLPInputError(f"proportions need at least 2 classes, got {k}")
-        classes = np.arange(k) if self.classes is None else np.asarray(self.classes)
+            raise LLPInputError(f"{what} need at least 2 classes, got {k}")
+        classes = np.arange(k) if labels is None else labels
         if len(classes) != k:
-            raise LLPInputError(f"classes has {len(classes)} labels but the proportions have {k} columns")
-        if len(set(classes.tolist())) != k:
-            raise LLPInputError(f"classes name a class twice: {classes.tolist()}")
+            raise LLPInputError(f"classes has {len(classes)} labels but the {what} have {k} columns")
         bags_obj = bags_from_ids(index, proportions=table if proportions is not None else None,
                                  counts=table if counts is not None else None, bag_names=ids.tolist())
         try:
@@ -252,7 +348,8 @@ class LLPClassifier(ClassifierMixin, BaseEstimator):
             if (proportions is None) == (counts is None):
                 raise LLPInputError("score with bags= needs exactly one of proportions= or counts= as well")
             if counts is not None:
-                index, table, ids = bag_table(bags, counts, np.shape(X)[0], "counts")
+                check_is_fitted(self, "model_")
+                index, table, ids = bag_table(bags, counts, np.shape(X)[0], "counts", classes=self.classes_)
                 sizes = np.bincount(index, minlength=len(table))
                 off = np.flatnonzero(table.sum(1) != sizes)
                 if off.size:
@@ -260,7 +357,7 @@ class LLPClassifier(ClassifierMixin, BaseEstimator):
                                         f"{sizes[off[0]]} of its rows are given (a bag split across folds? "
                                         "keep bags whole, e.g. with GroupKFold)")
                 proportions = dict(zip(ids.tolist(), table / sizes[:, None]))
-            return -bag_proportion_error(self.predict_proba(X), bags, proportions)
+            return -bag_proportion_error(self.predict_proba(X), bags, proportions, classes=self.classes_)
         if y is None:
             raise LLPInputError("score needs bags= and proportions= (or instance labels y)")
         return float(np.mean(self.predict(X) == np.asarray(y)))

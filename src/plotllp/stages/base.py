@@ -25,6 +25,13 @@ def count_setting(name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
+def flag_setting(name: str, value) -> bool:
+    """``value`` as a bool (True, False, or numpy's), else LLPInputError: a string such as "no" is not False."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise LLPInputError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def positive_setting(name: str, value, *, allow_zero: bool = False) -> float:
     """``value`` as a float that is positive (or 0 with ``allow_zero``) and finite, else LLPInputError."""
     ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)

@@ -28,7 +28,7 @@ from ..engine import (EpochState, LabelWindow, LLPData, OptimConfig, check_finit
 from ..errors import LLPInputError
 from ..losses import draw_mixup, mixup, soft_cross_entropy, symmetric_cross_entropy
 from ..ot import DEFAULT_REG, WarmStart, pseudo_labels
-from .base import Stage, count_setting, positive_setting
+from .base import Stage, count_setting, flag_setting, positive_setting
 
 
 class PLOT(Stage):
@@ -49,7 +49,7 @@ class PLOT(Stage):
             raise LLPInputError(f"pseudo_source must be 'ot' or 'predictions', got {pseudo_source!r}")
         self.hard = labels == "hard"
         self.loss_name = loss
-        self.mixup = bool(mixup)
+        self.mixup = flag_setting("mixup", mixup)
         self.reg = positive_setting("reg", reg)
         self.sce_alpha = positive_setting("sce_alpha", sce_alpha, allow_zero=True)
         self.sce_beta = positive_setting("sce_beta", sce_beta, allow_zero=True)
