@@ -20,7 +20,7 @@ from plotllp.experiments.table import render  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("runs", help="the sweep's --out folder")
     ap.add_argument("--name", required=True)
     ap.add_argument("--title", default=None)

@@ -125,7 +125,7 @@ def fashion(args, log) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--only", choices=["big", "fashion"])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--big-epochs1", type=int, default=20)
