@@ -110,6 +110,7 @@ def test_bad_bag_kinds():
     for alpha in (0, "0.5", [1, 2], True, float("nan")):
         with pytest.raises(LLPInputError, match="alpha must be a positive number"):
             dirichlet_bags(y, 2, alpha=alpha)
+    assert dirichlet_bags(y, 2, alpha=np.array(0.5), seed=1).num_bags == 5          # a 0-d array is a number
     with pytest.raises(LLPInputError, match="add up to"):
         sized_bags(y, [6, 6])
     with pytest.raises(LLPInputError, match="rows"):

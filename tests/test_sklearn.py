@@ -206,55 +206,77 @@ def test_feature_names_of_a_data_frame(wine):
 
 
 class Table:
-    """The little of a pandas DataFrame that bag_table reads: an index (bag ids or row labels), named
+    """The little of a pandas DataFrame that bag_table reads: an index (bag ids or row labels, maybe named),
     columns, ``to_numpy`` and column selection by a list of names."""
 
-    def __init__(self, values, columns, index=None):
+    def __init__(self, values, columns, index=None, name=None):
         self.values = np.asarray(values, dtype=float)
         self.columns = list(columns)
         self.index = Labels(range(len(self.values)) if index is None else index)
+        self.index.name = name
         self.shape = self.values.shape
 
     def to_numpy(self):
         return self.values
 
     def __getitem__(self, names):
-        return Table(self.values[:, [self.columns.index(n) for n in names]], names, self.index.tolist())
+        return Table(self.values[:, [self.columns.index(n) for n in names]], names, self.index, self.index.name)
 
 
 class Labels(list):
+    name = None
+
     def tolist(self):
         return list(self)
 
 
 class Series:
-    """A labelled vector, as pandas' ``value_counts()`` gives per bag."""
+    """A labelled vector: per-bag class proportions as ``value_counts()`` gives them, or a named column of
+    bag ids (``df.county``)."""
 
     ndim = 1
 
-    def __init__(self, mapping):
-        self.index = Labels(mapping)
-        self._values = np.asarray(list(mapping.values()), dtype=float)
+    def __init__(self, mapping=None, *, values=None, name=None):
+        self.index = Labels(mapping if values is None else range(len(values)))
+        self._values = np.asarray(list(mapping.values()) if values is None else values)
+        self.name = name
 
     def to_numpy(self):
         return self._values
 
+    def __array__(self, dtype=None, copy=None):
+        return self._values if dtype is None else self._values.astype(dtype)
 
-def test_a_table_indexed_by_bag_id_is_aligned_on_its_index():
+    def __len__(self):
+        return len(self._values)
+
+
+def test_a_table_indexed_by_bag_id_is_aligned_when_that_is_certain():
     ids = np.array([2, 0, 1, 2, 0, 1])
     P = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])             # bags 0, 1, 2
-    by_position = bag_table(ids, Table(P, [0, 1]), 6)[1]
-    assert np.array_equal(by_position, P)                          # a default index: rows in id order
-    shuffled = Table(P[[2, 0, 1]], [0, 1], index=[2, 0, 1])         # read_csv(index_col=...), rows in any order
-    assert np.array_equal(bag_table(ids, shuffled, 6)[1], P)
-    more = Table(np.vstack([P, [[0.2, 0.8]]])[[3, 2, 0, 1]], [0, 1], index=[7, 2, 0, 1])   # a bag not in X: ignored
-    assert np.array_equal(bag_table(ids, more, 6)[1], P)
-    with pytest.raises(LLPInputError, match="missing for bag 1"):
-        bag_table(ids, Table(P[[2, 0]], [0, 1], index=[2, 0]), 6)
+    assert np.array_equal(bag_table(ids, Table(P, [0, 1]), 6)[1], P)              # default index: id order
+    assert np.array_equal(bag_table(ids + 5, Table(P, [0, 1], index=[5, 6, 7]), 6)[1], P)   # the ids, sorted
+    named = Series(values=ids, name="bag")                                        # df.bag beside groupby("bag")
+    shuffled = Table(P[[2, 0, 1]], [0, 1], index=[2, 0, 1], name="bag")
+    assert np.array_equal(bag_table(named, shuffled, 6)[1], P)
+    more = Table(np.vstack([P, [[0.2, 0.8]]])[[3, 2, 0, 1]], [0, 1], index=[7, 2, 0, 1], name="bag")
+    assert np.array_equal(bag_table(named, more, 6)[1], P)                        # a bag not in X: ignored
+    # numbers that are neither 0..m-1 nor the sorted ids: bag ids, or rows left by sort_values? An error.
+    for index in ([2, 0, 1], [7, 3, 5]):
+        with pytest.raises(LLPInputError, match="cannot be matched to bags for certain"):
+            bag_table(ids, Table(P, [0, 1], index=index), 6)
+    text = np.array(["c", "a", "b", "c", "a", "b"])                               # text ids are no row numbers
+    assert np.array_equal(bag_table(text, Table(P[[2, 0, 1]], [0, 1], index=["c", "a", "b"]), 6)[1], P)
+    with pytest.raises(LLPInputError, match="missing for bag 'b'"):
+        bag_table(text, Table(P[[2, 0]], [0, 1], index=["c", "a"]), 6)
     with pytest.raises(LLPInputError, match="names a bag twice"):
-        bag_table(ids, Table(P[[2, 0, 0]], [0, 1], index=[2, 0, 0]), 6)
-    rows = Table(P[ids], [0, 1], index=[10, 11, 12, 13, 14, 15])    # one row per sample: its index is the rows'
+        bag_table(text, Table(P[[2, 0, 0]], [0, 1], index=["c", "a", "a"]), 6)
+    rows = Table(P[ids], [0, 1], index=[10, 11, 12, 13, 14, 15])    # one row per sample, with its own labels
     assert np.array_equal(bag_table(ids, rows, 6)[1], P)
+    by_bag = Table(P[ids], [0, 1], index=ids.tolist(), name="bag")  # one row per sample, indexed by its bag
+    assert np.array_equal(bag_table(named, by_bag, 6)[1], P)
+    with pytest.raises(LLPInputError, match="not a Series"):
+        bag_table(ids, Series({0: P[0], 1: P[1], 2: P[2]}), 6)
 
 
 def test_missing_bag_ids_are_an_error():
@@ -262,6 +284,9 @@ def test_missing_bag_ids_are_an_error():
         ids = np.array([0, 1, missing, 1], dtype=object if missing is None else float)
         with pytest.raises(LLPInputError, match="missing id .* at row 2"):
             bag_table(ids, {0: [1, 0], 1: [0, 1]}, 4)
+    dates = np.array(["2024-01-01", "2024-02-01", "NaT", "2024-01-01"], dtype="datetime64[D]")
+    with pytest.raises(LLPInputError, match="missing id .* at row 2"):
+        bag_table(dates, np.array([[1, 0], [0, 1]]), 4)
 
 
 def test_class_labels_of_a_table_align_its_columns(wine):
@@ -282,11 +307,20 @@ def test_class_labels_of_a_table_align_its_columns(wine):
     fast = {**FAST, "epochs1": 3, "epochs2": 0}
     clf = LLPClassifier(**fast).fit(X, bags=ids, proportions=named)               # names become classes_
     assert list(clf.classes_) == ["a", "b", "c"] and set(clf.predict(X)) <= {"a", "b", "c"}
-    same = LLPClassifier(**fast).fit(X, bags=ids, proportions=Table(P[:, [1, 2, 0]], ["b", "c", "a"]))
-    assert np.array_equal(same.predict_proba(X), clf.predict_proba(X))            # column order does not matter
-    assert clf.score(X, bags=ids, proportions=Table(P[:, [1, 2, 0]], ["b", "c", "a"])) == clf.score(
-        X, bags=ids, proportions=P)
+    bca = Table(P[:, [1, 2, 0]], ["b", "c", "a"])
+    assert clf.score(X, bags=ids, proportions=bca) == clf.score(X, bags=ids, proportions=P)   # aligned by name
+    same = LLPClassifier(**fast, classes=["a", "b", "c"]).fit(X, bags=ids, proportions=bca)
+    assert np.array_equal(same.predict_proba(X), clf.predict_proba(X))            # classes= orders the columns
+    own = LLPClassifier(**fast).fit(X, bags=ids, proportions=bca)                 # else the table's column order
+    assert list(own.classes_) == ["b", "c", "a"]
+    assert own.score(X, bags=ids, proportions=bca) == own.score(X, bags=ids, proportions=P[:, [1, 2, 0]])
+    numbered = Table(P[:, [2, 0, 1]], [2, 0, 1])                                   # get_dummies' columns: class numbers
+    _, table, _ = bag_table(ids, numbered, len(ids), classes=[0, 1, 2])
+    assert np.array_equal(table, P)
     assert list(LLPClassifier(**fast).fit(X, bags=ids, proportions=series).classes_) == ["a", "b", "c"]
+    mixed = {**series, 0: P[0]}
+    with pytest.raises(LLPInputError, match="mix rows labelled by class"):
+        bag_table(ids, mixed, len(ids), classes=["a", "b", "c"])
 
 
 def test_odd_table_inputs(wine):
@@ -306,6 +340,9 @@ def test_odd_table_inputs(wine):
     for bad in (ragged, text):
         with pytest.raises(LLPInputError, match="must be numbers"):
             LLPClassifier(**fast).fit(X, bags=ids, proportions=bad)
+    from plotllp.stages import PLOT
+
+    assert PLOT(1, mixup=1).mixup is True and PLOT(1, mixup=np.bool_(False)).mixup is False
     for params, match in (({"mixup": "no"}, "mixup must be True or False"), ({"device": None}, "device must be"),
                           ({"classes": "abc"}, "classes must be a list")):
         with pytest.raises(LLPInputError, match=match):
@@ -314,13 +351,21 @@ def test_odd_table_inputs(wine):
 
 def test_real_pandas_tables_are_aligned(wine):
     pd = pytest.importorskip("pandas")
-    X, _, ids, P, _ = wine
+    X, y, ids, P, _ = wine
     fast = {**FAST, "epochs1": 3, "epochs2": 1}
     base = LLPClassifier(**fast).fit(X, bags=ids, proportions=P)
-    frame = pd.DataFrame(P).sample(frac=1, random_state=1)                 # indexed by bag id, shuffled
-    again = LLPClassifier(**fast).fit(X, bags=pd.Series(ids), proportions=frame)
-    assert np.array_equal(again.predict_proba(X), base.predict_proba(X))
-    assert base.score(X, bags=ids, proportions=frame) == base.score(X, bags=ids, proportions=P)
+    rows = pd.DataFrame({"bag": ids, "a": y == 0, "b": y == 1, "c": y == 2}).sample(frac=1, random_state=1)
+    means = rows.groupby("bag")[["a", "b", "c"]].mean().sample(frac=1, random_state=2)   # indexed by bag, shuffled
+    bags = pd.Series(ids, name="bag")
+    again = LLPClassifier(**fast).fit(X, bags=bags, proportions=means)
+    assert np.array_equal(again.predict_proba(X), base.predict_proba(X)) and list(again.classes_) == ["a", "b", "c"]
+    assert again.score(X, bags=bags, proportions=means) == base.score(X, bags=ids, proportions=P)
+    with pytest.raises(LLPInputError, match="cannot be matched"):                 # the bags unnamed: not certain
+        LLPClassifier(**fast).fit(X, bags=ids, proportions=means)
+    leftover = pd.DataFrame(P).sample(frac=1, random_state=1).sort_index().reset_index(drop=True)
+    assert np.array_equal(bag_table(ids, leftover, len(ids))[1], P)
+    csv_header = pd.DataFrame(P, columns=["0", "1", "2"])                         # read_csv's column names
+    assert list(LLPClassifier(**fast).fit(X, bags=ids, proportions=csv_header).classes_) == [0, 1, 2]
     labels = pd.DataFrame({"bag": ids, "y": np.array(["a", "b", "c"])[wine[1]]})
     counts = {b: g.value_counts(normalize=True) for b, g in labels.groupby("bag").y}
     clf = LLPClassifier(**fast).fit(X, bags=labels.bag, proportions=counts)

@@ -194,7 +194,10 @@ def test_numeric_labels_are_classes_by_value_in_numeric_order(tmp_path):
     assert names.tolist() == ["0.5", "2", "7", "10"] and y.tolist() == [3, 1, 2, 2, 1, 0]
     names, y = class_names_of(["b", "a10", "a2", "b"])                  # text: sorted as text
     assert names.tolist() == ["a10", "a2", "b"] and y.tolist() == [2, 0, 1, 2]
-    rows = [[str(i % 6), f"{i * 0.1:.1f}", ("%d" if i % 2 else "%.1f") % (1 + i % 10)] for i in range(60)]
+    names, y = class_names_of(["9007199254740993", "9007199254740992", "007", "1e3"])   # ints compared exactly
+    assert names.tolist() == ["007", "1e3", "9007199254740992", "9007199254740993"] and y.tolist() == [3, 2, 0, 1]
+    assert class_names_of(["1_000", "2"])[0].tolist() == ["1_000", "2"]       # not a plainly written number: text
+    rows = [[str(i % 6), f"{i * 0.1:.1f}", ("%d" if i // 10 % 2 else "%.1f") % (1 + i % 10)] for i in range(60)]
     write_csv(tmp_path / "r.csv", ["bag", "a", "label"], rows)
     ds = load_table(str(tmp_path / "r.csv"), bag_column="bag", label_column="label", test_fraction=0.0)
     assert ds.class_names == [str(c) for c in range(1, 11)]

@@ -24,7 +24,6 @@ Whole-bag validation splits: :meth:`Bags.split`.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -307,8 +306,10 @@ def dirichlet_bags(labels, bag_size: int, *, alpha: float = 1.0, num_classes: in
     ``alpha`` approaches uniform bags. The proportions are those of the members drawn."""
     y, k = _check_labels(labels, num_classes)
     bag_size = _check_size(bag_size, y.size)
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not (alpha > 0 and np.isfinite(alpha)):
+    number = np.ndim(alpha) == 0 and not isinstance(alpha, (bool, str, bytes)) and np.asarray(alpha).dtype.kind in "iuf"
+    if not number or not (float(alpha) > 0 and np.isfinite(float(alpha))):
         raise LLPInputError(f"Dirichlet alpha must be a positive number, got {alpha!r}")
+    alpha = float(alpha)
     rng = np.random.default_rng(seed)
     pools = [list(rng.permutation(np.flatnonzero(y == c))) for c in range(k)]
     groups = []
@@ -352,9 +353,12 @@ def feature_bags(columns, labels, *, num_classes: int | None = None) -> Bags:
     y, k = _check_labels(labels, num_classes)
     cols = np.asarray(_to_numpy(columns))
     if cols.ndim == 0 or cols.shape[0] != y.size:
-        raise LLPInputError(f"the bag columns have {cols.shape[:1] or 'no'} rows, the labels {y.size}")
+        raise LLPInputError(f"the bag columns have {cols.shape[0] if cols.ndim else 'no'} rows, the labels {y.size}")
     if cols.dtype.kind == "f" and not np.isfinite(cols).all():
         raise LLPInputError("the bag columns contain NaN or infinity (a missing value names no bag)")
+    if cols.dtype.kind in "mM" and np.isnat(cols).any():
+        raise LLPInputError(f"the bag columns hold a missing date (NaT) at row {int(np.argwhere(np.isnat(cols))[0][0])} "
+                            "(a missing value names no bag)")
     cols = cols.reshape(len(y), -1)
     if cols.dtype.kind == "O":                       # pandas' strings: number each column's values first
         codes = []

@@ -8,11 +8,13 @@
     clf.predict_proba(X_new)
 
 ``bags`` gives each row's bag (any hashable ids). ``proportions`` (or ``counts``) gives each bag's
-class proportions (counts), in one of three forms: a mapping ``{bag id: vector}``, or a pandas table
-indexed by bag id (aligned on its index); an array with one row per bag, in the order of the sorted
-unique bag ids; or an array with one row per *sample* (each row its bag's vector; this form is what
-cross-validation splits correctly). A data frame's column names (or the labels of per-bag Series, as
-``value_counts()`` gives) name the classes: they are aligned with ``classes`` or become ``classes_``.
+class proportions (counts), in one of three forms: a mapping ``{bag id: vector}``, or a data frame
+indexed by bag id (aligned on its index when that is certain: see :func:`bag_table`); an array or data
+frame with one row per bag, in the order of the sorted unique bag ids; or one with one row per
+*sample* (each row its bag's vector; this form is what cross-validation splits correctly). A data
+frame's column names name the classes (pandas' default 0..K-1 and a header "0", ..., "K-1" name
+none), in column order: with ``classes`` given the columns are put in its order, else they become
+``classes_``. So do per-bag Series in a mapping (``value_counts()``), sorted.
 
 Model selection without instance labels: :meth:`LLPClassifier.score` with ``bags`` and
 ``proportions`` is the negative mean absolute error between the predicted and the given proportions
@@ -52,44 +54,43 @@ def _is_labelled(table) -> bool:
     return hasattr(table, "index") and hasattr(table, "to_numpy") and not isinstance(table, np.ndarray)
 
 
-def _is_default_index(labels) -> bool:
-    """Labels 0, 1, ..., n-1 in order: the index pandas gives a table that names nothing."""
-    return list(labels) == list(range(len(labels)))
+def _names_nothing(columns) -> bool:
+    """Column labels that name no class: pandas' default ``RangeIndex``, or the text ``"0", ..., "K-1"`` in
+    order (a CSV header of class numbers); the classes are then 0..K-1, in column order."""
+    return type(columns).__name__ == "RangeIndex" or list(columns) == [str(i) for i in range(len(columns))]
 
 
 def class_labels(table):
-    """The class labels a proportions (counts) table carries, sorted (as scikit-learn's ``classes_``), or
-    None: a data frame's column names (unless they are 0..K-1), or, for a mapping whose values are pandas
-    Series (``value_counts()`` per bag), the labels of their indexes."""
+    """The class labels a proportions (counts) table carries, or None. A data frame's column names, in
+    column order (none for pandas' default 0..K-1 or a header "0", ..., "K-1"); for a mapping whose
+    values are pandas Series (``value_counts()`` per bag), the labels of their indexes, sorted (a class
+    no bag's Series names is not among them: give ``classes`` to name it)."""
     if isinstance(table, Mapping):
-        labels = [label for v in table.values() if _is_labelled(v) for label in v.index.tolist()]
-    else:
-        columns = getattr(table, "columns", None) if _is_labelled(table) else None
-        labels = [] if columns is None or _is_default_index(columns) else list(columns)
-    if not labels:
+        labels = list(dict.fromkeys(label for v in table.values() if _is_labelled(v) for label in v.index.tolist()))
+        try:
+            return sorted(labels) or None
+        except TypeError:                             # labels of mixed types: in the table's order
+            return labels
+    columns = getattr(table, "columns", None) if _is_labelled(table) else None
+    if columns is None or _names_nothing(columns):
         return None
-    labels = list(dict.fromkeys(labels))
-    try:
-        return sorted(labels)
-    except TypeError:                                 # labels of mixed types: in the table's order
-        return labels
+    return list(columns)
 
 
-def _class_vector(value, classes, bag, what: str) -> np.ndarray:
-    """One bag's row; a labelled (pandas Series) row is put in the order of ``classes`` (a class it
-    does not name gets 0, as ``value_counts()`` leaves out classes with no row)."""
-    if _is_labelled(value) and classes is not None:
-        position = {c: i for i, c in enumerate(classes)}
-        row = np.zeros(len(classes))
-        for label, v in zip(value.index.tolist(), value.to_numpy().tolist()):
-            if label not in position:
-                raise LLPInputError(f"{what} of bag {bag!r} name class {label!r}, which is not among the classes "
-                                    f"{list(classes)}")
-            row[position[label]] = v
-        return row
-    if _is_labelled(value):
-        value = value.to_numpy()
-    return value
+def _class_vector(value, position, bag, what: str):
+    """One bag's row; a labelled (pandas Series) row is put in the order of the classes (``position``: class
+    -> column), a class it does not name getting 0, as ``value_counts()`` leaves out classes with no row."""
+    if not _is_labelled(value):
+        return value
+    if position is None:
+        return value.to_numpy()
+    row = np.zeros(len(position))
+    for label, v in zip(value.index.tolist(), value.to_numpy().tolist()):
+        if label not in position:
+            raise LLPInputError(f"{what} of bag {bag!r} name class {label!r}, which is not among the classes "
+                                f"{list(position)}")
+        row[position[label]] = v
+    return row
 
 
 def _numeric(rows, what: str) -> np.ndarray:
@@ -100,51 +101,87 @@ def _numeric(rows, what: str) -> np.ndarray:
                             "every row") from None
 
 
+def _frame_rows(table, ids, bags, bags_name, what: str):
+    """A data frame's rows as ``{bag id: row}`` when its index holds the bag ids, else its values (one row
+    per bag in id order, or one per sample). The index is read as bag ids only when that is certain: it
+    is named like ``bags`` (``groupby("county")`` or ``read_csv(index_col="county")`` beside
+    ``df.county``), or holds text (row numbers are numbers); an index of numbers that is neither
+    0..m-1 nor the sorted ids (rows left over from ``sort_values`` or a filter, or bag ids not named)
+    could be either, and is an error. A per-sample table may have any row labels (cross-validation's
+    folds keep the original ones) or be indexed by each row's bag."""
+    rows, values, n = table.index.tolist(), table.to_numpy(), len(bags)
+    if len(rows) == n and rows == bags.tolist():      # per sample, indexed by each row's bag
+        return values
+    if bags_name is None or getattr(table.index, "name", None) != bags_name:
+        if rows == list(range(len(rows))) or rows == ids.tolist():
+            return values                              # in bag-id order (or per sample)
+        if len(rows) == n and not (len(ids) == n and set(rows) == set(ids.tolist())):
+            return values                              # per sample, with its own row labels
+        if not all(isinstance(r, str) for r in rows):
+            raise LLPInputError(f"the {what} table's index ({str(rows[:4])[1:-1]}, ...) is neither 0..{len(rows) - 1} "
+                                "nor the sorted bag ids, so its rows cannot be matched to bags for certain: if it "
+                                "holds the bag ids, give a mapping (dict(zip(table.index, table.values))) or name "
+                                "the index like the bags Series; if its rows are in bag-id order, "
+                                "reset_index(drop=True)")
+    if len(set(rows)) != len(rows):
+        raise LLPInputError(f"the {what} table's index names a bag twice; index it by bag id, one row each")
+    return dict(zip(rows, values))
+
+
 def bag_table(bags, table, n_samples: int, what: str = "proportions", classes=None):
     """``(bag index per row, (m, K) table, bag ids)`` from the forms :class:`LLPClassifier` accepts.
 
-    ``bags``: one id per row (numbers or strings; a missing id is an error). ``table``: a mapping ``{bag
-    id: row}``; an array, tensor or data frame with one row per bag (in the order of the sorted unique
-    ids) or one per sample; or a pandas object indexed by bag id (a data frame whose index is not
-    0..m-1, or a Series of rows), which is aligned on its index. With ``classes``, columns that carry
-    labels (a data frame's column names, the index of each row given as a Series) are put in that
-    order; labels that are not the classes are an error.
+    ``bags``: one id per row (numbers, strings, dates; a missing id is an error). ``table``: a mapping
+    ``{bag id: row}`` (rows may be pandas Series labelled by class); an array, tensor or data frame with
+    one row per bag, in the order of the sorted unique ids, or one per sample; or a data frame indexed
+    by bag id, aligned on its index when that is certain: the index is named like ``bags`` (a Series:
+    ``groupby("county")`` or ``read_csv(index_col="county")`` beside ``df.county``), or holds text;
+    an index of other numbers than 0..m-1 or the sorted ids is an error (rows left over from
+    ``sort_values`` or a filter look the same as unnamed ids). ``classes``: the labels
+    of the K columns; a data frame whose columns name classes is put in that order (names that are not
+    the classes are an error), as are labelled rows.
     """
+    bags_name = getattr(bags, "name", None) if _is_labelled(bags) else None
     bags = np.asarray(bags)
     if bags.ndim != 1 or bags.shape[0] != n_samples:
         raise LLPInputError(f"bags must give one bag id per row: {n_samples} rows, got shape {bags.shape}")
-    missing = [i for i, b in enumerate(bags.tolist()) if is_missing(b)] if bags.dtype.kind in "fO" else []
+    if bags.dtype.kind in "fO":
+        missing = [i for i, b in enumerate(bags.tolist()) if is_missing(b)]
+    else:
+        missing = np.flatnonzero(np.isnat(bags)).tolist() if bags.dtype.kind in "mM" else []
     if missing:
-        raise LLPInputError(f"bags hold a missing id ({bags.tolist()[missing[0]]}) at row {missing[0]}; every row "
-                            "needs its bag's id")
+        raise LLPInputError(f"bags hold a missing id ({bags[missing[0]]}) at row {missing[0]}; every row needs "
+                            "its bag's id")
     try:
         ids, index = np.unique(bags, return_inverse=True)
     except TypeError:
         raise LLPInputError("bag ids must be all numbers or all strings, not a mix") from None
     index = index.ravel()
+    if classes is not None:
+        classes = np.asarray(classes).tolist()
     if isinstance(table, torch.Tensor):
         table = table.detach().cpu().numpy()
-    if _is_labelled(table) and getattr(table, "ndim", 2) == 1:      # a Series: bag id -> row
-        table = dict(zip(table.index.tolist(), table.tolist()))
+    if _is_labelled(table) and getattr(table, "ndim", 2) == 1:
+        raise LLPInputError(f"{what} must be a table (bags or rows x classes), not a Series; give a data frame, an "
+                            "array, or a mapping {bag id: row} (series.to_dict())")
     if _is_labelled(table):                                        # a data frame
         columns = list(table.columns)
-        if classes is not None and not _is_default_index(columns):
-            if len(columns) != len(classes) or set(columns) != set(np.asarray(classes).tolist()):
-                raise LLPInputError(f"the {what} columns {columns} are not the classes {list(classes)}: name the "
-                                    "columns by class (or leave classes out), or give an array")
-            table = table[list(classes)]
-        rows = table.index.tolist()
-        if len(rows) != n_samples and not _is_default_index(rows):  # indexed by bag id
-            if len(set(rows)) != len(rows):
-                raise LLPInputError(f"the {what} table's index names a bag twice; index it by bag id, one row each")
-            table = dict(zip(rows, table.to_numpy().tolist()))
-        else:
-            table = table.to_numpy()
+        if classes is not None and not _names_nothing(table.columns):
+            if len(columns) != len(classes) or set(columns) != set(classes):
+                raise LLPInputError(f"the {what} columns {columns} are not the classes {classes}: name the columns "
+                                    "by class, or give the values as an array with its columns in the classes' order")
+            table = table[classes]
+        table = _frame_rows(table, ids, bags, bags_name, what)
     if isinstance(table, Mapping):
         absent = [b for b in ids.tolist() if b not in table]
         if absent:
             raise LLPInputError(f"{what} are missing for bag {absent[0]!r}")
-        arr = _numeric([_class_vector(table[b], classes, b, what) for b in ids.tolist()], what)
+        rows = [table[b] for b in ids.tolist()]
+        labelled = sum(_is_labelled(r) for r in rows)
+        if 0 < labelled < len(rows):
+            raise LLPInputError(f"{what} mix rows labelled by class (Series) with plain rows; give one kind")
+        position = {c: i for i, c in enumerate(classes)} if classes is not None and labelled else None
+        arr = _numeric([_class_vector(r, position, b, what) for b, r in zip(ids.tolist(), rows)], what)
         if arr.ndim != 2:
             raise LLPInputError(f"{what} must be one row of K numbers per bag, got shape {arr.shape}")
     else:
@@ -159,7 +196,7 @@ def bag_table(bags, table, n_samples: int, what: str = "proportions", classes=No
             per_bag[index] = arr
             if not np.allclose(per_bag[index], arr):
                 b = int(index[np.flatnonzero(~np.isclose(per_bag[index], arr).all(1))[0]])
-                raise LLPInputError(f"rows of bag {ids[b]!r} give different {what}")
+                raise LLPInputError(f"rows of bag {ids.tolist()[b]!r} give different {what}")
             arr = per_bag
         elif arr.shape[0] != len(ids):
             raise LLPInputError(f"{what} has {arr.shape[0]} rows; expected one per bag ({len(ids)}) or one per "

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 
 import numpy as np
 
@@ -115,20 +116,31 @@ def _labels(path: str, name: str, values, what: str) -> list[str]:
     return [str(v) for v in values]
 
 
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def class_names_of(labels) -> tuple[np.ndarray, np.ndarray]:
     """``(class names, class of each row)`` from a label column read as text. Labels that are all
-    numbers are classes by value, in numeric order (``7`` and ``7.0`` are one class, named ``7``;
-    ``2`` comes before ``10``); other labels are sorted as text."""
-    raw = np.asarray(labels, dtype=str)
-    try:
-        values = raw.astype(np.float64)
-    except ValueError:
-        return np.unique(raw, return_inverse=True)
-    if not np.isfinite(values).all():
-        return np.unique(raw, return_inverse=True)
-    uniq, y = np.unique(values, return_inverse=True)
-    names = [str(int(v)) if v == np.round(v) and abs(v) < 2 ** 53 else repr(float(v)) for v in uniq]
-    return np.asarray(names), y
+    numbers (finite, written plainly) are classes by value, in numeric order: ``2`` comes before ``10``,
+    and ``7`` and ``7.0`` are one class, named ``7`` (a value written one way keeps its spelling:
+    ``007`` stays ``007``). Other labels are sorted as text."""
+    raw = [str(v) for v in labels]
+    if not raw or not all(_NUMBER.fullmatch(v) for v in raw):
+        names, y = np.unique(np.asarray(raw, dtype=str), return_inverse=True)
+        return names, y.ravel()
+    values = [int(v) if re.fullmatch(r"[+-]?\d+", v) else float(v) for v in raw]   # ints exactly
+    values = [int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2 ** 53 else v for v in values]
+    if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+        names, y = np.unique(np.asarray(raw, dtype=str), return_inverse=True)
+        return names, y.ravel()
+    order = sorted(set(values))
+    spellings: dict = {}
+    for v, text in zip(values, raw):
+        spellings.setdefault(v, set()).add(text)
+    names = [next(iter(spellings[v])) if len(spellings[v]) == 1 else (str(v) if isinstance(v, int) else repr(v))
+             for v in order]
+    position = {v: i for i, v in enumerate(order)}
+    return np.asarray(names), np.array([position[v] for v in values], dtype=np.int64)
 
 
 def _column(path, cols, name, what):

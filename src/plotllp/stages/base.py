@@ -26,8 +26,9 @@ def count_setting(name: str, value, minimum: int = 1) -> int:
 
 
 def flag_setting(name: str, value) -> bool:
-    """``value`` as a bool (True, False, or numpy's), else LLPInputError: a string such as "no" is not False."""
-    if not isinstance(value, (bool, np.bool_)):
+    """``value`` as a bool (True, False, numpy's, or the integers 1 and 0), else LLPInputError: a string such
+    as "no" is not False."""
+    if not (isinstance(value, (bool, np.bool_)) or (isinstance(value, (int, np.integer)) and value in (0, 1))):
         raise LLPInputError(f"{name} must be True or False, got {value!r}")
     return bool(value)
 
