@@ -74,7 +74,7 @@ def class_labels(table):
     columns = getattr(table, "columns", None) if _is_labelled(table) else None
     if columns is None or _names_nothing(columns):
         return None
-    return list(columns)
+    return columns.tolist() if hasattr(columns, "tolist") else list(columns)
 
 
 def _class_vector(value, position, bag, what: str):
@@ -165,7 +165,7 @@ def bag_table(bags, table, n_samples: int, what: str = "proportions", classes=No
         raise LLPInputError(f"{what} must be a table (bags or rows x classes), not a Series; give a data frame, an "
                             "array, or a mapping {bag id: row} (series.to_dict())")
     if _is_labelled(table):                                        # a data frame
-        columns = list(table.columns)
+        columns = table.columns.tolist() if hasattr(table.columns, "tolist") else list(table.columns)
         if classes is not None and not _names_nothing(table.columns):
             if len(columns) != len(classes) or set(columns) != set(classes):
                 raise LLPInputError(f"the {what} columns {columns} are not the classes {classes}: name the columns "
@@ -310,7 +310,8 @@ class LLPClassifier(ClassifierMixin, BaseEstimator):
         given, what = (proportions, "proportions") if proportions is not None else (counts, "counts")
         labels = self.classes if self.classes is not None else class_labels(given)
         if labels is not None:
-            labels = np.asarray(labels)
+            kinds = {type(v) for v in labels} if isinstance(labels, (list, tuple)) else set()
+            labels = np.asarray(labels, dtype=object if len(kinds) > 1 else None)   # ["a", 1] stay str and int
             if labels.ndim != 1:
                 raise LLPInputError(f"classes must be a list of class labels, got {self.classes!r}")
             if len(set(labels.tolist())) != len(labels):
