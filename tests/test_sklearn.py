@@ -366,6 +366,14 @@ def test_real_pandas_tables_are_aligned(wine):
     assert np.array_equal(bag_table(ids, leftover, len(ids))[1], P)
     csv_header = pd.DataFrame(P, columns=["0", "1", "2"])                         # read_csv's column names
     assert list(LLPClassifier(**fast).fit(X, bags=ids, proportions=csv_header).classes_) == [0, 1, 2]
+    # cross-validation slices a per-row data frame and keeps its row labels: read by position, as an array
+    Xs, per_row = StandardScaler().fit_transform(X), P[ids]
+    scores = []
+    for table in (per_row, pd.DataFrame(per_row, columns=["a", "b", "c"])):
+        with sklearn.config_context(enable_metadata_routing=True):
+            scores.append(cross_validate(LLPClassifier(**fast), Xs, cv=GroupKFold(n_splits=3),
+                                         params={"bags": ids, "proportions": table, "groups": ids})["test_score"])
+    assert np.array_equal(scores[0], scores[1]) and np.isfinite(scores[0]).all()
     labels = pd.DataFrame({"bag": ids, "y": np.array(["a", "b", "c"])[wine[1]]})
     counts = {b: g.value_counts(normalize=True) for b, g in labels.groupby("bag").y}
     clf = LLPClassifier(**fast).fit(X, bags=labels.bag, proportions=counts)
