@@ -98,6 +98,8 @@ def test_bad_bag_ids_and_empty_bags():
         bags_from_ids([0, -1], proportions=p)
     with pytest.raises(LLPInputError, match="integers"):
         bags_from_ids([0.5, 1], proportions=p)
+    with pytest.raises(LLPInputError, match="counts of bag 1 contain NaN .* fill it"):        # unstack()'s holes
+        bags_from_ids([0, 0, 1], counts=[[1, 1], [1, np.nan]])
     with pytest.raises(LLPInputError, match="bag 1 has no instances"):
         bags_from_ids([0, 0], proportions=p)
     with pytest.raises(LLPInputError, match="sum to 3 but the bag has 2"):

@@ -366,6 +366,20 @@ def test_real_pandas_tables_are_aligned(wine):
     assert np.array_equal(bag_table(ids, leftover, len(ids))[1], P)
     csv_header = pd.DataFrame(P, columns=["0", "1", "2"])                         # read_csv's column names
     assert list(LLPClassifier(**fast).fit(X, bags=ids, proportions=csv_header).classes_) == [0, 1, 2]
+    for columns in (["0", "1", "2"], [0, 1, 2], None):                            # None: pandas' RangeIndex
+        frame = pd.DataFrame(P, columns=columns)                                   # columns that are class numbers
+        assert np.array_equal(bag_table(ids, frame, len(ids), classes=[2, 0, 1])[1], P[:, [2, 0, 1]])
+    unnamed = bag_table(ids, pd.DataFrame(P), len(ids), classes=["x", "y", "z"])[1]   # default labels: in order
+    assert np.array_equal(unnamed, P)
+    by_text = rows.assign(bag=rows.bag.astype(str))                               # text ids, a table keyed by numbers
+    with pytest.raises(LLPInputError, match="bag ids are text .* but the proportions table's index holds numbers"):
+        bag_table(by_text.bag.to_numpy(), pd.DataFrame(P), len(ids))
+    with pytest.raises(LLPInputError, match="several levels"):
+        bag_table(ids, pd.concat({"share": pd.DataFrame(P, columns=["a", "b", "c"])}, axis=1), len(ids), classes=[0, 1, 2])
+    with pytest.raises(LLPInputError, match="not a Series.*unstack"):
+        bag_table(ids, rows.groupby("bag").a.mean(), len(ids))
+    index = pd.Index(ids, name="bag")                                             # set_index("bag").index: named too
+    assert np.array_equal(bag_table(index, means, len(ids))[1], P)
     # cross-validation slices a per-row data frame and keeps its row labels: read by position, as an array
     Xs, per_row = StandardScaler().fit_transform(X), P[ids]
     scores = []

@@ -419,7 +419,11 @@ def bags_from_ids(bag_ids, *, proportions=None, counts=None, num_classes: int | 
     if (sizes == 0).any():
         raise LLPInputError(f"bag {int(np.flatnonzero(sizes == 0)[0])} has no instances")
     if counts is not None:
-        if not np.isfinite(table).all() or (table < 0).any() or (table != np.round(table)).any():
+        if not np.isfinite(table).all():
+            b = int(np.flatnonzero(~np.isfinite(table).all(axis=1))[0])
+            raise LLPInputError(f"counts of bag {_bag_name(bag_names, b)} contain NaN or infinity (a missing cell, as "
+                                "unstack() leaves for a class a bag lacks, is a count of 0: fill it)")
+        if (table < 0).any() or (table != np.round(table)).any():
             raise LLPInputError("counts must be non-negative integers")
         off = table.sum(axis=1) != sizes
         if off.any():

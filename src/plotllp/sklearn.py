@@ -30,6 +30,7 @@ metadata routing on, ``GridSearchCV`` and ``cross_validate`` pass ``bags`` and `
 from __future__ import annotations
 
 import numbers
+import re
 import warnings
 from collections.abc import Mapping
 
@@ -55,16 +56,30 @@ def _is_labelled(table) -> bool:
 
 
 def _names_nothing(columns) -> bool:
-    """Column labels that name no class: pandas' default ``RangeIndex``, or the text ``"0", ..., "K-1"`` in
-    order (a CSV header of class numbers); the classes are then 0..K-1, in column order."""
-    return type(columns).__name__ == "RangeIndex" or list(columns) == [str(i) for i in range(len(columns))]
+    """pandas' default column labels (a ``RangeIndex`` 0..K-1): they name no class, so the classes are
+    0..K-1 in column order, as for an array; ``classes`` names them in order, unless it holds 0..K-1
+    (then the labels are matched)."""
+    return type(columns).__name__ == "RangeIndex" and list(columns) == list(range(len(columns)))
+
+
+def _column_labels(columns) -> list:
+    """A data frame's column labels as plain values; a header of integers written as text (``"0", "1"``
+    after a round trip through CSV) is read as those integers."""
+    labels = columns.tolist() if hasattr(columns, "tolist") else list(columns)
+    if any(isinstance(c, tuple) for c in labels):
+        raise LLPInputError("the proportions' columns have several levels (a MultiIndex); give one column per "
+                            "class, e.g. table.droplevel(0, axis=1)")
+    if labels and all(isinstance(c, str) and re.fullmatch(r"-?\d+", c) and c == str(int(c)) for c in labels):
+        return [int(c) for c in labels]
+    return labels
 
 
 def class_labels(table):
     """The class labels a proportions (counts) table carries, or None. A data frame's column names, in
-    column order (none for pandas' default 0..K-1 or a header "0", ..., "K-1"); for a mapping whose
-    values are pandas Series (``value_counts()`` per bag), the labels of their indexes, sorted (a class
-    no bag's Series names is not among them: give ``classes`` to name it)."""
+    column order (none for pandas' default 0..K-1; a header of integers written as text gives those
+    integers); for a mapping whose values are pandas Series (``value_counts()`` or ``iterrows()`` per
+    bag), the labels of their indexes, sorted (a class no bag's Series names is not among them: give
+    ``classes`` to name it)."""
     if isinstance(table, Mapping):
         labels = list(dict.fromkeys(label for v in table.values() if _is_labelled(v) for label in v.index.tolist()))
         try:
@@ -74,7 +89,7 @@ def class_labels(table):
     columns = getattr(table, "columns", None) if _is_labelled(table) else None
     if columns is None or _names_nothing(columns):
         return None
-    return columns.tolist() if hasattr(columns, "tolist") else list(columns)
+    return _column_labels(columns)
 
 
 def _class_vector(value, position, bag, what: str):
@@ -101,30 +116,44 @@ def _numeric(rows, what: str) -> np.ndarray:
                             "every row") from None
 
 
-def _frame_rows(table, ids, bags, bags_name, what: str):
-    """A data frame's rows as ``{bag id: row}`` when its index holds the bag ids, else its values (one row
-    per bag in id order, or one per sample). The index is read as bag ids only when that is certain: it
-    is named like ``bags`` (``groupby("county")`` or ``read_csv(index_col="county")`` beside
-    ``df.county``), or holds text (row numbers are numbers); an index of numbers that is neither
-    0..m-1 nor the sorted ids (rows left over from ``sort_values`` or a filter, or bag ids not named)
-    could be either, and is an error. A per-sample table may have any row labels (cross-validation's
-    folds keep the original ones) or be indexed by each row's bag."""
-    rows, values, n = table.index.tolist(), table.to_numpy(), len(bags)
-    if len(rows) == n and rows == bags.tolist():      # per sample, indexed by each row's bag
+def _frame_rows(index, values, ids, bags, bags_name, what: str):
+    """A data frame's rows (``index``, ``values``) as ``{bag id: row}`` when its index holds the bag ids,
+    else its values (one row per bag in id order, or one per sample).
+
+    The index is read as bag ids only when that is certain: it is named like ``bags`` (``groupby("county")``
+    or ``read_csv(index_col="county")`` beside ``df.county``), or it holds text naming every bag (row
+    labels are numbers). A table with one row per sample may carry any row labels (cross-validation's
+    folds keep the original ones) or be indexed by each row's bag. Any other index of numbers that is
+    neither 0..m-1 nor the sorted ids could be bag ids or rows left over from ``sort_values`` or a
+    filter, and is an error, as is an index of numbers beside bag ids that are text (``"10"`` sorts
+    before ``"2"``).
+    """
+    if getattr(index, "nlevels", 1) > 1:
+        raise LLPInputError(f"the {what} table's index has {index.nlevels} levels; index it by bag id alone")
+    rows, n, id_list = index.tolist(), len(bags), ids.tolist()
+    if len(rows) == n and rows == bags.tolist():       # per sample, indexed by each row's bag
         return values
-    if bags_name is None or getattr(table.index, "name", None) != bags_name:
-        if rows == list(range(len(rows))) or rows == ids.tolist():
-            return values                              # in bag-id order (or per sample)
-        if len(rows) == n and not (len(ids) == n and set(rows) == set(ids.tolist())):
+    unique = len(set(rows)) == len(rows)
+    text = bool(rows) and all(isinstance(r, str) for r in rows)
+    named = bags_name is not None and getattr(index, "name", None) == bags_name
+    if not (named or (text and (len(rows) != n or (unique and set(rows) >= set(id_list))))):
+        if any(isinstance(b, str) for b in id_list) and not text and {str(r) for r in rows} >= set(id_list):
+            raise LLPInputError(f"the bag ids are text ({str(id_list[:3])[1:-1]}, ...) but the {what} table's index "
+                                "holds numbers: give both the same type (text ids sort as text: '10' before '2')")
+        if len(rows) == n and not (len(id_list) == n and set(rows) == set(id_list)):
             return values                              # per sample, with its own row labels
-        if not all(isinstance(r, str) for r in rows):
-            raise LLPInputError(f"the {what} table's index ({str(rows[:4])[1:-1]}, ...) is neither 0..{len(rows) - 1} "
-                                "nor the sorted bag ids, so its rows cannot be matched to bags for certain: if it "
-                                "holds the bag ids, give a mapping (dict(zip(table.index, table.values))) or name "
-                                "the index like the bags Series; if its rows are in bag-id order, "
-                                "reset_index(drop=True)")
-    if len(set(rows)) != len(rows):
+        if rows == list(range(len(rows))) or rows == id_list:
+            return values                              # per bag, in id order
+        raise LLPInputError(f"the {what} table's index ({str(rows[:4])[1:-1]}, ...) is neither 0..{len(rows) - 1} "
+                            "nor the sorted bag ids, so its rows cannot be matched to bags for certain: if it holds "
+                            "the bag ids, name it like the bags Series (or pass dict(table.iterrows())); if its rows "
+                            "are in bag-id order, reset_index(drop=True)")
+    if not unique:
         raise LLPInputError(f"the {what} table's index names a bag twice; index it by bag id, one row each")
+    missing = [b for b in id_list if b not in set(rows)]
+    if missing and {str(r) for r in rows} >= {str(b) for b in id_list}:
+        raise LLPInputError(f"the bag ids and the {what} table's index are of different types ({type(id_list[0]).__name__} "
+                            f"and {type(rows[0]).__name__}); give both the same type")
     return dict(zip(rows, values))
 
 
@@ -141,7 +170,7 @@ def bag_table(bags, table, n_samples: int, what: str = "proportions", classes=No
     of the K columns; a data frame whose columns name classes is put in that order (names that are not
     the classes are an error), as are labelled rows.
     """
-    bags_name = getattr(bags, "name", None) if _is_labelled(bags) else None
+    bags_name = getattr(bags, "name", None) if hasattr(bags, "to_numpy") else None      # a Series or an Index
     bags = np.asarray(bags)
     if bags.ndim != 1 or bags.shape[0] != n_samples:
         raise LLPInputError(f"bags must give one bag id per row: {n_samples} rows, got shape {bags.shape}")
@@ -162,16 +191,19 @@ def bag_table(bags, table, n_samples: int, what: str = "proportions", classes=No
     if isinstance(table, torch.Tensor):
         table = table.detach().cpu().numpy()
     if _is_labelled(table) and getattr(table, "ndim", 2) == 1:
-        raise LLPInputError(f"{what} must be a table (bags or rows x classes), not a Series; give a data frame, an "
-                            "array, or a mapping {bag id: row} (series.to_dict())")
+        raise LLPInputError(f"{what} must be a table (bags or rows x classes), not a Series; give a data frame with "
+                            "a column per class (a value_counts() Series: .unstack(fill_value=0)), an array, or a "
+                            "mapping {bag id: row}")
     if _is_labelled(table):                                        # a data frame
-        columns = table.columns.tolist() if hasattr(table.columns, "tolist") else list(table.columns)
-        if classes is not None and not _names_nothing(table.columns):
-            if len(columns) != len(classes) or set(columns) != set(classes):
+        values = table.to_numpy()
+        if classes is not None:
+            columns = _column_labels(table.columns)
+            if len(columns) == len(classes) and set(columns) == set(classes):     # the columns name the classes
+                values = values[:, [columns.index(c) for c in classes]]
+            elif not _names_nothing(table.columns):
                 raise LLPInputError(f"the {what} columns {columns} are not the classes {classes}: name the columns "
                                     "by class, or give the values as an array with its columns in the classes' order")
-            table = table[classes]
-        table = _frame_rows(table, ids, bags, bags_name, what)
+        table = _frame_rows(table.index, values, ids, bags, bags_name, what)
     if isinstance(table, Mapping):
         absent = [b for b in ids.tolist() if b not in table]
         if absent:
