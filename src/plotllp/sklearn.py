@@ -12,9 +12,9 @@ class proportions (counts), in one of three forms: a mapping ``{bag id: vector}`
 indexed by bag id (aligned on its index when that is certain: see :func:`bag_table`); an array or data
 frame with one row per bag, in the order of the sorted unique bag ids; or one with one row per
 *sample* (each row its bag's vector; this form is what cross-validation splits correctly). A data
-frame's column names name the classes (pandas' default 0..K-1 and a header "0", ..., "K-1" name
-none), in column order: with ``classes`` given the columns are put in its order, else they become
-``classes_``. So do per-bag Series in a mapping (``value_counts()``), sorted.
+frame's column names name the classes, in column order (pandas' default ``RangeIndex`` names none; a
+CSV header of integers names the integers): with ``classes`` given the columns are put in its order,
+else they become ``classes_``. So do per-bag Series in a mapping (``value_counts()``), sorted.
 
 Model selection without instance labels: :meth:`LLPClassifier.score` with ``bags`` and
 ``proportions`` is the negative mean absolute error between the predicted and the given proportions
