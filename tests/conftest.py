@@ -1,3 +1,4 @@
+import contextlib
 import os
 
 import numpy as np
@@ -29,11 +30,49 @@ def kill_when_printed(cmd, line_start, *, env=None, group=False):
     for line in proc.stdout:
         seen.append(line)
         if line.startswith(line_start):
-            if group:
+            if group:                     # the launcher, and its workers (which torchrun starts in sessions of their own)
+                workers = children(proc.pid)
                 os.killpg(proc.pid, signal.SIGKILL)
+                for pid in workers:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                wait_until_gone(workers)
             else:
                 os.kill(proc.pid, signal.SIGKILL)
             break
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, "".join(seen[-5:])
     return seen
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux: read from /proc)."""
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(d))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, which a container's PID 1 may never reap, has stopped)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_until_gone(pids, timeout: float = 120.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while any(alive(p) for p in pids):
+        assert time.monotonic() < deadline, f"processes {[p for p in pids if alive(p)]} still run"
+        time.sleep(0.05)

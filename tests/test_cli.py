@@ -266,3 +266,12 @@ def test_device_names_are_checked(monkeypatch):
 
     with pytest.raises(LLPInputError, match="unknown device 'gpu'"):                  # the data go through it too
         LLPData(np.zeros((4, 2)), uniform_bags(np.array([0, 1, 0, 1]), 2), "gpu")
+
+
+def test_a_peer_that_stopped_is_named_as_such():
+    """Under torchrun, a rank whose collective fails because another rank stopped says so, not "a bug"."""
+    from plotllp.cli import _peer_gone
+
+    assert _peer_gone(RuntimeError("[../gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:1234"))
+    assert _peer_gone(RuntimeError("Connection reset by peer"))
+    assert not _peer_gone(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))

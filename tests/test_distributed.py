@@ -15,10 +15,12 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import kill_when_printed
+from conftest import alive, children, kill_when_printed, wait_until_gone
+from hypothesis import given
+from hypothesis import strategies as st
 
 from plotllp.bags import uniform_bags
-from plotllp.distributed import Distributed, shard_bags
+from plotllp.distributed import Distributed, shard_bags, shard_owners
 
 ARGS = ["train", "--dataset", "moons", "--epochs1", "30", "--epochs2", "12", "--labels", "soft", "--mixup",
         "--val-fraction", "0.1", "--device", "cpu"]
@@ -58,6 +60,26 @@ def test_shards_hold_whole_bags_and_cover_every_member():
     assert sorted(np.concatenate(seen).tolist()) == list(range(bags.indices.size))
     with pytest.raises(ValueError, match="cannot be shared by 200 processes"):
         shard_bags(bags, 0, 200)
+
+
+def test_shards_of_equal_bags_go_round_robin_and_unequal_ones_are_balanced():
+    assert shard_owners(np.full(10, 5), 3).tolist() == [b % 3 for b in range(10)]
+    sizes = np.array([190, 10] * 8)                     # a table's bags: a few large, many small
+    owner = shard_owners(sizes, 2)
+    loads = np.bincount(owner, weights=sizes)
+    assert np.bincount(owner).tolist() == [8, 8] and loads.max() - loads.min() <= 190   # (b mod 2: 1520 and 80)
+
+
+@given(sizes=st.lists(st.integers(1, 300), min_size=1, max_size=60), world=st.integers(1, 8))
+def test_shards_differ_by_at_most_one_bag_and_their_members_little(sizes, world):
+    sizes = np.array(sizes)
+    if sizes.size < world:
+        return
+    owner = shard_owners(sizes, world)
+    counts = np.bincount(owner, minlength=world)
+    loads = np.bincount(owner, weights=sizes, minlength=world)
+    assert counts.max() - counts.min() <= 1
+    assert loads.max() - loads.min() <= sizes.max()
 
 
 def _grad_worker(rank, world, init_file, out_file):
@@ -180,3 +202,27 @@ def test_only_a_stage_that_trains_needs_an_even_split():
                                             r"split evenly over 4 processes; give --batch-bags a multiple of 4"):
         _rank_batch(four, cfg, "batch_bags", trained=True)
     assert _rank_batch(None, cfg, "batch_bags", trained=True) == 2
+
+
+def test_ranks_stop_by_themselves_when_their_launcher_is_killed(tmp_path):
+    """torchrun starts each rank in a session of its own: killing torchrun (its process group) leaves the
+    ranks, which stop after their epoch, writing nothing more, so no --resume meets them in --out."""
+    import signal
+    import time
+
+    out, log = tmp_path / "run", tmp_path / "log.txt"
+    with open(log, "w") as f:
+        proc = subprocess.Popen(torchrun(2, *ARGS, "--out", str(out)), stdout=f, stderr=subprocess.STDOUT, env=env(),
+                                start_new_session=True)
+    deadline = time.monotonic() + 300
+    while "dllp  epoch  3/30" not in log.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.05)
+    ranks = children(proc.pid)
+    assert len(ranks) == 2 and all(alive(p) for p in ranks)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    wait_until_gone(ranks)
+    assert not (out / "results.json").exists()
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["loop"]["epoch"] <= 4, log.read_text()[-2000:]
+    assert "the launcher that started this process has gone" in log.read_text()

@@ -206,6 +206,19 @@ def test_grid_expansion_names_and_validation(tmp_path):
     assert all("/" not in n and ".." not in n for n in names), names
 
 
+def test_a_sweep_is_not_a_torchrun_job_and_its_cells_are_no_ranks(tmp_path):
+    """Under torchrun every rank would run the whole sweep: an error. In a shell where torchrun's variables
+    are set (a job script), the cells do not inherit them, or each would wait for peers."""
+    (tmp_path / "g.yaml").write_text(GRID)
+    ranked = {**os.environ, "WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}
+    for command in (["sweep", str(tmp_path / "g.yaml"), "--out", str(tmp_path / "a")], ["demo", "--out", str(tmp_path / "d")]):
+        r = cli(*command, env=ranked)
+        assert r.returncode == 2 and "start it without torchrun" in r.stderr, r.stderr
+    leftover = {**ranked, "RANK": ""}                     # WORLD_SIZE and MASTER_* left in the environment
+    r = cli("sweep", str(tmp_path / "g.yaml"), "--out", str(tmp_path / "runs"), "--jobs", "2", env=leftover)
+    assert r.returncode == 0 and "all 2 cells finished" in r.stdout, r.stdout + r.stderr
+
+
 def test_sweep_skips_finished_and_resumes_a_killed_cell(tmp_path):
     (tmp_path / "g.yaml").write_text(GRID)
     r = cli("sweep", str(tmp_path / "g.yaml"), "--out", str(tmp_path / "runs"), "--jobs", "2")

@@ -197,9 +197,16 @@ def _parse_sets(items) -> dict:
     return out
 
 
+def _not_under_torchrun(command: str, why: str) -> None:
+    if _rank_of_torchrun() is not None:
+        raise LLPInputError(f"plotllp {command} {why}; start it without torchrun (only plotllp train runs on "
+                            "several processes)")
+
+
 def cmd_sweep(args) -> int:
     from .experiments import sweep
 
+    _not_under_torchrun("sweep", "starts each cell as a process of its own (--jobs at a time)")
     if args.jobs < 1:
         raise LLPInputError(f"--jobs must be at least 1, got {args.jobs}")
     failed = sweep.run(args.configs, args.out, jobs=args.jobs, seeds=args.seeds, overrides=_parse_sets(args.set),
@@ -315,7 +322,8 @@ def cmd_train(args) -> int:
 
     done = os.path.join(cfg.out, "results.json")
     if args.resume and os.path.exists(done) and not os.path.exists(os.path.join(cfg.out, CHECKPOINT)):
-        print(f"plotllp: the run in {cfg.out} has already finished; nothing to resume ({done})")
+        if not _rank_of_torchrun():                   # once, not once per rank
+            print(f"plotllp: the run in {cfg.out} has already finished; nothing to resume ({done})")
         return 0
     try:
         res = train(cfg, resume=args.resume, overwrite=args.overwrite)
@@ -368,6 +376,8 @@ def cmd_data(args) -> int:
 def cmd_demo(args) -> int:
     from .pipeline import train
     from .plotting import decision_boundaries
+
+    _not_under_torchrun("demo", "is a small run on one process")
 
     t0 = time.perf_counter()
     cfg = make_config({"dataset": "moons", "noise": args.noise, "data_seed": args.seed, "bag_seed": args.seed,
@@ -439,11 +449,22 @@ def main(argv=None) -> int:
             return 2
         if os.environ.get("PLOTLLP_TRACEBACK"):
             raise
+        if rank is not None and _peer_gone(e):
+            say("plotllp: error: another process of this torchrun job stopped (its message, if it could write "
+                "one, is above); this one stops too")
+            return 1
         # a failure plotllp did not foresee: one line, and how to see where it happened
         first = (str(e).strip().splitlines() or [""])[0][:300]
         say(f"plotllp: internal error: {type(e).__name__}: {first} (a bug, or an input plotllp does not check "
             "yet; set PLOTLLP_TRACEBACK=1 to see where it happened)")
         return 1
+
+
+def _peer_gone(e: Exception) -> bool:
+    """An error of a collective whose peer process has stopped (Gloo: the connection closed or reset)."""
+    text = str(e).lower()
+    return type(e).__name__ in ("DistBackendError", "DistNetworkError") or (
+        "peer" in text and ("closed" in text or "reset" in text))
 
 
 def _rank_of_torchrun() -> int | None:

@@ -2,10 +2,11 @@ r"""Data-parallel training over several processes with ``torch.distributed`` (``
 
 ``torchrun --nproc_per_node N -m plotllp train ...`` starts N ranks; each one:
 
-- holds a **shard of whole bags** (bag :math:`b` goes to rank :math:`b \bmod N`), so the proportion
-  loss of a bag and PLOT's per-bag OT are computed where the bag lives, without communication;
-- takes the same number of steps per epoch as every other rank (a rank whose shard is smaller draws a
-  few of its bags or instances twice), with ``batch_bags / N`` bags or ``batch_size / N`` instances
+- holds a **shard of whole bags** (balanced by members, at most one bag more than another rank;
+  bags of equal size go round robin: :func:`shard_owners`), so the proportion loss of a bag and
+  PLOT's per-bag OT are computed where the bag lives, without communication;
+- takes the same number of steps per epoch as every other rank (a rank whose shard is smaller draws
+  some of its bags or instances twice), with ``batch_bags / N`` bags or ``batch_size / N`` instances
   per step, so the **global batch** is the one the settings name, whatever N;
 - **averages the gradients** of every optimiser before its step: one ``all_reduce`` of the flattened
   gradients per step (:func:`install_gradient_averaging`), the arithmetic of
@@ -28,6 +29,7 @@ Backends: NCCL when the device is CUDA (rank :math:`r` uses ``cuda:LOCAL_RANK``)
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +40,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from .bags import Bags
 from .errors import LLPInputError
 
-__all__ = ["Distributed", "from_environment", "MemberLayout", "shard_bags"]
+__all__ = ["Distributed", "from_environment", "MemberLayout", "shard_bags", "shard_owners"]
 
 #: Stage and evaluator state entries that hold one row per bag member (PLOT's label windows).
 MEMBER_STATE_KEYS = ("targets", "ot_window", "window")
@@ -52,12 +54,29 @@ class MemberLayout:
     num_global: int
 
 
+def shard_owners(sizes: np.ndarray, world: int) -> np.ndarray:
+    """The rank that holds each bag: bags taken largest first (ties in bag order), each to the rank with
+    the fewest members among those holding fewer than ``ceil(m / world)`` bags. So the shards differ by
+    at most one bag, and their members as little as whole bags allow; bags of equal size go round robin
+    (bag :math:`b` to rank :math:`b \bmod N`)."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    cap = -(-sizes.size // world)
+    load, count = np.zeros(world, dtype=np.int64), np.zeros(world, dtype=np.int64)
+    owner = np.empty(sizes.size, dtype=np.int64)
+    for b in np.argsort(-sizes, kind="stable"):
+        open_ranks = np.flatnonzero(count < cap)
+        r = int(open_ranks[np.argmin(load[open_ranks])])
+        owner[b], load[r], count[r] = r, load[r] + sizes[b], count[r] + 1
+    return owner
+
+
 def shard_bags(bags: Bags, rank: int, world: int) -> tuple[Bags, np.ndarray]:
-    """Bags ``rank, rank + world, ...`` of ``bags`` and the global positions of their members."""
+    """The bags of ``bags`` that rank ``rank`` holds (:func:`shard_owners`), in bag order, and the global
+    positions of their members."""
     if bags.num_bags < world:
         raise LLPInputError(f"{bags.num_bags} training bags cannot be shared by {world} processes; "
                             f"use at most {bags.num_bags} processes")
-    mine = np.arange(rank, bags.num_bags, world)
+    mine = np.flatnonzero(shard_owners(bags.sizes, world) == rank)
     sizes = bags.sizes[mine]
     starts = bags.offsets[mine]
     first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -71,6 +90,21 @@ class Distributed:
     def __init__(self, rank: int, world: int, local_rank: int, device: torch.device):
         self.rank, self.world, self.local_rank, self.device = rank, world, local_rank, device
         self._hook = None
+        self._launcher = os.getppid()
+
+    def stop_if_orphaned(self) -> None:
+        """Exit at once, writing nothing, when the launcher that started this rank has gone. torchrun
+        starts each rank in a session of its own, so killing torchrun (or its process group) leaves the
+        ranks running: they would train on and write into ``--out`` beside a ``--resume``. Called
+        after every epoch, before the checkpoint, and before the results are written."""
+        if os.getppid() != self._launcher:
+            try:
+                sys.stderr.write(f"plotllp (rank {self.rank}): the launcher that started this process has gone "
+                                 "(killed?); stopping without writing\n")
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os._exit(1)
 
     @property
     def is_main(self) -> bool:

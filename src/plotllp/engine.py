@@ -569,6 +569,8 @@ def _fit_stage(stage, model, data, optim, *, epochs, evaluator, log, seed, on_ep
         row.update(state.extra)
         row["seconds"] = train_seconds
         history.append(row)
+        if dist is not None:
+            dist.stop_if_orphaned()
         if log is not None:
             log(f"{stage.name:<5} epoch {epoch:>{width}}/{epochs}  {_fmt(row)}  {train_seconds:.2f}s")
         if on_epoch_end is not None:

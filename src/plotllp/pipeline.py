@@ -326,6 +326,7 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist, overwrite: bo
         train_data.layout = MemberLayout(torch.from_numpy(pos), int(bags.indices.size))
         train_data.epoch_bags = dist.max_int(train_data.num_bags)
         train_data.epoch_members = dist.max_int(train_data.num_members)
+        fewest = -dist.max_int(-train_data.num_members)
         dist.install_gradient_averaging()
     evaluator = Evaluator(data.x_test, data.y_test, cfg.bag_size, cfg.bag_seed, k, device, labels=cfg.labels,
                           reg=cfg.reg, ensemble=cfg.ensemble, val=val, test_bags=make_test_bags(cfg, data))
@@ -334,6 +335,10 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist, overwrite: bo
         f"{cfg.bag_size if getattr(data, 'bags', None) is None else 'various sizes'}, "
         f"{0 if data.y_test is None else len(data.y_test)} test instances, {k} classes; device {device}"
         + (f" x {dist.world} processes ({batch_bags} bags / {batch_size} instances per step each)" if dist else ""))
+    if dist is not None and train_data.epoch_members > 1.1 * fewest:      # whole bags of unequal sizes
+        say(f"plotllp: the bags' sizes leave the ranks' shards uneven ({fewest} to {train_data.epoch_members} "
+            f"instances): every rank takes the largest shard's steps, so PLOT draws the instances of the smallest "
+            f"up to {train_data.epoch_members / fewest:.1f} times per epoch")
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.input_shape, k, width=cfg.width, depth=cfg.depth,
@@ -406,6 +411,8 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist, overwrite: bo
                         "test_instances": 0 if data.y_test is None else int(len(data.y_test)), "num_classes": int(k),
                         "validation_bags": int(val.num_bags) if val is not None else 0},
                "device": str(device), "processes": dist.world if dist else 1, "plotllp_version": _version()}
+    if dist is not None:
+        dist.stop_if_orphaned()
     if write and main:
         os.makedirs(cfg.out, exist_ok=True)
         atomic_write(os.path.join(cfg.out, "results.json"), json.dumps(_jsonable(results), indent=1))

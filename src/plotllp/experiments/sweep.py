@@ -41,6 +41,11 @@ from .results import is_number
 SEED_KEYS = ("seed", "bag_seed", "data_seed")
 
 
+#: What torchrun sets for its ranks; a sweep's cells do not inherit it.
+DISTRIBUTED_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "GROUP_WORLD_SIZE",
+                         "ROLE_RANK", "ROLE_WORLD_SIZE", "ROLE_NAME", "MASTER_ADDR", "MASTER_PORT")
+
+
 def _name_part(key: str, value) -> str:
     text = str(value).replace(os.sep, "-").replace("/", "-").replace(" ", "").replace("..", "-")
     return f"{key}-{text}"
@@ -227,7 +232,8 @@ def run(files, out: str = "runs/sweep", *, jobs: int = 1, seeds=None, overrides=
         cmd = [sys.executable, "-m", "plotllp", "train", "--config", cell_yaml, "--out", d]
         if st == "interrupted":
             cmd.append("--resume")
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items()        # a cell is a run of its own, not a rank of a job
+               if k not in DISTRIBUTED_VARIABLES and not k.startswith("TORCHELASTIC_")}
         env.setdefault("OMP_NUM_THREADS", str(threads_per_job))
         if n_gpus > 1:
             env["CUDA_VISIBLE_DEVICES"] = str(slot % n_gpus)
