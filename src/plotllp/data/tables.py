@@ -125,12 +125,10 @@ def class_names_of(labels) -> tuple[np.ndarray, np.ndarray]:
     and ``7`` and ``7.0`` are one class, named ``7`` (a value written one way keeps its spelling:
     ``007`` stays ``007``). Other labels are sorted as text."""
     raw = [str(v) for v in labels]
-    if not raw or not all(_NUMBER.fullmatch(v) for v in raw):
-        names, y = np.unique(np.asarray(raw, dtype=str), return_inverse=True)
-        return names, y.ravel()
-    values = [int(v) if re.fullmatch(r"[+-]?\d+", v) else float(v) for v in raw]   # ints exactly
+    values = [int(v) if re.fullmatch(r"[+-]?\d+", v) else float(v) for v in raw   # ints exactly
+              if _NUMBER.fullmatch(v)]
     values = [int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2 ** 53 else v for v in values]
-    if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+    if not raw or len(values) < len(raw) or not all(isinstance(v, int) or math.isfinite(v) for v in values):
         names, y = np.unique(np.asarray(raw, dtype=str), return_inverse=True)
         return names, y.ravel()
     order = sorted(set(values))
