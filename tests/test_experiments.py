@@ -183,24 +183,18 @@ def test_grid_expansion_names_and_validation(tmp_path):
     (tmp_path / "dash.yaml").write_text("grid: {bag-size: [16, 64]}\n")
     with pytest.raises(LLPInputError, match="--set bag_size: the grid of .*dash.yaml already varies bag_size"):
         sweep.expand([str(tmp_path / "dash.yaml")], overrides={"bag_size": 32})
-    (tmp_path / "blank.yaml").write_text("# nothing yet\n")
-    with pytest.raises(LLPInputError, match="blank.yaml holds no settings"):
-        sweep.expand([str(tmp_path / "blank.yaml")])
-    (tmp_path / "rep.yaml").write_text("grid: {lr: [0.1, 0.10]}\n")
-    with pytest.raises(LLPInputError, match="the grid's values of lr repeat"):
-        sweep.expand([str(tmp_path / "rep.yaml")])
+    bad_files = {"blank.yaml": ("# nothing yet\n", "blank.yaml holds no settings"),
+                 "rep.yaml": ("grid: {lr: [0.1, 0.10]}\n", "the grid's values of lr repeat"),
+                 "bad.yaml": ("grid: {bag_size: [16, -1]}\n", "bag-size must be positive"),
+                 "badbase.yaml": ("base: [1, 2]\ngrid: {bag_size: [16]}\n", "base must be a mapping"),
+                 "empty.yaml": ("grid: {}\n", "non-empty list")}
+    for name, (text, match) in bad_files.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(LLPInputError, match=match):
+            sweep.expand([str(tmp_path / name)])
     (tmp_path / "z.yaml").write_text("grid:\n  bag: [{bag_size: 16, batch_bags: 16}, {bag_size: 64, batch_bags: 4}]\n")
     cells = sweep.expand([str(tmp_path / "z.yaml")])
     assert [(n, c["bag_size"], c["batch_bags"]) for n, c in cells] == [("bag-16-16", 16, 16), ("bag-64-4", 64, 4)]
-    (tmp_path / "bad.yaml").write_text("grid: {bag_size: [16, -1]}\n")
-    with pytest.raises(LLPInputError, match="bag-size must be positive"):
-        sweep.expand([str(tmp_path / "bad.yaml")])
-    (tmp_path / "badbase.yaml").write_text("base: [1, 2]\ngrid: {bag_size: [16]}\n")
-    with pytest.raises(LLPInputError, match="base must be a mapping"):
-        sweep.expand([str(tmp_path / "badbase.yaml")])
-    (tmp_path / "empty.yaml").write_text("grid: {}\n")
-    with pytest.raises(LLPInputError, match="non-empty list"):
-        sweep.expand([str(tmp_path / "empty.yaml")])
     (tmp_path / "esc.yaml").write_text("name: ../../x\ngrid: {bag_size: [16]}\n")
     names = [n for n, _ in sweep.expand([str(tmp_path / "esc.yaml"), str(tmp_path / "z.yaml")])]
     assert all("/" not in n and ".." not in n for n in names), names

@@ -150,7 +150,8 @@ def _frame_rows(index, values, ids, bags, bags_name, what: str):
                             "are in bag-id order, reset_index(drop=True)")
     if not unique:
         raise LLPInputError(f"the {what} table's index names a bag twice; index it by bag id, one row each")
-    missing = [b for b in id_list if b not in set(rows)]
+    present = set(rows)
+    missing = [b for b in id_list if b not in present]
     if missing and {str(r) for r in rows} >= {str(b) for b in id_list}:
         raise LLPInputError(f"the bag ids and the {what} table's index are of different types ({type(id_list[0]).__name__} "
                             f"and {type(rows[0]).__name__}); give both the same type")

@@ -26,7 +26,7 @@ import re
 
 import numpy as np
 
-from ..bags import bags_from_ids
+from ..bags import bags_from_ids, is_missing
 from ..errors import DataFileError, LLPInputError
 from .dataset import Dataset
 
@@ -78,7 +78,7 @@ def _missing(v) -> bool:
 
 def _missing_name(v) -> bool:
     """A missing bag id or label: empty, None or NaN only ("NA" or "none" may name a bag or a class)."""
-    return v is None or (isinstance(v, str) and not v.strip()) or (isinstance(v, float) and math.isnan(v))
+    return is_missing(v) or (isinstance(v, str) and not v.strip())
 
 
 def _numeric(path: str, name: str, values) -> np.ndarray:
