@@ -310,8 +310,14 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist, overwrite: bo
     if write and not resume and not overwrite and os.path.exists(done):
         raise LLPInputError(f"{cfg.out} holds a finished run ({done}); choose another --out, or add --overwrite "
                             "(overwrite=True) to replace it")
+    # under torchrun, --download fetches once per machine (its first rank) while the other ranks wait
+    fetcher = cfg.download and (dist is None or dist.local_rank == 0)
+    if cfg.download and not fetcher:
+        dist.barrier()
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.data_seed, noise=cfg.noise,
-                        train_size=cfg.train_size, download=cfg.download, table_options=table_options(cfg))
+                        train_size=cfg.train_size, download=fetcher, table_options=table_options(cfg))
+    if fetcher and dist is not None:
+        dist.barrier()
     k = data.num_classes
     bags = make_bags(cfg, data)
     val = None
