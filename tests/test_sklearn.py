@@ -279,6 +279,17 @@ def test_a_table_indexed_by_bag_id_is_aligned_when_that_is_certain():
         bag_table(ids, Series({0: P[0], 1: P[1], 2: P[2]}), 6)
 
 
+def test_dates_of_nanosecond_precision_match_python_dates():
+    import datetime
+    days = np.datetime64("2024-01-01", "ns") + np.array([2, 0, 1, 0], dtype="timedelta64[D]")
+    table = {datetime.datetime(2024, 1, 1 + d): [d / 2, 1 - d / 2] for d in (1, 2, 0)}
+    index, arr, ids = bag_table(days, table, 4)
+    assert index.tolist() == [2, 0, 1, 0] and arr.tolist() == [[0, 1], [0.5, 0.5], [1, 0]]
+    assert ids.dtype == np.dtype("datetime64[us]")
+    finer = np.datetime64("2024-01-01", "ns") + np.array([0, 1], dtype="timedelta64[ns]")   # 1 ns apart: kept
+    assert bag_table(finer, np.eye(2), 2)[2].dtype == np.dtype("datetime64[ns]")
+
+
 def test_missing_bag_ids_are_an_error():
     for missing in (np.nan, None):
         ids = np.array([0, 1, missing, 1], dtype=object if missing is None else float)
@@ -395,3 +406,8 @@ def test_real_pandas_tables_are_aligned(wine):
     assert np.allclose(bag_table(ids, counts, len(ids), classes=["a", "b", "c"])[1], P)
     with pytest.raises(LLPInputError, match="missing id"):
         LLPClassifier(**fast).fit(X, bags=pd.Series(ids).where(ids != 3), proportions=P)
+    # days as bag ids, at numpy's (and older pandas') nanoseconds: a crosstab by day and {Timestamp: row} align
+    day = pd.Series(pd.Timestamp("2020-01-01") + pd.to_timedelta(ids, "D"), name="day").astype("datetime64[ns]")
+    shuffled = pd.DataFrame(P, index=pd.Index(np.unique(day), name="day")).sample(frac=1, random_state=3)
+    assert np.array_equal(bag_table(day, shuffled, len(ids))[1], P)
+    assert np.array_equal(bag_table(day, dict(zip(shuffled.index, shuffled.to_numpy())), len(ids))[1], P)

@@ -158,6 +158,16 @@ def _frame_rows(index, values, ids, bags, bags_name, what: str):
     return dict(zip(rows, values))
 
 
+def _python_dates(ids: np.ndarray) -> np.ndarray:
+    """Dates and durations of nanosecond precision (numpy's and older pandas' default) at microseconds
+    when that loses nothing: numpy turns those into Python datetimes (which equal pandas' Timestamps
+    as keys and index labels), but nanosecond ones into bare integers that match no table."""
+    if ids.dtype.kind not in "mM" or np.datetime_data(ids.dtype)[0] not in ("ns", "ps", "fs", "as"):
+        return ids
+    coarse = ids.astype(f"{'datetime64' if ids.dtype.kind == 'M' else 'timedelta64'}[us]")
+    return coarse if np.array_equal(coarse.astype(ids.dtype), ids) else ids
+
+
 def bag_table(bags, table, n_samples: int, what: str = "proportions", classes=None):
     """``(bag index per row, (m, K) table, bag ids)`` from the forms :class:`LLPClassifier` accepts.
 
@@ -187,6 +197,7 @@ def bag_table(bags, table, n_samples: int, what: str = "proportions", classes=No
     except TypeError:
         raise LLPInputError("bag ids must be all numbers or all strings, not a mix") from None
     index = index.ravel()
+    ids = _python_dates(ids)
     if classes is not None:
         classes = np.asarray(classes).tolist()
     if isinstance(table, torch.Tensor):
