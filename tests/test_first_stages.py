@@ -199,6 +199,20 @@ def test_generators_shapes():
         build_generator((5,), pixels=False, kind="conv")
 
 
+def test_gan_discriminator_is_llp_gans():
+    """SPEC section 3, as LLP-GAN's public code builds it: every conv "same"-padded (features pooled over
+    8x8), leaky ReLU 0.2, no normalisation layers, 64 pooled features."""
+    from plotllp.models import GANDiscriminator
+    d = GANDiscriminator(3, 10)
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs] == [
+        (64, 3, 1), (64, 3, 1), (64, 3, 2), (128, 3, 1), (128, 3, 1), (128, 3, 2), (256, 3, 1), (128, 1, 1), (64, 1, 1)]
+    assert all(c.padding[0] == c.kernel_size[0] // 2 for c in convs)
+    assert d.features[:-2](torch.zeros(2, 3, 32, 32)).shape == (2, 64, 8, 8)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._NormBase) for m in d.modules())
+    assert d(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
 def test_gan_stage_picks_the_generator_for_the_classifier():
     from plotllp.models import ConvGenerator, MLPGenerator
     data = small_image_data()

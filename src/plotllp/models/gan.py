@@ -16,15 +16,17 @@ from torch import nn
 from ..errors import LLPInputError
 
 
-def _conv(cin, cout, k, stride=1, padding=None):
-    return [nn.Conv2d(cin, cout, k, stride, k // 2 if padding is None else padding), nn.LeakyReLU(0.2)]
+def _conv(cin, cout, k, stride=1):
+    return [nn.Conv2d(cin, cout, k, stride, k // 2), nn.LeakyReLU(0.2)]
 
 
 class GANDiscriminator(nn.Module):
     """LLP-GAN's discriminator for 32x32 images: input dropout 0.2; 3x3 conv 64, 64, 64 (stride 2);
     dropout 0.5; 3x3 conv 128, 128, 128 (stride 2); dropout 0.5; 3x3 conv 256, 1x1 conv 128, 1x1 conv 64
-    (leaky ReLU 0.2 after each; the last 3x3 conv without padding); global average pool; linear to K.
-    No BatchNorm: real and generated batches pass separately, and batch statistics would tell them apart."""
+    (leaky ReLU 0.2 after each; every conv "same"-padded, so the features are pooled over 8x8, as in
+    LLP-GAN's public code, ``good-llp-gan.py``); global average pool; linear to K. No normalisation
+    layers, as there: real and generated batches pass separately, and batch statistics would tell them
+    apart."""
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10):
         super().__init__()
@@ -32,7 +34,7 @@ class GANDiscriminator(nn.Module):
             nn.Dropout(0.2),
             *_conv(in_channels, 64, 3), *_conv(64, 64, 3), *_conv(64, 64, 3, stride=2), nn.Dropout(0.5),
             *_conv(64, 128, 3), *_conv(128, 128, 3), *_conv(128, 128, 3, stride=2), nn.Dropout(0.5),
-            *_conv(128, 256, 3, padding=0), *_conv(256, 128, 1), *_conv(128, 64, 1),
+            *_conv(128, 256, 3), *_conv(256, 128, 1), *_conv(128, 64, 1),
             nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.fc = nn.Linear(64, num_classes)
 
