@@ -216,3 +216,18 @@ def test_progress_lines_without_an_evaluator(moons_data, capsys):
     ds, bags = moons_data
     DLLP(2).fit(TinyNet(), LLPData(ds.x_train, bags), log=print)
     assert capsys.readouterr().out.count("dllp  epoch") == 2
+
+
+def test_history_records_the_rate_each_epoch_trained_with(moons_data):
+    ds, bags = moons_data
+    torch.manual_seed(0)
+    data = LLPData(ds.x_train, bags, "cpu")
+    history = DLLP(5, OptimConfig(1e-3, halve_every=2)).fit(TinyNet(), data, log=None)
+    assert [h["lr"] for h in history] == [1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4]
+
+
+def test_ensemble_vote_breaks_ties_towards_the_latest_labels():
+    from plotllp.engine import vote
+    latest = torch.eye(3)[[2, 1, 0, 1]]
+    ensemble = torch.tensor([[.5, 0, .5], [.5, .5, 0], [.25, .75, 0], [0, .4, .6]])   # rows 0, 1 tie
+    assert vote(ensemble, latest).tolist() == [2, 1, 1, 2]

@@ -317,6 +317,16 @@ class LabelWindow:
         self._items = [q.to(device) for q in items]
 
 
+def vote(ensemble: torch.Tensor, latest: torch.Tensor) -> torch.Tensor:
+    """The class (N,) of each row of an ensemble of label matrices (the mean of the last few, paper Fig. 3's
+    TD_OT_5): its largest entry, a tie going to the latest labels' class (a row whose hard label changed
+    once in a window of two or four ties; argmax alone would give it class 0)."""
+    best = ensemble.argmax(1)
+    last = latest.argmax(1, keepdim=True)
+    tied = ensemble.gather(1, last).squeeze(1) == ensemble.gather(1, best[:, None]).squeeze(1)
+    return torch.where(tied, last.squeeze(1), best)
+
+
 @dataclass
 class EpochState:
     """What a stage knows at the end of an epoch (anything missing the evaluator computes)."""
@@ -414,7 +424,7 @@ class Evaluator:
             n = data.num_members
             row["train_acc_model"] = self._reduce(float((train_probs.argmax(1) == h).float().mean()), n)
             row["train_acc_ot"] = self._reduce(float((ot_labels.argmax(1) == h).float().mean()), n)
-            row["train_acc_ot_ensemble"] = self._reduce(float((ensemble.argmax(1) == h).float().mean()), n)
+            row["train_acc_ot_ensemble"] = self._reduce(float((vote(ensemble, ot_labels) == h).float().mean()), n)
         return row
 
     def _reduce(self, value: float, weight: float) -> float:
@@ -558,10 +568,11 @@ def _fit_stage(stage, model, data, optim, *, epochs, evaluator, log, seed, on_ep
         if not math.isfinite(state.loss):
             raise TrainingDivergedError(f"{stage.name} epoch {epoch}: the loss is {state.loss}; training diverged "
                                         f"(try a lower learning rate)")
+        lr = opt.param_groups[0]["lr"]        # the rate this epoch trained with
         sched.step()
         state = stage.end_epoch(model, data, state)
         train_seconds = time.perf_counter() - t0
-        row = {"stage": stage.name, "epoch": epoch, "loss": state.loss, "lr": opt.param_groups[0]["lr"]}
+        row = {"stage": stage.name, "epoch": epoch, "loss": state.loss, "lr": lr}
         if evaluator is not None:
             t1 = time.perf_counter()
             row.update(evaluator(model, data, state))
