@@ -47,6 +47,30 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert r.returncode == 0 and "already finished" in r.stdout
 
 
+def damage_first_tensor(path):
+    """Overwrite bytes of the first tensor a torch file stores, leaving the archive intact (as a bad disk
+    or copy does): four float32 values become 0.747, finite and plausible."""
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        info = next(i for i in z.infolist() if i.filename.endswith("/data/0"))
+    data = bytearray(path.read_bytes())
+    head = info.header_offset
+    start = head + 30 + int.from_bytes(data[head + 26:head + 28], "little") + int.from_bytes(data[head + 28:head + 30], "little")
+    data[start:start + 16] = b"\x3f" * 16
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_model_files_are_refused(tmp_path):
+    from plotllp.errors import DataFileError
+    from plotllp.pipeline import load_run
+    out = tmp_path / "o"
+    assert cli("train", "--epochs1", "2", "--epochs2", "1", "--device", "cpu", "--out", str(out)).returncode == 0
+    load_run(str(out))
+    damage_first_tensor(out / "first_stage.pt")
+    with pytest.raises(DataFileError, match="first_stage.pt is damaged .*fails its checksum"):
+        load_run(str(out))
+
+
 @pytest.mark.parametrize("case, msg", [
     ("missing", "nothing to resume"),
     ("corrupt", "corrupt or unreadable"),
@@ -54,6 +78,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     ("changed", "was made with labels='hard', not 'soft'"),
     ("fresh-over-interrupted", "holds an interrupted run"),
     ("damaged", "is incomplete or damaged"),
+    ("bit-flip", "fails its checksum"),
     ("table-changed", "has changed since the checkpoint"),
     ("table-missing", "is missing; the run in"),
 ])
@@ -67,6 +92,9 @@ def test_bad_checkpoints(tmp_path, case, msg):
         (out / "checkpoint.pt").write_bytes(b"PK\x03\x04 truncated")
     elif case == "foreign":
         torch.save({"state_dict": {}}, out / "checkpoint.pt")
+    elif case == "bit-flip":
+        torch.save({"format": "plotllp-checkpoint-1", "weights": torch.zeros(64)}, out / "checkpoint.pt")
+        damage_first_tensor(out / "checkpoint.pt")
     elif case == "damaged":                     # a plotllp checkpoint without its training state
         torch.save({"format": "plotllp-checkpoint-1", "config": {}, "phase": "first"}, out / "checkpoint.pt")
     elif case in ("changed", "fresh-over-interrupted", "table-changed", "table-missing"):

@@ -160,7 +160,7 @@ def cmd_predict(args) -> int:
 
     from .data.tables import feature_matrix, read_table
     from .engine import predict_proba
-    from .pipeline import atomic_write, load_run
+    from .pipeline import atomic_write, load_run, torch_load
 
     meta_path = os.path.join(args.model, "model.pt")
     out = os.path.realpath(args.output)
@@ -168,7 +168,7 @@ def cmd_predict(args) -> int:
         raise LLPInputError(f"--output {args.output} is the --input file; write the predictions elsewhere")
     _refuse_run_file(args.output, "the predictions")
     cfg, model, first = load_run(args.model)
-    meta = torch.load(meta_path, map_location="cpu", weights_only=True)
+    meta = torch_load(meta_path)
     names = meta.get("feature_names")
     if not names:
         raise LLPInputError(f"{args.model} was not trained on a table (--dataset table:FILE); predict reads tables")

@@ -16,6 +16,7 @@ import os
 import stat
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,12 +99,26 @@ LOOP_KEYS = ("epoch", "elapsed", "history", "optimizer", "scheduler", "numpy_rng
 RESUMABLE_CHANGES = RUN_SETTINGS      # where and how the run executes: the data folder may move, the device change
 
 
+def torch_load(path: str):
+    """``torch.load`` (tensors only, onto the CPU) of a file that torch saved, its checksums checked first:
+    torch reads a record whose bytes were damaged (on disk, by a bad copy) without noticing, and a damaged
+    weight is finite and plausible. Raises :class:`DataFileError` naming the damaged record."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+        if damaged is not None:
+            raise DataFileError(f"{path} is damaged (its record {damaged} fails its checksum)")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load_checkpoint(path: str, cfg: TrainConfig) -> dict:
     """The checkpoint of an interrupted run with the same settings as ``cfg``, checked."""
     if not os.path.isfile(path):
         raise LLPInputError(f"nothing to resume: {path} does not exist (the run finished, or never started)")
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
+        ck = torch_load(path)
+    except DataFileError as e:
+        raise DataFileError(f"checkpoint {e}; remove it to start the run afresh") from None
     except Exception as e:  # truncated, foreign or corrupt files raise many kinds
         raise DataFileError(f"checkpoint {path} is corrupt or unreadable ({type(e).__name__}); "
                             f"remove it to start the run afresh") from None
@@ -153,7 +168,9 @@ def load_weights(model: torch.nn.Module, path: str) -> None:
     if not os.path.isfile(path):
         raise DataFileError(f"model file {path} does not exist")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch_load(path)
+    except DataFileError:
+        raise
     except Exception as e:  # torch raises many kinds for a file that is not a checkpoint
         raise DataFileError(f"{path} is not a model file saved by torch ({type(e).__name__})") from None
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
@@ -174,9 +191,11 @@ def load_run(run_dir: str):
     if not os.path.isfile(path):
         raise DataFileError(f"{run_dir} holds no model.pt (give the --out folder of a finished plotllp train run)")
     try:
-        meta = torch.load(path, map_location="cpu", weights_only=True)
+        meta = torch_load(path)
         saved = meta["config"]
         shape, k, norm = meta["input_shape"], int(meta["num_classes"]), meta.get("normalization")
+    except DataFileError:
+        raise
     except Exception as e:  # truncated, foreign or corrupt files raise many kinds (UnpicklingError, ...)
         raise DataFileError(f"{path} is not a model saved by plotllp train ({type(e).__name__})") from None
     try:
