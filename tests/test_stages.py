@@ -231,3 +231,25 @@ def test_ensemble_vote_breaks_ties_towards_the_latest_labels():
     latest = torch.eye(3)[[2, 1, 0, 1]]
     ensemble = torch.tensor([[.5, 0, .5], [.5, .5, 0], [.25, .75, 0], [0, .4, .6]])   # rows 0, 1 tie
     assert vote(ensemble, latest).tolist() == [2, 1, 1, 2]
+
+
+def test_a_resume_starts_the_same_exact_ot_solves_with_a_window_of_one(moons_data):
+    """The warm start of the exact OT is kept in the snapshot: with ``ensemble=1`` the label window alone
+    could not tell a resumed run when the uninterrupted one starts from its last labels (and where a bag
+    has several optimal assignments, that picks which)."""
+    ds, bags = moons_data
+    data = LLPData(ds.x_train, bags, "cpu")
+    kept = {}
+
+    def keep(state):
+        if state["epoch"] == 3:
+            kept.update(state, weights={k: v.clone() for k, v in model.state_dict().items()})
+
+    torch.manual_seed(0)
+    model = TinyNet()
+    full = PLOT(6, ensemble=1).fit(model, data, log=None, seed=3, on_epoch_end=keep)
+    again = TinyNet()
+    again.load_state_dict(kept["weights"])
+    resumed = PLOT(6, ensemble=1).fit(again, data, log=None, seed=3, resume=kept)
+    assert [r["warm_start"] for r in resumed] == [r["warm_start"] for r in full] and full[3]["warm_start"]
+    assert [r["loss"] for r in resumed] == [r["loss"] for r in full]

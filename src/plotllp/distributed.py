@@ -43,7 +43,7 @@ from .errors import LLPInputError
 __all__ = ["Distributed", "from_environment", "MemberLayout", "shard_bags", "shard_owners"]
 
 #: Stage and evaluator state entries that hold one row per bag member (PLOT's label windows).
-MEMBER_STATE_KEYS = ("targets", "ot_window", "window")
+MEMBER_STATE_KEYS = ("targets", "ot_window", "window", "warm_start")
 
 
 @dataclass

@@ -408,6 +408,24 @@ class WarmStart:
             start.record(q)
         return start
 
+    _SLOTS = ("_last", "_before", "_first_predicted")
+
+    def state_dict(self) -> tuple[list, list]:
+        """``(rows, slots)``: the recorded classes, each (N,) on the CPU, and their names, for a checkpoint
+        (a resumed run then starts exactly the solves the uninterrupted one starts)."""
+        slots = [name for name in self._SLOTS if getattr(self, name) is not None]
+        return [getattr(self, name).cpu() for name in slots], slots
+
+    @classmethod
+    def from_state(cls, rows: list, slots: list, device) -> "WarmStart":
+        """The inverse of :meth:`state_dict`."""
+        start = cls()
+        for name, value in zip(slots, rows):
+            if name not in cls._SLOTS:
+                raise LLPInputError(f"unknown warm-start state {name!r}")
+            setattr(start, name, value.to(device))
+        return start
+
     def record(self, labels: torch.Tensor, probs: torch.Tensor | None = None) -> None:
         """After each solve: its (N, K) labels, and for the first solve the probabilities it solved."""
         first = self._last is None
