@@ -61,6 +61,28 @@ def test_train_from_counts_then_predict(tables, tmp_path):
     assert acc > 0.85                                  # from 20 bags' counts, no row label used
 
 
+def test_divergence_without_instance_labels_fails_loudly(tables, tmp_path):
+    """Real LLP data (proportions only): a step that leaves the network predicting NaN is caught, even as an
+    epoch's last step (after its loss was taken): exit 3, no results, no checkpoint of the broken network;
+    and `predict` refuses a model whose predictions are NaN."""
+    import torch
+    d, _ = tables
+    table = ["--dataset", f"table:{d / 'rows.csv'}", "--bag-column", "clinic", "--proportions", str(d / "counts.csv"),
+             "--features", ",".join(NAMES), "--device", "cpu"]
+    out = tmp_path / "diverged"
+    r = cli("train", *table, "--batch-bags", "20", "--epochs1", "3", "--second-stage", "none", "--lr", "1e30",
+            "--out", str(out))
+    assert r.returncode == 3 and len(r.stderr.strip().splitlines()) == 1 and "NaN" in r.stderr, r.stderr
+    assert not (out / "results.json").exists() and not (out / "checkpoint.pt").exists()
+    good = tmp_path / "good"
+    assert cli("train", *table, "--epochs1", "2", "--second-stage", "none", "--out", str(good)).returncode == 0
+    saved = torch.load(good / "model.pt", weights_only=True)
+    next(iter(saved["state_dict"].values())).fill_(float("nan"))
+    torch.save(saved, good / "model.pt")
+    r = cli("predict", "--model", str(good), "--input", str(d / "rows.csv"), "--output", str(tmp_path / "p.csv"))
+    assert r.returncode == 2 and "predicts NaN" in r.stderr and not (tmp_path / "p.csv").exists(), r.stderr
+
+
 def test_train_from_a_label_column_holds_out_whole_bags(tables, tmp_path):
     d, _ = tables
     r = cli("train", "--dataset", f"table:{d / 'rows.csv'}", "--bag-column", "clinic", "--label-column", "label",

@@ -156,6 +156,7 @@ def cmd_predict(args) -> int:
     import csv
     import io
 
+    import numpy as np
     import torch
 
     from .data.tables import feature_matrix, read_table
@@ -175,6 +176,9 @@ def cmd_predict(args) -> int:
     cols = read_table(args.input)
     x = feature_matrix(args.input, cols, names)
     probs = predict_proba(first if args.first_stage else model, torch.from_numpy(x)).numpy()
+    if not np.isfinite(probs).all():
+        raise PlotLLPError(f"the model in {args.model} predicts NaN or infinity for some rows: its training "
+                           "diverged; train it again with a lower learning rate")
     classes = list(meta["class_names"]) or [str(i) for i in range(probs.shape[1])]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")

@@ -389,16 +389,19 @@ class Evaluator:
         row = {}
         if self.has_test:
             probs = predict_proba(model, self.x_test)
+            check_finite(probs, "test-set predictions")
             row = {"test_accuracy": float((probs.argmax(1) == self.y_test).float().mean()),
                    "bag_mae": self.bag_mae(probs[self.test_members], self.test_bag_ids, self.test_props)}
         else:                                 # no labelled test set (real LLP data): the training bags' error
             train_probs = state.train_probs if state.train_probs is not None else predict_proba(
                 model, data.x[data.members])
             state.train_probs = train_probs
+            check_finite(train_probs, "training-set predictions")
             row["train_bag_mae"] = self._reduce(self.bag_mae(train_probs, data.member_bag, data.proportions),
                                                 data.num_bags)
         if self.val is not None:
             vp = predict_proba(model, self.val.x[self.val.members])
+            check_finite(vp, "held-out bags' predictions")
             row["val_bag_mae"] = self.bag_mae(vp, self.val.member_bag, self.val.proportions)
         if data.hidden is not None:
             train_probs, ot_labels, ensemble = state.train_probs, state.ot_labels, state.ot_ensemble
@@ -446,6 +449,12 @@ def check_finite(t: torch.Tensor, what: str) -> None:
     if not bool(torch.isfinite(t).all()):
         raise TrainingDivergedError(f"{what} contain NaN or infinity: training diverged "
                                     f"(try a lower learning rate)")
+
+
+def finite_weights(model: torch.nn.Module) -> bool:
+    """Whether every parameter and buffer of ``model`` is finite (one host synchronisation)."""
+    tensors = [t for t in (*model.parameters(), *model.buffers()) if t.is_floating_point()]
+    return not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
 def _fmt(row: dict) -> str:
@@ -570,6 +579,9 @@ def _fit_stage(stage, model, data, optim, *, epochs, evaluator, log, seed, on_ep
         if not math.isfinite(state.loss):
             raise TrainingDivergedError(f"{stage.name} epoch {epoch}: the loss is {state.loss}; training diverged "
                                         f"(try a lower learning rate)")
+        if not finite_weights(model):        # the epoch's last step (after its loss was taken) may have broken them
+            raise TrainingDivergedError(f"{stage.name} epoch {epoch}: the network's weights are NaN or infinite; "
+                                        "training diverged (try a lower learning rate)")
         lr = opt.param_groups[0]["lr"]        # the rate this epoch trained with
         sched.step()
         state = stage.end_epoch(model, data, state)
