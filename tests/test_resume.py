@@ -45,6 +45,8 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert not os.path.exists(cut / "checkpoint.pt")      # removed once the run finished
     r = cli(*ARGS, "--out", str(cut), "--resume")
     assert r.returncode == 0 and "already finished" in r.stdout
+    r = cli(*ARGS, "--labels", "hard", "--out", str(cut), "--resume")       # a finished run of other settings
+    assert r.returncode == 2 and "finished with other settings (labels: 'soft' -> 'hard')" in r.stderr, r.stderr
 
 
 def damage_first_tensor(path):

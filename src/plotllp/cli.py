@@ -326,6 +326,13 @@ def cmd_train(args) -> int:
 
     done = os.path.join(cfg.out, "results.json")
     if args.resume and os.path.exists(done) and not os.path.exists(os.path.join(cfg.out, CHECKPOINT)):
+        from .experiments.sweep import changed_settings
+
+        changed = changed_settings(cfg.out, cfg.to_dict())
+        if changed:
+            raise LLPInputError(f"the run in {cfg.out} finished with other settings ({'; '.join(changed[:3])}"
+                                f"{'; ...' if len(changed) > 3 else ''}); choose another --out, or add --overwrite "
+                                "instead of --resume to replace it")
         if not _rank_of_torchrun():                   # once, not once per rank
             print(f"plotllp: the run in {cfg.out} has already finished; nothing to resume ({done})")
         return 0

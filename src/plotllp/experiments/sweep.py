@@ -138,8 +138,8 @@ def changed_settings(out: str, settings: dict) -> list[str]:
         with open(os.path.join(out, "results.json")) as f:
             old = json.load(f)["config"]
     except (OSError, ValueError, KeyError, TypeError):
-        raise LLPInputError(f"the results.json of cell {out} is unreadable (empty or corrupt); remove {out} to run "
-                            "the cell again") from None
+        raise LLPInputError(f"the results.json in {out} is unreadable (empty or corrupt); remove {out} to run "
+                            "it again") from None
     new = make_config({**settings, "out": out}).to_dict()
     return [f"{k}: {saved_setting(old, k)!r} -> {v!r}" for k, v in new.items()
             if k not in RUN_SETTINGS and saved_setting(old, k) != v]
