@@ -123,3 +123,44 @@ def test_bad_checkpoints(tmp_path, case, msg):
     r = cli(*args, *([] if case == "fresh-over-interrupted" else ["--resume"]))
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and msg in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), OSError(28, "No space left on device")])
+def test_an_interrupted_checkpoint_write_says_why(tmp_path, monkeypatch, error):
+    """torch.save turns an exception of the file's write (Ctrl-C, a full disk) into a RuntimeError; the
+    atomic writer raises the original instead (so the command says "interrupted", or names the full disk
+    and the file), and leaves no temporary file and the previous checkpoint in place."""
+    import torch
+
+    from plotllp import pipeline
+    path = tmp_path / "checkpoint.pt"
+    pipeline.atomic_torch_save({"epoch": 1}, str(path))
+    real_fdopen = pipeline.os.fdopen
+
+    class Failing:
+        def __init__(self, fh):
+            self.fh, self.calls = fh, 0
+
+        def write(self, data):
+            self.calls += 1
+            if self.calls == 3:
+                raise error
+            return self.fh.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.fh.__exit__(*exc)
+
+    monkeypatch.setattr(pipeline.os, "fdopen", lambda fd, mode: Failing(real_fdopen(fd, mode)))
+    with pytest.raises(type(error)) as caught:
+        pipeline.atomic_torch_save({"epoch": 2, "weights": torch.zeros(1000)}, str(path))
+    if isinstance(error, OSError):
+        assert caught.value.filename == str(path)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+    assert torch.load(path, weights_only=True) == {"epoch": 1}

@@ -59,18 +59,44 @@ def _atomic(path: str, write) -> None:
     except (FileExistsError, NotADirectoryError):
         raise LLPInputError(f"cannot write {path}: {os.path.dirname(path) or d} is a file, not a folder") from None
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
+    fh = None
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with os.fdopen(fd, "wb") as raw:
+            fh = _KeepsWriteErrors(raw)
             with contextlib.suppress(OSError):   # mkstemp's files are private (0600); results are not (a file
-                os.fchmod(fh.fileno(), _file_mode(path))             # system without modes keeps its own)
+                os.fchmod(raw.fileno(), _file_mode(path))            # system without modes keeps its own)
             write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+            raw.flush()
+            os.fsync(raw.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        error = fh.error if fh is not None and fh.error is not None else e
+        if isinstance(error, OSError) and error.filename is None:      # a full disk: say which file
+            error.filename = path
+        if error is not e:
+            raise error from None
         raise
+
+
+class _KeepsWriteErrors:
+    """A binary file that keeps the first exception its ``write`` raised: torch.save turns any exception of
+    the file's write (Ctrl-C, a full disk) into a RuntimeError that would hide it."""
+
+    def __init__(self, fh):
+        self._fh, self.error = fh, None
+
+    def write(self, data):
+        try:
+            return self._fh.write(data)
+        except BaseException as e:
+            if self.error is None:
+                self.error = e
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
 
 
 def _file_mode(path: str) -> int:
