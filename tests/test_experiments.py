@@ -227,6 +227,8 @@ def test_sweep_skips_finished_and_resumes_a_killed_cell(tmp_path):
     (tmp_path / "afile").write_text("x")
     r = cli("sweep", str(tmp_path / "g.yaml"), "--out", str(tmp_path / "afile"))
     assert r.returncode == 2 and "is a file" in r.stderr and "finished" not in r.stdout, r.stdout + r.stderr
+    r = cli("sweep", str(tmp_path / "g.yaml"), "--out", str(tmp_path / "afile" / "sw"))     # under a file: one line
+    assert r.returncode == 2 and r.stderr.strip().endswith("a part of its path is a file") and "FAILED" not in r.stdout
 
     # a longer cell, the sweep killed (SIGKILL, its whole process group) once the cell has a checkpoint
     (tmp_path / "long.yaml").write_text("dataset: moons\nepochs1: 400\nepochs2: 3\ndevice: cpu\n")
@@ -303,7 +305,7 @@ def test_a_setting_added_later_at_its_default_is_not_a_change(tmp_path):
     assert sweep.changed_settings(str(tmp_path), {**settings, "data_dir": "data/", "download": True}) == []
     (tmp_path / "results.json").write_text("")
     from plotllp.errors import LLPInputError
-    with pytest.raises(LLPInputError, match="results.json of cell .* is unreadable .empty or corrupt.; remove"):
+    with pytest.raises(LLPInputError, match="results.json in .* is unreadable .empty or corrupt.; remove"):
         sweep.changed_settings(str(tmp_path), settings)
 
 
@@ -354,3 +356,30 @@ def test_a_sweep_checks_its_data_before_any_cell_starts(tmp_path):
     (tmp_path / "t" / "results.json").write_text(json.dumps(
         {"config": {"second_stage": "plot"}, "first_stage": {"val_bag_mae": 0.0312}, "final": {"val_bag_mae": 0.025}}))
     assert sweep._summary(str(tmp_path / "t")) == "first stage val bag MAE 0.0312, + PLOT 0.0250"
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_sweep_stopped_by_a_signal_stops_its_cells(tmp_path, how):
+    """SIGTERM to the sweep alone (kill, a scheduler) stops its cells as Ctrl-C does; after SIGKILL, which
+    the sweep cannot see, each cell stops by itself after its epoch. Either way the rerun resumes them."""
+    from conftest import children, wait_until_gone
+
+    (tmp_path / "g.yaml").write_text("name: g\nbase: {dataset: moons, epochs1: 100, epochs2: 2, device: cpu}\n"
+                                     "grid:\n  seed: [0, 1]\n")
+    cmd = [sys.executable, "-u", "-m", "plotllp", "sweep", str(tmp_path / "g.yaml"), "--out", str(tmp_path / "o"),
+           "--jobs", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    logs = [tmp_path / "o" / f"seed-{i}" / "log.txt" for i in (0, 1)]
+    deadline = time.time() + 120
+    while not all(p.exists() and "dllp  epoch   3/" in p.read_text() for p in logs):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    cells = children(proc.pid)
+    assert len(cells) == 2
+    proc.send_signal(getattr(signal, how))
+    proc.wait(timeout=60)
+    wait_until_gone(cells, timeout=60)
+    for p in logs:
+        assert "plotllp: interrupted" in p.read_text() and "wrote" not in p.read_text()
+    r = cli("sweep", str(tmp_path / "g.yaml"), "--out", str(tmp_path / "o"))
+    assert r.returncode == 0 and "2 to resume" in r.stdout and "all 2 cells finished" in r.stdout, r.stdout + r.stderr

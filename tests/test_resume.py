@@ -164,3 +164,45 @@ def test_an_interrupted_checkpoint_write_says_why(tmp_path, monkeypatch, error):
     monkeypatch.undo()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
     assert torch.load(path, weights_only=True) == {"epoch": 1}
+
+
+def test_one_process_at_a_time_trains_into_a_folder(tmp_path):
+    """A second `plotllp train` into a folder a run is writing is a one-line error (it would have trained
+    beside it, both writing the same checkpoint); a killed run's temporary files are removed when the
+    folder is next trained into; --overwrite removes the run it replaces once the new one has an epoch."""
+    import time
+
+    out = tmp_path / "o"
+    base = ["train", "--dataset", "moons", "--device", "cpu", "--out", str(out)]
+    assert cli(*base, "--epochs1", "2", "--epochs2", "1").returncode == 0
+    (out / ".tmp-abcdcheckpoint.pt").write_bytes(b"left by a kill")
+    first = subprocess.Popen([sys.executable, "-u", "-m", "plotllp", *base, "--epochs1", "400", "--overwrite"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        for line in first.stdout:
+            if line.startswith("dllp  epoch   2/"):
+                break
+        while (out / "results.json").exists():         # the replaced run is gone once this one has an epoch
+            time.sleep(0.05)
+        assert not (out / "model.pt").exists() and (out / "checkpoint.pt").exists()
+        assert not list(out.glob(".tmp-abcd*"))
+        r = cli(*base, "--epochs1", "400", "--resume")
+        assert r.returncode == 2 and r.stderr.strip() == (f"plotllp: error: another plotllp process is training into "
+                                                          f"{out}; wait for it to end (or stop it), or choose another --out")
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=60)
+    assert first.returncode == 128 + signal.SIGTERM and (out / "checkpoint.pt").exists()
+
+
+def test_a_resume_under_other_threads_says_so_and_results_record_them(tmp_path):
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-u", "-m", "plotllp", "train", "--dataset", "moons", "--epochs1", "200", "--epochs2", "2",
+           "--device", "cpu", "--out", str(out)]
+    kill_when_printed(cmd, "dllp  epoch   3/", env={**os.environ, "OMP_NUM_THREADS": "1"})
+    r = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert r.returncode == 0, r.stderr
+    assert "plotllp: note: the run resumes with other CPU arithmetic (threads 1 -> 2)" in r.stdout
+    res = json.loads((out / "results.json").read_text())
+    assert res["threads"] == 2 and res["cpu_capability"]

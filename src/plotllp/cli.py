@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import io
 import os
+import signal
 import sys
 import time
 
@@ -421,6 +422,8 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     say = _error_printer(rank)
+    termination = _stop_on_termination()
+    stopped_by = termination.__enter__()
     try:
         return {"train": cmd_train, "data": cmd_data, "demo": cmd_demo, "sweep": cmd_sweep, "table": cmd_table,
                 "figure": cmd_figure, "predict": cmd_predict}[args.command](args)
@@ -432,9 +435,10 @@ def main(argv=None) -> int:
         # each other machine)
         say(f"plotllp: error: {e}", every_rank=False)
         return 2
-    except KeyboardInterrupt:
-        say("plotllp: interrupted", every_rank=False)
-        return 130
+    except KeyboardInterrupt as e:
+        why = stopped_by[0] if stopped_by else str(e)
+        say("plotllp: interrupted" + (f" ({why})" if why else ""), every_rank=False)
+        return 128 + (stopped_by[1] if stopped_by else signal.SIGINT)
     except BrokenPipeError:              # the reader went away (`plotllp data ... | head`): stop quietly
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())     # nothing left to flush at exit
@@ -469,6 +473,8 @@ def main(argv=None) -> int:
         say(f"plotllp: internal error: {type(e).__name__}: {first} (a bug, or an input plotllp does not check "
             "yet; set PLOTLLP_TRACEBACK=1 to see where it happened)")
         return 1
+    finally:
+        termination.__exit__(None, None, None)
 
 
 def _peer_gone(e: Exception) -> bool:
@@ -484,6 +490,31 @@ def _rank_of_torchrun() -> int | None:
         return int(os.environ["RANK"]) if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else None
     except (KeyError, ValueError):
         return None
+
+
+@contextlib.contextmanager
+def _stop_on_termination():
+    """While a command runs, SIGTERM and SIGHUP (what schedulers, ``kill`` and a closed terminal send)
+    stop it as Ctrl-C does: a run keeps its last epoch's checkpoint and says so; a sweep stops its cells.
+    Yields a list that receives the signal's name and number when one arrives."""
+    got: list = []
+    before = {}
+
+    def stop(signum, frame):
+        if not got:
+            got.extend([signal.Signals(signum).name, int(signum)])
+        raise KeyboardInterrupt
+
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) == signal.SIG_DFL:
+            with contextlib.suppress(ValueError, OSError):       # not the main thread: leave it as it is
+                before[sig] = signal.signal(sig, stop)
+    try:
+        yield got
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _error_printer(rank: int | None):

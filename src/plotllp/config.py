@@ -178,6 +178,9 @@ PRESETS: dict[str, dict] = {
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}
 
+#: set for a sweep's cells: the sweep's process id (a run whose sweep has gone stops after its epoch)
+SWEEP_PID_VARIABLE = "PLOTLLP_SWEEP_PID"
+
 #: Settings that say where and how a run executes, not what it computes: a resumed run may change them,
 #: and tables and figures group runs without them.
 RUN_SETTINGS = frozenset({"out", "device", "quiet", "compile", "data_dir", "download"})

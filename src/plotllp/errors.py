@@ -23,3 +23,8 @@ class DataFileError(PlotLLPError, OSError):
 
 class TrainingDivergedError(PlotLLPError, RuntimeError):
     """A loss or a prediction became NaN or infinite: training is stopped, never continued."""
+
+
+class LauncherGone(KeyboardInterrupt):
+    """The ``plotllp sweep`` that started this run has gone (killed): the run stops as if interrupted,
+    keeping its last epoch's checkpoint, rather than train on beside a rerun of the sweep."""

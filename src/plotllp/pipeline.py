@@ -23,12 +23,17 @@ import numpy as np
 import torch
 import yaml
 
+try:
+    import fcntl
+except ImportError:                 # Windows: no advisory locks; two runs into one folder are not detected
+    fcntl = None
+
 from .augment import resolve_augment
 from .bags import Bags, clustered_bags, dirichlet_bags, sampled_bags, uniform_bags
-from .config import PRESETS, RUN_SETTINGS, TrainConfig, make_config, saved_setting
+from .config import PRESETS, RUN_SETTINGS, SWEEP_PID_VARIABLE, TrainConfig, make_config, saved_setting
 from .data import load_dataset
 from .distributed import MemberLayout, from_environment, shard_bags
-from .errors import DataFileError, LLPInputError
+from .errors import DataFileError, LauncherGone, LLPInputError
 from .engine import EpochState, Evaluator, LLPData, OptimConfig, maybe_compile, resolve_device
 from .models import build_model
 from .stages import FIRST_STAGES, PLOT
@@ -118,6 +123,8 @@ def atomic_torch_save(obj, path: str) -> None:
 
 
 CHECKPOINT = "checkpoint.pt"
+#: what a finished run leaves in its folder (results.json first: a folder without it holds no finished run)
+RUN_OUTPUTS = ("results.json", "config.yaml", "model.pt", "first_stage.pt")
 CHECKPOINT_FORMAT = "plotllp-checkpoint-1"
 #: What a checkpoint's training loop state holds (plotllp.engine.fit_stage's on_epoch_end).
 LOOP_KEYS = ("epoch", "elapsed", "history", "optimizer", "scheduler", "numpy_rng", "torch_rng", "stage")
@@ -298,7 +305,8 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False,
     """Run the configured first stage, then PLOT (unless ``second_stage == "none"``).
 
     After every epoch the whole state of the run is written atomically to ``OUT/checkpoint.pt``;
-    ``resume=True`` continues from it (on CPU the results equal those of an uninterrupted run).
+    ``resume=True`` continues from it (on a CPU with the same threads and ATen kernels, which the results
+    record, the results equal those of an uninterrupted run). One process at a time trains into ``OUT``.
     The checkpoint is removed once the run has finished and its results are written. A folder that
     holds a finished run is trained into again only with ``overwrite=True`` (``--overwrite``).
 
@@ -308,13 +316,54 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False,
     cfg.validate()
     dist = from_environment(cfg.device)
     try:
-        result = _train(cfg, log, write, resume, dist, overwrite)
+        with _run_folder(cfg.out) if write and (dist is None or dist.is_main) else contextlib.nullcontext():
+            result = _train(cfg, log, write, resume, dist, overwrite)
         if dist is not None:
             dist.barrier()        # the ranks leave together: none tears the group down while rank 0 still writes
         return result
     finally:
         if dist is not None:
             dist.close()
+
+
+@contextlib.contextmanager
+def _run_folder(out: str):
+    """Hold the run folder ``out`` for one process while it trains (an advisory lock on the folder,
+    released when the process ends, however it ends): a second ``plotllp train`` into it is a one-line
+    error. The folder is created, and shown writable, before any data are loaded; temporary files of
+    writes that a killed run left behind are removed."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise LLPInputError(f"--out {out} is a file; give a folder for the run's results")
+    try:
+        os.makedirs(out, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".tmp-")
+        os.close(fd)
+        os.unlink(probe)
+    except (FileExistsError, NotADirectoryError):
+        raise LLPInputError(f"cannot create --out {out}: a part of its path is a file") from None
+    except OSError as e:
+        raise LLPInputError(f"cannot write into --out {out}: {e.strerror or e}") from None
+    handle = os.open(out, os.O_RDONLY)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LLPInputError(f"another plotllp process is training into {out}; wait for it to end (or stop "
+                                    "it), or choose another --out") from None
+        for name in os.listdir(out):
+            if name.startswith(".tmp-"):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(out, name))
+        yield
+    finally:
+        os.close(handle)
+
+
+def arithmetic() -> dict:
+    """What decides a CPU run's last bits besides its settings: torch's thread count and the ATen kernels
+    it picked for this processor (a resume repeats an uninterrupted run exactly only under the same)."""
+    return {"threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def _rank_batch(dist, cfg: TrainConfig, name: str, trained: bool) -> int:
@@ -340,6 +389,12 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist, overwrite: bo
     if write and os.path.exists(cfg.out) and not os.path.isdir(cfg.out):
         raise LLPInputError(f"--out {cfg.out} is a file; give a folder for the run's results")
     ck = load_checkpoint(ckpt_path, cfg) if resume else None
+    if ck is not None:
+        then, now = {k: ck[k] for k in arithmetic() if k in ck}, arithmetic()
+        changed = [f"{k.replace('_', ' ')} {then[k]} -> {now[k]}" for k in then if then[k] != now[k]]
+        if changed:
+            say(f"plotllp: note: the run resumes with other CPU arithmetic ({'; '.join(changed)}): from here on it "
+                "differs in the last bits from an uninterrupted run (same threads and kernels repeat it exactly)")
     fingerprint = data_fingerprint(cfg)
     if ck is not None:
         for path, digest in ck.get("data", {}).items():
@@ -403,12 +458,20 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist, overwrite: bo
     betas = (cfg.beta1, cfg.beta2)
     augment = resolve_augment(cfg.augment, cfg.dataset) if data.is_image else None
 
+    sweep_pid = os.environ.get(SWEEP_PID_VARIABLE, "")          # set by plotllp sweep for its cells
+
     def saver(phase, prior_seconds, t_start, extra):
         def save(loop):
+            if sweep_pid.isdigit() and os.getppid() != int(sweep_pid):
+                raise LauncherGone("the plotllp sweep that started this run has gone")
             if write and main:
                 loop["elapsed"] = prior_seconds + time.perf_counter() - t_start
-                atomic_torch_save({"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "phase": phase,
+                atomic_torch_save({"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "phase": phase, **arithmetic(),
                                    "data": fingerprint, "model": model.state_dict(), "loop": loop, **extra}, ckpt_path)
+                if overwrite and not resume:      # the run it replaces goes once this one has an epoch to keep,
+                    for name in RUN_OUTPUTS:       # so that the folder never mixes the files of two runs
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(os.path.join(cfg.out, name))
         return save
 
     # -- first stage (or where a checkpoint left it) --
@@ -461,7 +524,8 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist, overwrite: bo
                "data": {"train_instances": int(bags.indices.size), "bags": int(bags.num_bags),
                         "test_instances": 0 if data.y_test is None else int(len(data.y_test)), "num_classes": int(k),
                         "validation_bags": int(val.num_bags) if val is not None else 0},
-               "device": str(device), "processes": dist.world if dist else 1, "plotllp_version": _version()}
+               "device": str(device), "processes": dist.world if dist else 1, **arithmetic(),
+               "plotllp_version": _version()}
     if dist is not None:
         dist.stop_if_orphaned()
     if write and main:

@@ -22,6 +22,7 @@ start fresh. Each cell runs as its own ``plotllp train`` process (its output in 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import queue
@@ -34,7 +35,7 @@ import time
 
 import yaml
 
-from ..config import RUN_SETTINGS, load_yaml, make_config, saved_setting
+from ..config import RUN_SETTINGS, SWEEP_PID_VARIABLE, load_yaml, make_config, saved_setting
 from ..errors import LLPInputError, PlotLLPError
 from .results import is_number
 
@@ -190,6 +191,12 @@ def run(files, out: str = "runs/sweep", *, jobs: int = 1, seeds=None, overrides=
         for name, _, d, st in todo:
             log(f"  {st:<11} {d}")
         return 0
+    try:
+        os.makedirs(out, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise LLPInputError(f"cannot create --out {out}: a part of its path is a file") from None
+    except OSError as e:
+        raise LLPInputError(f"cannot create --out {out}: {e.strerror or e}") from None
     broken = threading.Event()
 
     def say(message):                  # a closed stdout (`| head`) stops the sweep as Ctrl-C does
@@ -235,6 +242,7 @@ def run(files, out: str = "runs/sweep", *, jobs: int = 1, seeds=None, overrides=
         env = {k: v for k, v in os.environ.items()        # a cell is a run of its own, not a rank of a job
                if k not in DISTRIBUTED_VARIABLES and not k.startswith("TORCHELASTIC_")}
         env.setdefault("OMP_NUM_THREADS", str(threads_per_job))
+        env[SWEEP_PID_VARIABLE] = str(os.getpid())       # the cell stops after its epoch if the sweep is killed
         if n_gpus > 1:
             env["CUDA_VISIBLE_DEVICES"] = str(slot % n_gpus)
         t0 = time.perf_counter()
@@ -275,8 +283,14 @@ def run(files, out: str = "runs/sweep", *, jobs: int = 1, seeds=None, overrides=
     except (KeyboardInterrupt, BrokenPipeError):
         state["stop"] = True
         with lock:
-            for proc in state["running"].values():
-                proc.send_signal(signal.SIGINT)
+            stopping = list(state["running"].values())
+        for proc in stopping:       # SIGTERM: a cell stops as on Ctrl-C (which a background job's cells ignore)
+            with contextlib.suppress(OSError):
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.perf_counter() + 60    # wait for them: a rerun must not find them still training
+        for proc in stopping:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.1, deadline - time.perf_counter()))
         say("plotllp sweep: interrupted; finished cells are kept, and running ones resume from their last epoch "
             "when the same command is run again")
         raise
