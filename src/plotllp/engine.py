@@ -369,13 +369,11 @@ class Evaluator:
         self.dist = None      # a plotllp.distributed.Distributed: training-set metrics are reduced over ranks
 
     def state_dict(self) -> dict:
-        rows, slots = self.warm_start.state_dict()
-        return {"window": self.window.state_dict(), "warm_start": rows, "warm_start_slots": slots}
+        return {"window": self.window.state_dict(), **self.warm_start.state_dict()}
 
     def load_state_dict(self, state: dict, device) -> None:
         self.window.load_state_dict(state["window"], device)
-        self.warm_start = (WarmStart.from_state(state["warm_start"], state["warm_start_slots"], device)
-                           if "warm_start" in state else WarmStart.resumed(self.window))   # an older checkpoint
+        self.warm_start = WarmStart.restored(state, self.window, device)
 
     @staticmethod
     def bag_mae(probs: torch.Tensor, bag_ids: torch.Tensor, proportions: torch.Tensor) -> float:

@@ -410,17 +410,20 @@ class WarmStart:
 
     _SLOTS = ("_last", "_before", "_first_predicted")
 
-    def state_dict(self) -> tuple[list, list]:
-        """``(rows, slots)``: the recorded classes, each (N,) on the CPU, and their names, for a checkpoint
-        (a resumed run then starts exactly the solves the uninterrupted one starts)."""
+    def state_dict(self) -> dict:
+        """For a checkpoint: ``warm_start``, the recorded classes (each (N,), on the CPU), and
+        ``warm_start_slots``, their names (a resumed run then starts the solves the uninterrupted one does)."""
         slots = [name for name in self._SLOTS if getattr(self, name) is not None]
-        return [getattr(self, name).cpu() for name in slots], slots
+        return {"warm_start": [getattr(self, name).cpu() for name in slots], "warm_start_slots": slots}
 
     @classmethod
-    def from_state(cls, rows: list, slots: list, device) -> "WarmStart":
-        """The inverse of :meth:`state_dict`."""
+    def restored(cls, state: dict, window, device) -> "WarmStart":
+        """The inverse of :meth:`state_dict` (its keys among others in ``state``); from a checkpoint written
+        before it held them, rebuilt from the restored label ``window`` (:meth:`resumed`)."""
+        if "warm_start" not in state:
+            return cls.resumed(window)
         start = cls()
-        for name, value in zip(slots, rows):
+        for name, value in zip(state["warm_start_slots"], state["warm_start"]):
             if name not in cls._SLOTS:
                 raise LLPInputError(f"unknown warm-start state {name!r}")
             setattr(start, name, value.to(device))

@@ -326,14 +326,18 @@ def train(cfg: TrainConfig, log=print, write: bool = True, resume: bool = False,
             dist.close()
 
 
+def _check_folder(out: str) -> None:
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise LLPInputError(f"--out {out} is a file; give a folder for the run's results")
+
+
 @contextlib.contextmanager
 def _run_folder(out: str):
     """Hold the run folder ``out`` for one process while it trains (an advisory lock on the folder,
     released when the process ends, however it ends): a second ``plotllp train`` into it is a one-line
     error. The folder is created, and shown writable, before any data are loaded; temporary files of
     writes that a killed run left behind are removed."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise LLPInputError(f"--out {out} is a file; give a folder for the run's results")
+    _check_folder(out)
     try:
         os.makedirs(out, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=out, prefix=".tmp-")
@@ -386,8 +390,8 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist, overwrite: bo
     batch_bags = _rank_batch(dist, cfg, "batch_bags", trained=cfg.epochs1 > 0)
     batch_size = _rank_batch(dist, cfg, "batch_size", trained=cfg.second_stage == "plot" and cfg.epochs2 > 0)
     ckpt_path = os.path.join(cfg.out, CHECKPOINT)
-    if write and os.path.exists(cfg.out) and not os.path.isdir(cfg.out):
-        raise LLPInputError(f"--out {cfg.out} is a file; give a folder for the run's results")
+    if write:
+        _check_folder(cfg.out)
     ck = load_checkpoint(ckpt_path, cfg) if resume else None
     if ck is not None:
         then, now = {k: ck[k] for k in arithmetic() if k in ck}, arithmetic()
@@ -459,6 +463,7 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist, overwrite: bo
     augment = resolve_augment(cfg.augment, cfg.dataset) if data.is_image else None
 
     sweep_pid = os.environ.get(SWEEP_PID_VARIABLE, "")          # set by plotllp sweep for its cells
+    replaced: list = []
 
     def saver(phase, prior_seconds, t_start, extra):
         def save(loop):
@@ -468,8 +473,9 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist, overwrite: bo
                 loop["elapsed"] = prior_seconds + time.perf_counter() - t_start
                 atomic_torch_save({"format": CHECKPOINT_FORMAT, "config": cfg.to_dict(), "phase": phase, **arithmetic(),
                                    "data": fingerprint, "model": model.state_dict(), "loop": loop, **extra}, ckpt_path)
-                if overwrite and not resume:      # the run it replaces goes once this one has an epoch to keep,
-                    for name in RUN_OUTPUTS:       # so that the folder never mixes the files of two runs
+                if overwrite and not resume and not replaced:   # the run it replaces goes once this one has an
+                    replaced.append(True)                        # epoch to keep: the folder never mixes two runs
+                    for name in RUN_OUTPUTS:
                         with contextlib.suppress(FileNotFoundError):
                             os.unlink(os.path.join(cfg.out, name))
         return save

@@ -98,15 +98,13 @@ class PLOT(Stage):
         self._relabel(model, data)
 
     def state_dict(self) -> dict:
-        rows, slots = self.warm_start.state_dict()
         return {"targets": self.targets.state_dict(), "ot_window": self.ot_window.state_dict(),
-                "warm_start": rows, "warm_start_slots": slots}
+                **self.warm_start.state_dict()}
 
     def load_state_dict(self, state: dict, device) -> None:
         self.targets.load_state_dict(state["targets"], device)
         self.ot_window.load_state_dict(state["ot_window"], device)
-        self.warm_start = (WarmStart.from_state(state["warm_start"], state["warm_start_slots"], device)
-                           if "warm_start" in state else WarmStart.resumed(self.ot_window))   # an older checkpoint
+        self.warm_start = WarmStart.restored(state, self.ot_window, device)
 
     def loss(self, logits, targets):
         if self.loss_name == "sce":
