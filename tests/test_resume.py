@@ -206,3 +206,21 @@ def test_a_resume_under_other_threads_says_so_and_results_record_them(tmp_path):
     assert "plotllp: note: the run resumes with other CPU arithmetic (threads 1 -> 2)" in r.stdout
     res = json.loads((out / "results.json").read_text())
     assert res["threads"] == 2 and res["cpu_capability"]
+
+
+def test_a_folder_whose_file_system_has_no_locks_still_trains(tmp_path, monkeypatch):
+    import errno
+
+    from plotllp import pipeline
+    from plotllp.config import make_config
+    if pipeline.fcntl is None:
+        pytest.skip("no advisory locks on this system")
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(pipeline.fcntl, "flock", no_locks)
+    cfg = make_config({"dataset": "moons", "epochs1": 1, "epochs2": 1, "device": "cpu", "out": str(tmp_path / "o"),
+                       "quiet": True})
+    pipeline.train(cfg, log=lambda *a, **k: None)
+    assert (tmp_path / "o" / "results.json").exists()

@@ -347,21 +347,24 @@ def _run_folder(out: str):
         raise LLPInputError(f"cannot create --out {out}: a part of its path is a file") from None
     except OSError as e:
         raise LLPInputError(f"cannot write into --out {out}: {e.strerror or e}") from None
-    handle = os.open(out, os.O_RDONLY)
+    handle = os.open(out, os.O_RDONLY) if fcntl is not None else None     # (Windows opens no folder)
     try:
-        if fcntl is not None:
+        if handle is not None:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise LLPInputError(f"another plotllp process is training into {out}; wait for it to end (or stop "
                                     "it), or choose another --out") from None
+            except OSError:               # a file system without locks (some network ones): train unguarded
+                pass
         for name in os.listdir(out):
             if name.startswith(".tmp-"):
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(out, name))
         yield
     finally:
-        os.close(handle)
+        if handle is not None:
+            os.close(handle)
 
 
 def arithmetic() -> dict:
