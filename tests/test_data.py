@@ -1,6 +1,7 @@
 """Readers of the official formats: the real files in ../shared/data, and small files of the official
 formats that the tests write themselves (CIFAR-100, SVHN, IDX), plus missing and corrupt files."""
 
+import contextlib
 import gzip
 import json
 import os
@@ -189,27 +190,43 @@ def test_random_crop_flip_is_a_translation_and_flip():
     assert random_crop_flip(u8).dtype == torch.uint8
 
 
-def test_download_from_a_local_server(tmp_path):
-    """--download against a local HTTP server serving a file the test wrote: verified by MD5,
-    kept on success, never kept when the checksum is wrong, one-line error when unreachable."""
+@contextlib.contextmanager
+def served_cifar100(folder):
+    """A small CIFAR-100 archive written into ``folder`` and served by a local HTTP server while the block
+    runs: ``(url, md5, requests)``, the paths it was asked for collected in ``requests``."""
     import functools
     import hashlib
     import http.server
     import threading
 
-    from plotllp.data.download import download
+    write_cifar100(folder / "cifar-100-python")
+    with tarfile.open(folder / "cifar-100-python.tar.gz", "w:gz") as tar:
+        tar.add(folder / "cifar-100-python", arcname="cifar-100-python")
+    md5 = hashlib.md5((folder / "cifar-100-python.tar.gz").read_bytes()).hexdigest()
+    requests = []
 
-    served = tmp_path / "served"
-    write_cifar100(served / "cifar-100-python")
-    with tarfile.open(served / "cifar-100-python.tar.gz", "w:gz") as tar:
-        tar.add(served / "cifar-100-python", arcname="cifar-100-python")
-    md5 = hashlib.md5((served / "cifar-100-python.tar.gz").read_bytes()).hexdigest()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
-    handler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/cifar-100-python.tar.gz"
+        yield f"http://127.0.0.1:{server.server_address[1]}/cifar-100-python.tar.gz", md5, requests
+    finally:
+        server.shutdown()
+
+
+def test_download_from_a_local_server(tmp_path):
+    """--download against a local HTTP server serving a file the test wrote: verified by MD5,
+    kept on success, never kept when the checksum is wrong, one-line error when unreachable."""
+    from plotllp.data.download import download
+
+    with served_cifar100(tmp_path / "served") as (url, md5, _):
         dest = tmp_path / "data"
         paths = download("cifar100", str(dest), log=lambda *a, **k: None,
                          sources={"cifar100": ("", [(url, "cifar-100-python.tar.gz", md5)])})
@@ -222,5 +239,3 @@ def test_download_from_a_local_server(tmp_path):
         with pytest.raises(DataFileError, match="cannot download"):
             download("cifar100", str(tmp_path / "gone"), log=lambda *a, **k: None,
                      sources={"cifar100": ("", [(url.replace(".tar.gz", ".nope"), "x.tar.gz", md5)])})
-    finally:
-        server.shutdown()

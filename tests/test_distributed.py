@@ -231,42 +231,16 @@ def test_ranks_stop_by_themselves_when_their_launcher_is_killed(tmp_path):
 def test_download_fetches_once_per_machine(tmp_path):
     """Under torchrun, ``--download`` is fetched by each machine's first rank while the others wait,
     not by every rank at once."""
-    import functools
-    import hashlib
-    import http.server
-    import tarfile
-    import threading
+    from test_data import served_cifar100
 
-    from test_data import write_cifar100
-
-    served = tmp_path / "served"
-    write_cifar100(served / "cifar-100-python")
-    with tarfile.open(served / "cifar-100-python.tar.gz", "w:gz") as tar:
-        tar.add(served / "cifar-100-python", arcname="cifar-100-python")
-    md5 = hashlib.md5((served / "cifar-100-python.tar.gz").read_bytes()).hexdigest()
-    requests = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def do_GET(self):
-            requests.append(self.path)
-            super().do_GET()
-
-        def log_message(self, *a):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(served)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/cifar-100-python.tar.gz"
-    launcher = tmp_path / "launch.py"          # each rank points the cifar100 download at the local server
-    launcher.write_text("import sys\nfrom plotllp.data import download\n"
-                        f"download.SOURCES['cifar100'] = ('', [({url!r}, 'cifar-100-python.tar.gz', {md5!r})])\n"
-                        "from plotllp.cli import main\nsys.exit(main(sys.argv[1:]))\n")
-    try:
+    with served_cifar100(tmp_path / "served") as (url, md5, requests):
+        launcher = tmp_path / "launch.py"          # each rank points the cifar100 download at the local server
+        launcher.write_text("import sys\nfrom plotllp.data import download\n"
+                            f"download.SOURCES['cifar100'] = ('', [({url!r}, 'cifar-100-python.tar.gz', {md5!r})])\n"
+                            "from plotllp.cli import main\nsys.exit(main(sys.argv[1:]))\n")
         cmd = torchrun(2, "train", "--dataset", "cifar100", "--data-dir", str(tmp_path / "data"), "--download",
                        "--model", "mlp", "--bag-size", "10", "--epochs1", "1", "--epochs2", "0", "--device", "cpu",
                        "--out", str(tmp_path / "run"))
         run(cmd[:cmd.index("-m", 4)] + [str(launcher)] + cmd[cmd.index("-m", 4) + 2:])
-    finally:
-        server.shutdown()
     assert requests == ["/cifar-100-python.tar.gz"]
     assert results(tmp_path / "run")["processes"] == 2
