@@ -275,3 +275,18 @@ def test_a_peer_that_stopped_is_named_as_such():
     assert _peer_gone(RuntimeError("[../gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:1234"))
     assert _peer_gone(RuntimeError("Connection reset by peer"))
     assert not _peer_gone(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+
+
+def test_a_network_collapsed_to_one_class_is_flagged(tmp_path, capsys):
+    """--lr 1e3 leaves no NaN (Adam's steps are bounded, the proportion loss clamped) but a network that
+    predicts one class: the run says so on stderr and records it; a sound run records no warning."""
+    bad, good = tmp_path / "bad", tmp_path / "good"
+    assert main(["train", "--dataset", "moons", "--lr", "1e3", "--quiet", "--out", str(bad), *FAST]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("plotllp: warning: the trained network predicts class") and "collapsed to one class" in err
+    warnings = json.loads((bad / "results.json").read_text())["warnings"]
+    assert len(warnings) == 1 and "100.0% of the training rows" in warnings[0] and "50.0%" in warnings[0]
+    assert main(["train", "--dataset", "moons", "--quiet", "--out", str(good), *FAST]) == 0
+    assert capsys.readouterr().err == ""
+    assert json.loads((good / "results.json").read_text())["warnings"] == []
+

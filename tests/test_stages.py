@@ -7,7 +7,8 @@ from torch import nn
 
 from plotllp.bags import uniform_bags
 from plotllp.data import moons
-from plotllp.engine import Evaluator, LLPData, OptimConfig, predict_proba
+from plotllp.engine import (Evaluator, LLPData, OptimConfig, class_counts, collapse_message, one_class_collapse,
+                            predict_proba)
 from plotllp.errors import LLPInputError, TrainingDivergedError
 from plotllp.stages import DLLP, PLOT
 
@@ -96,6 +97,24 @@ def test_divergence_fails_loudly(moons_data):
     data = LLPData(ds.x_train, bags, "cpu")
     with pytest.raises(TrainingDivergedError, match="diverged"):
         DLLP(1).fit(model, data, log=None)
+
+
+def test_one_class_collapse_is_told_from_bags_of_one_class():
+    assert one_class_collapse([100, 0], [50, 50]) == (0, 1.0, 0.5)
+    assert one_class_collapse([0, 3, 997], [300, 300, 400]) == (2, 0.997, 0.4)
+    assert one_class_collapse([98, 2], [50, 50]) is None                 # under 99%: a poor model, not a constant
+    assert one_class_collapse([100, 0], [95, 5]) is None                 # the bags say it is nearly all one class
+    assert one_class_collapse([0, 0], [5, 5]) is None and one_class_collapse([7], [7]) is None
+    model = TinyNet()
+    with torch.no_grad():                                                 # a constant network: class 1 everywhere
+        model.b.weight.zero_()
+        model.b.bias.copy_(torch.tensor([0.0, 5.0]))
+    ds = moons(n_train=200, noise=0.1, seed=1)
+    data = LLPData(ds.x_train, uniform_bags(ds.y_train, 20, seed=1), "cpu")
+    predicted, expected = class_counts(model, data)
+    assert predicted.tolist() == [0.0, 200.0] and torch.allclose(expected, torch.tensor([100.0, 100.0], dtype=torch.float64))
+    assert "class 'b' for 100.0% of the training rows, which the bags give 50.0%" in collapse_message(
+        one_class_collapse(predicted, expected), ["a", "b"])
 
 
 def test_runs_are_deterministic(moons_data):

@@ -358,6 +358,8 @@ def cmd_train(args) -> int:
     if cfg.second_stage != "none":
         print(f"final ({cfg.first_stage} + plot): {line(r['final'])}")
     print(f"wrote {os.path.join(cfg.out, 'results.json')}")
+    for text in r.get("warnings", []):
+        print(f"plotllp: warning: {text}", file=sys.stderr)
     return 0
 
 

@@ -142,6 +142,12 @@ class Distributed:
         dist.all_reduce(t)
         return float(t[0] / t[1])
 
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        """The elementwise sum of ``t`` over the ranks (float64, on the CPU)."""
+        t = t.to(device=self._comm_device, dtype=torch.float64).clone()
+        dist.all_reduce(t)
+        return t.cpu()
+
     def mean(self, value: float) -> float:
         return self.weighted_mean(value, 1.0)
 

@@ -455,6 +455,44 @@ def finite_weights(model: torch.nn.Module) -> bool:
     return not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
+COLLAPSE_AT_LEAST = 0.99      # a network that puts this share of the training rows in one class ...
+COLLAPSE_BAGS_AT_MOST = 0.9   # ... that the bags give at most this share of them has collapsed
+
+
+@torch.no_grad()
+def class_counts(model: torch.nn.Module, data: LLPData) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Over the training rows of ``data``: how many the network predicts in each class, and how many
+    the bags' proportions give each class (:math:`\sum_b |B_b| p_b`), both (K,) float64 on the CPU."""
+    probs = predict_proba(model, data.x[data.members])
+    predicted = torch.bincount(probs.argmax(1), minlength=data.num_classes).double()
+    expected = data.proportions[data.member_bag].double().sum(0)
+    return predicted.cpu(), expected.cpu()
+
+
+def one_class_collapse(predicted, expected) -> tuple[int, float, float] | None:
+    """``(c, predicted share, bags' share)`` when the network predicts class c for at least 99% of the
+    training rows though the bags give c at most 90% of them (``predicted``, ``expected``: counts per
+    class, :func:`class_counts`); else None. Such a network learnt nothing but a constant: a too large
+    learning rate does it without any NaN (Adam's steps are bounded, the proportion loss is clamped)."""
+    predicted, expected = np.asarray(predicted, dtype=float), np.asarray(expected, dtype=float)
+    n = predicted.sum()
+    if predicted.size < 2 or n <= 0:
+        return None
+    c = int(predicted.argmax())
+    share, bag_share = predicted[c] / n, expected[c] / max(expected.sum(), 1e-12)
+    if share >= COLLAPSE_AT_LEAST and bag_share <= COLLAPSE_BAGS_AT_MOST:
+        return c, float(share), float(bag_share)
+    return None
+
+
+def collapse_message(found: tuple[int, float, float], class_names=None) -> str:
+    c, share, bag_share = found
+    name = f"'{class_names[c]}'" if class_names is not None and c < len(class_names) else str(c)
+    return (f"the trained network predicts class {name} for {100 * share:.1f}% of the training rows, which "
+            f"the bags give {100 * bag_share:.1f}% of: it has collapsed to one class (a too large learning rate does "
+            "this, as do inputs of very different scales: try a lower learning rate, or standardise the inputs)")
+
+
 def _fmt(row: dict) -> str:
     parts = [f"loss {row['loss']:.4f}"]
     if "test_accuracy" in row:

@@ -34,7 +34,8 @@ from .config import PRESETS, RUN_SETTINGS, SWEEP_PID_VARIABLE, TrainConfig, make
 from .data import load_dataset
 from .distributed import MemberLayout, from_environment, shard_bags
 from .errors import DataFileError, LauncherGone, LLPInputError
-from .engine import EpochState, Evaluator, LLPData, OptimConfig, maybe_compile, resolve_device
+from .engine import (EpochState, Evaluator, LLPData, OptimConfig, class_counts, collapse_message, maybe_compile,
+                     one_class_collapse, resolve_device)
 from .models import build_model
 from .stages import FIRST_STAGES, PLOT
 
@@ -528,12 +529,17 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist, overwrite: bo
         history = history + h2
         final_summary = _summary(h2, prior + time.perf_counter() - t1)
 
+    predicted, expected = class_counts(model, train_data)
+    if dist is not None:
+        predicted, expected = dist.sum(predicted), dist.sum(expected)
+    collapse = one_class_collapse(predicted, expected)
+    warnings = [collapse_message(collapse, data.class_names)] if collapse else []   # the command prints them
     results = {"config": cfg.to_dict(), "first_stage": first_summary, "final": dict(final_summary),
                "history": history,
                "data": {"train_instances": int(bags.indices.size), "bags": int(bags.num_bags),
                         "test_instances": 0 if data.y_test is None else int(len(data.y_test)), "num_classes": int(k),
                         "validation_bags": int(val.num_bags) if val is not None else 0},
-               "device": str(device), "processes": dist.world if dist else 1, **arithmetic(),
+               "warnings": warnings, "device": str(device), "processes": dist.world if dist else 1, **arithmetic(),
                "plotllp_version": _version()}
     if dist is not None:
         dist.stop_if_orphaned()

@@ -37,11 +37,13 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from .bags import SUM_TOLERANCE, bags_from_ids, is_missing
-from .engine import LLPData, OptimConfig, predict_proba, resolve_device
+from .engine import (LLPData, OptimConfig, class_counts, collapse_message, one_class_collapse, predict_proba,
+                     resolve_device)
 from .errors import LLPInputError
 from .models import MLP
 from .stages import FIRST_STAGES, PLOT
@@ -386,6 +388,9 @@ class LLPClassifier(ClassifierMixin, BaseEstimator):
         history = first.fit(model, data, log=log, seed=seed) if self.epochs1 > 0 else []
         if second is not None:
             history = history + second.fit(model, data, log=log, seed=seed + 1)
+        collapse = one_class_collapse(*class_counts(model, data))
+        if collapse is not None:
+            warnings.warn(collapse_message(collapse, [str(c) for c in classes]), ConvergenceWarning, stacklevel=2)
         # attributes only now: a fit that failed leaves an earlier fit as it was
         self.n_features_in_ = X.shape[1]
         if names is not None:
