@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from plotllp.errors import LLPInputError
 from plotllp.experiments import sweep
 from plotllp.experiments.table import render
 
@@ -61,7 +62,6 @@ def test_csv_and_latex(results):
 
 
 def test_table_bad_input(tmp_path):
-    from plotllp.errors import LLPInputError
     with pytest.raises(LLPInputError, match="no results.json"):
         render([str(tmp_path)])
     (tmp_path / "results.json").write_text("{not json")
@@ -69,8 +69,27 @@ def test_table_bad_input(tmp_path):
         render([str(tmp_path)])
 
 
+def test_runs_in_progress_are_left_out_and_named(results, capsys):
+    """A folder with checkpoint.pt holds a run in progress or interrupted (as sweep and train --resume take
+    it): the table leaves it out, even beside a results.json (a run stopped before all its files were
+    written), and says so on stderr."""
+    from plotllp.cli import main
+
+    (results / "b" / "checkpoint.pt").write_bytes(b"")                         # b: results, not finished
+    os.makedirs(results / "g")
+    (results / "g" / "checkpoint.pt").write_bytes(b"")                         # g: in its first epochs
+    assert main(["table", str(results)]) == 0
+    out, err = capsys.readouterr()
+    assert "| DLLP | 79.00 | 70.00 |" in out                                 # a's seed 0 alone at bag 16
+    assert err.startswith("plotllp: note: the table leaves out 2 runs in progress or interrupted (checkpoint.pt): ")
+    assert f"{results / 'b'}, {results / 'g'} (plotllp train --resume" in err
+    assert main(["table", str(results / "a")]) == 0 and capsys.readouterr().err == ""
+    with pytest.raises(LLPInputError, match=r"no results.json of a finished run under .*\(2 folders with a run in "
+                                            r"progress or interrupted, checkpoint.pt\)"):
+        render([str(results / "g"), str(results / "b" / "results.json")])
+
+
 def test_table_of_an_error_marks_the_lowest_and_unknown_metrics_are_named(tmp_path):
-    from plotllp.errors import LLPInputError
     for name, first, mae_first, mae_final in [("a", "dllp", 0.05, 0.02), ("b", "gan", 0.03, 0.04)]:
         write_result(tmp_path / name, "digits", first, True, 16, 0, 0.5, 0.6)
         res = json.loads((tmp_path / name / "results.json").read_text())
@@ -172,7 +191,6 @@ def test_grid_expansion_names_and_validation(tmp_path):
                                      "first_stage-dllp_labels-soft_seed-3", "first_stage-dllp_labels-soft_seed-4"]
     assert cells[1][1]["seed"] == cells[1][1]["bag_seed"] == cells[1][1]["data_seed"] == 4 and cells[1][1]["epochs2"] == 1
     # a folder named seed-0 that runs seed 3, or bag_size-25 that runs bag 64, never: an error instead
-    from plotllp.errors import LLPInputError
     (tmp_path / "s.yaml").write_text(GRID)
     with pytest.raises(LLPInputError, match="--seeds: the grid of .*s.yaml already varies the seeds"):
         sweep.expand([str(tmp_path / "s.yaml")], seeds=[3])
@@ -304,7 +322,6 @@ def test_a_setting_added_later_at_its_default_is_not_a_change(tmp_path):
     # where the data lie (a trailing slash, another machine) and --download change nothing the cell computes
     assert sweep.changed_settings(str(tmp_path), {**settings, "data_dir": "data/", "download": True}) == []
     (tmp_path / "results.json").write_text("")
-    from plotllp.errors import LLPInputError
     with pytest.raises(LLPInputError, match="results.json in .* is unreadable .empty or corrupt.; remove"):
         sweep.changed_settings(str(tmp_path), settings)
 
@@ -340,7 +357,6 @@ def test_a_closed_stdout_stops_a_sweep_as_ctrl_c_does(tmp_path):
 
 def test_a_sweep_checks_its_data_before_any_cell_starts(tmp_path):
     """A wrong data_dir is one error before the sweep starts (and in --dry-run), not a failure of every cell."""
-    from plotllp.errors import LLPInputError
 
     (tmp_path / "g.yaml").write_text("base: {dataset: fashion_mnist}\ngrid: {bag_size: [16, 64]}\n")
     with pytest.raises(LLPInputError, match="cell bag_size-16: data folder .*nowhere does not exist"):

@@ -71,6 +71,12 @@ def test_damaged_model_files_are_refused(tmp_path):
     damage_first_tensor(out / "first_stage.pt")
     with pytest.raises(DataFileError, match="first_stage.pt is damaged .*fails its checksum"):
         load_run(str(out))
+    for name in ("model.pt", "first_stage.pt"):
+        os.unlink(out / name)
+    (out / "checkpoint.pt").write_bytes(b"")
+    with pytest.raises(DataFileError, match=r"holds no model.pt: its run is in progress or was interrupted "
+                                            r"\(checkpoint.pt\); plotllp train --resume finishes it"):
+        load_run(str(out))
 
 
 @pytest.mark.parametrize("case, msg", [

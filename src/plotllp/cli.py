@@ -24,7 +24,7 @@ import time
 
 import yaml
 
-from .config import FIELDS, PRESETS, load_yaml, make_config
+from .config import CHECKPOINT, FIELDS, PRESETS, RUN_OUTPUTS, load_yaml, make_config
 from .errors import LLPInputError, PlotLLPError, TrainingDivergedError
 
 
@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-RUN_FILES = ("model.pt", "first_stage.pt", "results.json", "config.yaml", "checkpoint.pt")
+RUN_FILES = RUN_OUTPUTS + (CHECKPOINT,)
 
 
 def _refuse_run_file(output: str, what: str) -> None:
@@ -162,15 +162,13 @@ def cmd_predict(args) -> int:
 
     from .data.tables import feature_matrix, read_table
     from .engine import predict_proba
-    from .pipeline import atomic_write, load_run, torch_load
+    from .pipeline import atomic_write, read_run
 
-    meta_path = os.path.join(args.model, "model.pt")
     out = os.path.realpath(args.output)
     if out == os.path.realpath(args.input):
         raise LLPInputError(f"--output {args.output} is the --input file; write the predictions elsewhere")
     _refuse_run_file(args.output, "the predictions")
-    cfg, model, first = load_run(args.model)
-    meta = torch_load(meta_path)
+    cfg, model, first, meta = read_run(args.model)
     names = meta.get("feature_names")
     if not names:
         raise LLPInputError(f"{args.model} was not trained on a table (--dataset table:FILE); predict reads tables")
@@ -219,9 +217,24 @@ def cmd_sweep(args) -> int:
     return 1 if failed else 0
 
 
+def _note_unfinished(paths, what: str) -> None:
+    """Say on stderr which folders under ``paths`` hold a run in progress or interrupted, which ``what``
+    (a table, a figure) leaves out."""
+    from .experiments.results import unfinished
+
+    folders = unfinished(paths)
+    if folders:
+        n = len(folders)
+        shown = ", ".join(folders[:3]) + (f" and {n - 3} more" if n > 3 else "")
+        print(f"plotllp: note: the {what} leaves out {n} run{'s' if n > 1 else ''} in progress or interrupted "
+              f"({CHECKPOINT}): {shown} (plotllp train --resume, or the sweep run again, finishes "
+              f"{'them' if n > 1 else 'it'})", file=sys.stderr)
+
+
 def cmd_table(args) -> int:
     from .experiments.table import render
 
+    _note_unfinished(args.results, "table")
     if args.output:
         _refuse_run_file(args.output, "the table")
     text = render(args.results, fmt=args.format, metric=args.metric)
@@ -270,6 +283,8 @@ def cmd_figure(args) -> int:
     if os.path.basename(stem) in ("", ".", ".."):
         raise LLPInputError(f"--out {args.out!r} names no file: give a file stem, e.g. figs/curves (writes "
                             "figs/curves.png and figs/curves.svg)")
+    if args.kind != "boundaries":            # (boundaries: each folder named must hold a model.pt)
+        _note_unfinished(args.runs, "figure")
     if args.kind == "bag-size":
         paths = plotting.accuracy_vs_bag_size(aggregate(entries(args.runs)), args.out)
     elif args.kind == "boundaries":
@@ -323,7 +338,7 @@ def cmd_train(args) -> int:
     cfg = make_config(settings, yaml_settings)
     if "noise" in settings and cfg.dataset != "moons":       # (a saved config.yaml holds every setting)
         raise LLPInputError(f"--noise applies to --dataset moons only, not to --dataset {cfg.dataset}")
-    from .pipeline import CHECKPOINT, train
+    from .pipeline import train
 
     done = os.path.join(cfg.out, "results.json")
     if args.resume and os.path.exists(done) and not os.path.exists(os.path.join(cfg.out, CHECKPOINT)):

@@ -178,6 +178,11 @@ PRESETS: dict[str, dict] = {
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}
 
+#: A run folder's files: what a finished run leaves (results.json first: a folder without it holds no finished
+#: run), and the whole state of a run in progress or interrupted, after its last finished epoch.
+RUN_OUTPUTS = ("results.json", "config.yaml", "model.pt", "first_stage.pt")
+CHECKPOINT = "checkpoint.pt"
+
 #: set for a sweep's cells: the sweep's process id (a run whose sweep has gone stops after its epoch)
 SWEEP_PID_VARIABLE = "PLOTLLP_SWEEP_PID"
 

@@ -30,7 +30,8 @@ except ImportError:                 # Windows: no advisory locks; two runs into 
 
 from .augment import resolve_augment
 from .bags import Bags, clustered_bags, dirichlet_bags, sampled_bags, uniform_bags
-from .config import PRESETS, RUN_SETTINGS, SWEEP_PID_VARIABLE, TrainConfig, make_config, saved_setting
+from .config import (CHECKPOINT, PRESETS, RUN_OUTPUTS, RUN_SETTINGS, SWEEP_PID_VARIABLE, TrainConfig, make_config,
+                     saved_setting)
 from .data import load_dataset
 from .distributed import MemberLayout, from_environment, shard_bags
 from .errors import DataFileError, LauncherGone, LLPInputError
@@ -123,9 +124,6 @@ def atomic_torch_save(obj, path: str) -> None:
     _atomic(path, lambda fh: torch.save(obj, fh))
 
 
-CHECKPOINT = "checkpoint.pt"
-#: what a finished run leaves in its folder (results.json first: a folder without it holds no finished run)
-RUN_OUTPUTS = ("results.json", "config.yaml", "model.pt", "first_stage.pt")
 CHECKPOINT_FORMAT = "plotllp-checkpoint-1"
 #: What a checkpoint's training loop state holds (plotllp.engine.fit_stage's on_epoch_end).
 LOOP_KEYS = ("epoch", "elapsed", "history", "optimizer", "scheduler", "numpy_rng", "torch_rng", "stage")
@@ -199,14 +197,21 @@ def _restore(module: torch.nn.Module, state, path: str) -> None:
 
 def load_weights(model: torch.nn.Module, path: str) -> None:
     """Load weights saved by plotllp (``model.pt``, ``first_stage.pt``) or a plain state_dict."""
+    _apply_weights(model, _read_weights(path), path)
+
+
+def _read_weights(path: str):
     if not os.path.isfile(path):
         raise DataFileError(f"model file {path} does not exist")
     try:
-        obj = torch_load(path)
+        return torch_load(path)
     except DataFileError:
         raise
     except Exception as e:  # torch raises many kinds for a file that is not a checkpoint
         raise DataFileError(f"{path} is not a model file saved by torch ({type(e).__name__})") from None
+
+
+def _apply_weights(model: torch.nn.Module, obj, path: str) -> None:
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DataFileError(f"{path} holds no state_dict of network weights")
@@ -221,9 +226,18 @@ def load_weights(model: torch.nn.Module, path: str) -> None:
 def load_run(run_dir: str):
     """``(config, model, first_stage_model)`` of a finished run folder (``results.json``, ``model.pt``,
     ``first_stage.pt``), the networks rebuilt from the saved settings, on the CPU, in eval mode."""
+    return read_run(run_dir)[:3]
+
+
+def read_run(run_dir: str):
+    """:func:`load_run`'s three, and the rest of what ``model.pt`` holds (the data's class and feature
+    names, input shape and normalisation, its ``state_dict``), each file read once."""
     path = os.path.join(run_dir, "model.pt")
     if not os.path.isfile(path):
-        raise DataFileError(f"{run_dir} holds no model.pt (give the --out folder of a finished plotllp train run)")
+        busy = (f": its run is in progress or was interrupted ({CHECKPOINT}); plotllp train --resume finishes it"
+                if os.path.isfile(os.path.join(run_dir, CHECKPOINT)) else
+                " (give the --out folder of a finished plotllp train run)")
+        raise DataFileError(f"{run_dir} holds no model.pt{busy}")
     try:
         meta = torch_load(path)
         saved = meta["config"]
@@ -239,9 +253,10 @@ def load_run(run_dir: str):
     models = []
     for name in ("model.pt", "first_stage.pt"):
         m = build_model(cfg.model, shape, k, width=cfg.width, depth=cfg.depth, normalization=norm)
-        load_weights(m, os.path.join(run_dir, name))
+        file = os.path.join(run_dir, name)
+        _apply_weights(m, meta if name == "model.pt" else _read_weights(file), file)
         models.append(m.eval())
-    return cfg, models[0], models[1]
+    return cfg, models[0], models[1], meta
 
 
 def _summary(history: list[dict], seconds: float) -> dict:

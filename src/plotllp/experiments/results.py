@@ -23,7 +23,7 @@ import os
 import statistics
 from dataclasses import dataclass, field
 
-from ..config import FIELDS, RUN_SETTINGS, SECOND_STAGE_SETTINGS, augment_name, saved_setting
+from ..config import CHECKPOINT, FIELDS, RUN_SETTINGS, SECOND_STAGE_SETTINGS, augment_name, saved_setting
 from ..errors import LLPInputError
 
 STAGE_NAMES = {"dllp": "DLLP", "vat": "LLP-VAT", "gan": "LLP-GAN"}
@@ -35,7 +35,9 @@ _STAGE_ONLY = {"vat": ("vat_xi", "vat_eps", "vat_weight", "vat_ramp", "vat_norma
 
 
 def find_results(paths) -> list[str]:
-    """Every ``results.json`` under ``paths`` (files or folders, searched recursively), sorted."""
+    """Every ``results.json`` under ``paths`` (files or folders, searched recursively) of a finished run,
+    sorted: one beside a ``checkpoint.pt`` is left out, as ``plotllp sweep`` and ``train --resume`` take
+    it (its run was stopped before it had written all its files; :func:`unfinished` lists them)."""
     found = []
     for p in paths:
         if os.path.isfile(p):
@@ -46,8 +48,25 @@ def find_results(paths) -> list[str]:
                     found.append(os.path.join(d, "results.json"))
         else:
             raise LLPInputError(f"{p} does not exist (give results.json files or folders that hold them)")
+    found = [p for p in found if not os.path.exists(os.path.join(os.path.dirname(p), CHECKPOINT))]
     if not found:
-        raise LLPInputError(f"no results.json under {', '.join(map(str, paths))}")
+        busy = unfinished(paths)
+        raise LLPInputError(f"no results.json of a finished run under {', '.join(map(str, paths))}"
+                            + (f" ({len(busy)} folder{'s' if len(busy) > 1 else ''} with a run in progress or "
+                               f"interrupted, {CHECKPOINT})" if busy else ""))
+    return sorted(found)
+
+
+def unfinished(paths) -> list[str]:
+    """The folders under ``paths`` (as :func:`find_results` searches them) that hold a ``checkpoint.pt``: a
+    run in progress or interrupted, whose results are not there yet, or not all written (``plotllp train
+    --resume`` completes them)."""
+    found = set()
+    for p in paths:
+        if os.path.isdir(p):
+            found.update(d for d, _, files in os.walk(p) if CHECKPOINT in files)
+        elif os.path.isfile(os.path.join(os.path.dirname(p), CHECKPOINT)):
+            found.add(os.path.dirname(p) or ".")
     return sorted(found)
 
 

@@ -35,7 +35,7 @@ import time
 
 import yaml
 
-from ..config import RUN_SETTINGS, SWEEP_PID_VARIABLE, load_yaml, make_config, saved_setting
+from ..config import CHECKPOINT, RUN_SETTINGS, SWEEP_PID_VARIABLE, load_yaml, make_config, saved_setting
 from ..errors import LLPInputError, PlotLLPError
 from .results import is_number
 
@@ -125,9 +125,9 @@ def status(out: str) -> str:
     """``done``, ``interrupted`` (a checkpoint to resume) or ``new``."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise LLPInputError(f"{out} is a file, not a folder for a sweep cell; choose another --out")
-    if os.path.exists(os.path.join(out, "results.json")) and not os.path.exists(os.path.join(out, "checkpoint.pt")):
-        return "done"
-    return "interrupted" if os.path.exists(os.path.join(out, "checkpoint.pt")) else "new"
+    if os.path.exists(os.path.join(out, CHECKPOINT)):
+        return "interrupted"
+    return "done" if os.path.exists(os.path.join(out, "results.json")) else "new"
 
 
 def changed_settings(out: str, settings: dict) -> list[str]:
