@@ -290,3 +290,18 @@ def test_a_network_collapsed_to_one_class_is_flagged(tmp_path, capsys):
     assert capsys.readouterr().err == ""
     assert json.loads((good / "results.json").read_text())["warnings"] == []
 
+
+def test_the_program_ignores_a_ctrl_c_once_its_command_has_ended(monkeypatch):
+    """After the command (its files written), a Ctrl-C during the interpreter's teardown would only end in an
+    atexit traceback or a status of -2: the ``plotllp`` program ignores it then, and exits with the status."""
+    import signal
+
+    import plotllp.cli as cli
+    handler = signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(cli, "main", lambda: 3)
+    try:
+        with pytest.raises(SystemExit) as stop:
+            cli.entry()
+        assert stop.value.code == 3 and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, handler)

@@ -549,5 +549,15 @@ def _error_printer(rank: int | None):
     return say
 
 
+def entry() -> None:
+    """The ``plotllp`` program: :func:`main`, then exit with its status. A Ctrl-C that comes once the
+    command has ended, while the interpreter shuts down, is ignored: the command's work is done and its
+    files are written, and it would only end in an atexit traceback or a status of -2."""
+    code = main()
+    with contextlib.suppress(ValueError, OSError):          # not the main thread: leave it as it is
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
