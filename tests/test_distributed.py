@@ -96,14 +96,17 @@ def _grad_worker(rank, world, init_file, out_file):
     mine = list(range(rank, 4, world))
     local = torch.arange(len(mine)).repeat_interleave(6)
     proportion_loss(model(x[mine].reshape(-1, 5)), local, props[mine]).backward()
-    Distributed(rank, world, rank, torch.device("cpu")).average_gradients(model.parameters())
+    d = Distributed(rank, world, rank, torch.device("cpu"))
+    d.average_gradients(model.parameters())
+    reduced = d.mean_dict({"loss": float(rank), "warm_start": rank == 0, "everywhere": True, "name": f"r{rank}"})
+    summed = d.sum(torch.tensor([rank, 1.0]))
     if rank == 0:
-        torch.save([p.grad for p in model.parameters()], out_file)
+        torch.save({"grads": [p.grad for p in model.parameters()], "reduced": reduced, "summed": summed}, out_file)
     dist.barrier()
     dist.destroy_process_group()
 
 
-def test_averaged_gradients_equal_the_full_batch_gradient(tmp_path):
+def test_averaged_gradients_equal_the_full_batch_gradient_and_values_reduce(tmp_path):
     import torch.multiprocessing as mp
 
     from plotllp.losses import proportion_loss
@@ -116,8 +119,12 @@ def test_averaged_gradients_equal_the_full_batch_gradient(tmp_path):
     x = torch.randn(4, 6, 5, generator=g)
     props = torch.softmax(torch.randn(4, 3, generator=g), 1)
     proportion_loss(model(x.reshape(-1, 5)), torch.arange(4).repeat_interleave(6), props).backward()
-    for a, b in zip(torch.load(out), [p.grad for p in model.parameters()]):
+    got = torch.load(out)
+    for a, b in zip(got["grads"], [p.grad for p in model.parameters()]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    # numbers averaged, flags true where true on every rank (the history's warm_start), the rest rank 0's
+    assert got["reduced"] == {"loss": 0.5, "warm_start": False, "everywhere": True, "name": "r0"}
+    assert got["summed"].tolist() == [1.0, 2.0] and got["summed"].dtype == torch.float64
 
 
 # -- end to end ------------------------------------------------------------------------------------

@@ -152,13 +152,19 @@ class Distributed:
         return self.weighted_mean(value, 1.0)
 
     def mean_dict(self, values: dict) -> dict:
-        """Numbers averaged over the ranks (others unchanged); every rank must pass the same keys."""
+        """Numbers averaged over the ranks, flags (bools) True where they are True on every rank (a PLOT
+        epoch's ``warm_start``: every rank's OT started from its last labels), anything else unchanged;
+        every rank must pass the same keys."""
         keys = sorted(k for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
-        if not keys:
+        flags = sorted(k for k, v in values.items() if isinstance(v, bool))
+        if not keys and not flags:
             return values
-        t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=self._comm_device)
+        t = torch.tensor([float(values[k]) for k in keys] + [float(not values[k]) for k in flags],
+                         dtype=torch.float64, device=self._comm_device)
         dist.all_reduce(t)
-        return {**values, **{k: float(v) / self.world for k, v in zip(keys, t.tolist())}}
+        sums = t.tolist()
+        return {**values, **{k: v / self.world for k, v in zip(keys, sums)},
+                **{k: v == 0 for k, v in zip(flags, sums[len(keys):])}}
 
     @property
     def _comm_device(self):
