@@ -610,7 +610,6 @@ def _fit_stage(stage, model, data, optim, *, epochs, evaluator, log, seed, on_ep
         state = stage.train_epoch(model, opt, data, rng)
         if dist is not None:
             state.loss = dist.mean(state.loss)
-            state.extra = dist.mean_dict(state.extra)
             dist.sync_buffers(model)
         if not math.isfinite(state.loss):
             raise TrainingDivergedError(f"{stage.name} epoch {epoch}: the loss is {state.loss}; training diverged "
@@ -621,6 +620,8 @@ def _fit_stage(stage, model, data, optim, *, epochs, evaluator, log, seed, on_ep
         lr = opt.param_groups[0]["lr"]        # the rate this epoch trained with
         sched.step()
         state = stage.end_epoch(model, data, state)
+        if dist is not None:                  # the epoch's own numbers and the relabelling's (PLOT's warm_start)
+            state.extra = dist.mean_dict(state.extra)
         train_seconds = time.perf_counter() - t0
         row = {"stage": stage.name, "epoch": epoch, "loss": state.loss, "lr": lr}
         if evaluator is not None:
