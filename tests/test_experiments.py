@@ -399,3 +399,14 @@ def test_a_sweep_stopped_by_a_signal_stops_its_cells(tmp_path, how):
         assert "plotllp: interrupted" in p.read_text() and "wrote" not in p.read_text()
     r = cli("sweep", str(tmp_path / "g.yaml"), "--out", str(tmp_path / "o"))
     assert r.returncode == 0 and "2 to resume" in r.stdout and "all 2 cells finished" in r.stdout, r.stdout + r.stderr
+
+
+def test_figure_labels_name_only_the_settings_that_tell_runs_apart():
+    """A setting of one first stage only (LLP-VAT's vat_xi) does not tell a DLLP run from an LLP-VAT run: the
+    figure's panels and legends are named by their method alone, and by vat_xi where two LLP-VAT runs differ."""
+    from plotllp.cli import _differences
+    from plotllp.config import make_config
+
+    cfgs = [make_config({"dataset": "moons", "first_stage": s}).to_dict() for s in ("dllp", "vat", "gan")]
+    assert _differences(cfgs) == ["", "", ""]
+    assert _differences(cfgs + [{**cfgs[1], "vat_xi": 1e-3}]) == ["", " [vat_xi=1e-06]", "", " [vat_xi=0.001]"]

@@ -143,13 +143,15 @@ def settings_of(cfg: dict, *, first_stage_only: bool = False, metric: str = "tes
 
 
 def varying(settings: list[dict]) -> list[str]:
-    """The names whose values differ among ``settings`` (in the order of :data:`plotllp.config.FIELDS`)."""
-    return [k for k in FIELDS if len({repr(s.get(k)) for s in settings}) > 1]
+    """The names whose values differ among those of ``settings`` that have them (in the order of
+    :data:`plotllp.config.FIELDS`): a setting a run does not have (``vat_xi`` of a DLLP run, :func:`settings_of`)
+    does not apply to it, and does not tell it apart."""
+    return [k for k in FIELDS if len({repr(s[k]) for s in settings if k in s}) > 1]
 
 
 def describe(settings: dict, names) -> str:
-    """``"[lr=0.01, epochs1=30]"`` for ``names`` of ``settings``; empty without names."""
-    text = ", ".join(f"{k}={settings.get(k)}" for k in names)
+    """``"[lr=0.01, epochs1=30]"`` for those of ``names`` that ``settings`` has; empty without any."""
+    text = ", ".join(f"{k}={settings[k]}" for k in names if k in settings)
     return f" [{text}]" if text else ""
 
 
