@@ -71,7 +71,7 @@ def test_config_yaml_reproduces_run(tmp_path):
 
 @pytest.mark.parametrize("args, code, msg", [
     (["train", "--dataset", "no-such-dataset"], 2, "unknown dataset 'no-such-dataset'"),
-    (["train", "--no-such-option"], 2, "unrecognized arguments: --no-such-option"),
+    (["train", "--no-such-option"], 2, "unrecognized arguments: --no-such-option (see plotllp train --help)"),
     (["train", "--labels", "medium"], 2, "invalid choice: 'medium'"),
     (["train", "--bag-size", "0"], 2, "bag-size must be positive"),
     (["train", "--bag-size", "5000"], 2, "bag size 5000 is larger than the 2000 instances"),
@@ -172,10 +172,11 @@ def test_results_are_readable_by_others_and_never_overwritten_by_a_table(tmp_pat
     before = (out / "results.json").read_bytes()
     capsys.readouterr()
     assert main(["table", str(out), "--output", str(out / "results.json")]) == 2
-    assert "would overwrite a run's results.json" in capsys.readouterr().err
+    assert "a file named results.json is read as a run's results" in capsys.readouterr().err
     assert (out / "results.json").read_bytes() == before
     assert main(["table", str(out), "--output", str(tmp_path / "results.json")]) == 2     # any results.json
     assert main(["table", str(out), "--output", str(out / "log.txt")]) == 2
+    assert f"would overwrite the log.txt of the run in {out}" in capsys.readouterr().err
     assert main(["table", str(out), "--output", str(tmp_path / "t.md")]) == 0
     assert "| DLLP + PLOT |" in (tmp_path / "t.md").read_text()
 
@@ -197,7 +198,9 @@ def test_help_everywhere():
     for args in (["--help"], ["train", "--help"], ["demo", "--help"]):
         r = run_cli(args)
         assert r.returncode == 0 and "usage: plotllp" in r.stdout
-    assert "--first-stage" in run_cli(["train", "--help"]).stdout
+    text = " ".join(run_cli(["train", "--help"]).stdout.split())
+    assert "--first-stage" in text and "or table:FILE (your own CSV or Parquet file)" in text
+    assert "pseudo-labels (default: off)" in text                                   # a flag's default
 
 
 def test_demo_writes_figure(tmp_path, monkeypatch, capsys):

@@ -31,8 +31,16 @@ from .errors import LLPInputError, PlotLLPError, TrainingDivergedError
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a bad command line as one line (no usage dump) and exit code 2."""
 
+    commands: dict = {}           # the root parser's subcommand parsers, by name
+
     def error(self, message):
         self.exit(2, f"plotllp: error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        args, extra = self.parse_known_args(args, namespace)
+        if extra:                 # name the subcommand whose options were mistyped: its --help lists them
+            self.commands.get(getattr(args, "command", None), self).error(f"unrecognized arguments: {' '.join(extra)}")
+        return args
 
 
 #: first field of each section of TrainConfig -> the heading in --help
@@ -49,10 +57,11 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
             g = p.add_argument_group(SECTIONS[name])
         flag = "--" + name.replace("_", "-")
         default = f.default
-        help_ = f.metadata["help"] + (f" (default: {default})" if default is not None and default is not False else "")
         if str(f.type).startswith("bool"):
+            help_ = f.metadata["help"] + f" (default: {'on' if default else 'off'})"
             g.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_)
         else:
+            help_ = f.metadata["help"] + (f" (default: {default})" if default is not None else "")
             kind = str(f.type)
             typ = int if kind.startswith("int") else float if kind.startswith("float") else str
             g.add_argument(flag, dest=name, type=typ, choices=f.metadata.get("choices"), default=argparse.SUPPRESS,
@@ -62,10 +71,11 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="plotllp", description="Learning from label proportions: a deep LLP first stage, then "
                      "PLOT (pseudo-labels by per-bag optimal transport, trained with symmetric cross-entropy "
-                     "and mixup).", epilog="Run 'plotllp COMMAND --help' for the options of a command.")
+                     "and, optionally, mixup).", epilog="Run 'plotllp COMMAND --help' for the options of a command.")
     from . import __version__
     parser.add_argument("--version", action="version", version=f"plotllp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    parser.commands = sub.choices
     tr = sub.add_parser("train", help="train a first stage and PLOT; writes OUT/results.json",
                         description="Train a first-stage LLP learner, then the PLOT second stage, and write "
                         "results.json, model.pt, first_stage.pt and config.yaml into --out.",
@@ -74,21 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
                                     for d, p in PRESETS.items() if p)
                         + ". A --config file and flags override presets.")
     tr.add_argument("--resume", action="store_true", help="continue the interrupted run in --out from its "
-                    "checkpoint (same settings); a finished run is reported as such")
+                    "checkpoint (same settings; where it runs may change: --device, --data-dir, --compile, --quiet); a "
+                    "finished run is reported as such")
     tr.add_argument("--overwrite", action="store_true", help="replace the finished run in --out (without it, a "
                     "folder that holds one is refused)")
     _add_train_options(tr)
     data = sub.add_parser("data", help="describe a data set as JSON (sizes, classes, shape, channel mean and std)",
                           description="Read a data set from its official files and print, as JSON, the train "
                           "and test sizes, the class names, the input shape and the per-channel mean and std.")
-    data.add_argument("dataset", help="moons, digits, mnist, fashion_mnist, cifar10, cifar100 or svhn")
+    data.add_argument("dataset", help="moons, digits, mnist, fashion_mnist, cifar10, cifar100 or svhn (IDX files "
+                      "do not name their data set: mnist's files read as fashion_mnist pass)")
     data.add_argument("--data-dir", default="data", help="folder (or archive) of the data files (default: data)")
     data.add_argument("--download", action="store_true", help="fetch the official files into --data-dir first "
                       "(MD5 checksums verified; a file already there is kept if its checksum matches, fetched again if not)")
     demo = sub.add_parser("demo", help="two-moons in the paper's setting: DLLP then PLOT, with a figure",
                           description="Two-moons, 40 bags of 50 points (the paper's section 5.1): DLLP, then PLOT. "
                           "Prints the first-stage and final test accuracy and draws the decision boundaries "
-                          "of both (the paper's Figure 2) into a PNG.")
+                          "of both (the paper's Figure 2) into OUT/demo_moons.png and .svg.")
     demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     demo.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     demo.add_argument("--seed", type=int, default=0, help="seed of data, bags and training (default: 0)")
@@ -147,9 +159,11 @@ def _refuse_run_file(output: str, what: str) -> None:
     """An ``--output`` that would replace one of a run folder's own files is an error (it would lose the run)."""
     out = os.path.realpath(output)
     folder, name = os.path.split(out)
-    if name == "results.json" or (name in RUN_FILES + ("log.txt", "cell.yaml") and any(
-            os.path.exists(os.path.join(folder, f)) for f in RUN_FILES)):
-        raise LLPInputError(f"--output {output} would overwrite a run's {name} (or pass for one); write {what} "
+    if name == "results.json":
+        raise LLPInputError(f"--output {output}: a file named results.json is read as a run's results (by plotllp "
+                            f"table and figure); write {what} to another name")
+    if name in RUN_FILES + ("log.txt", "cell.yaml") and any(os.path.exists(os.path.join(folder, f)) for f in RUN_FILES):
+        raise LLPInputError(f"--output {output} would overwrite the {name} of the run in {folder}; write {what} "
                             "elsewhere")
 
 

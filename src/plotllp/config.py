@@ -22,7 +22,8 @@ def _opt(default, help, choices=None):
 @dataclass
 class TrainConfig:
     # data and bags
-    dataset: str = _opt("moons", "data set: moons, digits, mnist, fashion_mnist, cifar10, cifar100, svhn")
+    dataset: str = _opt("moons", "data set: moons, digits, mnist, fashion_mnist, cifar10, cifar100, svhn, or "
+                                 "table:FILE (your own CSV or Parquet file)")
     data_dir: str = _opt("data", "folder of the data files (data sets read from disk)")
     download: bool = _opt(False, "fetch the data set's official files into --data-dir first (checksums verified)")
     data_seed: int = _opt(0, "seed of synthetic data and of train/test splits")
@@ -37,7 +38,7 @@ class TrainConfig:
     label_column: str | None = _opt(None, "table:FILE data: instance labels to aggregate into the bags' proportions "
                                           "(experiments; a --test-fraction of the bags becomes the test set)")
     test_fraction: float = _opt(0.2, "table:FILE data with --label-column: fraction of the bags held out for testing")
-    bag_size: int = _opt(50, "instances per bag (uniform random bags)")
+    bag_size: int = _opt(50, "instances per bag (the bags --bags forms, and the test bags)")
     bags: str = _opt("uniform", "how bags are formed from the labelled data set (experiments): uniform random bags; "
                                 "dirichlet (label-skewed, proportions ~ Dirichlet(--bag-alpha)); clustered (k-means "
                                 "on the inputs); replacement (drawn with replacement)",
@@ -89,8 +90,10 @@ class TrainConfig:
     beta2: float = _opt(0.999, "Adam beta2")
     weight_decay: float = _opt(0.0, "Adam weight decay")
     lr_halve_every: int = _opt(100, "halve the learning rate every this many epochs of a stage (0: never)")
-    batch_bags: int = _opt(4, "first stage: whole bags per step")
-    batch_size: int = _opt(128, "second stage: instances per step")
+    batch_bags: int = _opt(4, "first stage: whole bags per step (under torchrun: of all ranks together, a multiple "
+                              "of their number)")
+    batch_size: int = _opt(128, "second stage: instances per step (under torchrun: of all ranks together, a "
+                                "multiple of their number)")
     chunk_size: int = _opt(16384, "DLLP: a step over more rows than this (huge bags) runs in exact chunks of this "
                                   "many rows, bounding memory (0: never)")
     # run
@@ -98,7 +101,8 @@ class TrainConfig:
     device: str = _opt("auto", "auto, cpu, cuda or cuda:N")
     compile: bool = _opt(False, "train a torch.compile'd network (faster epochs on a GPU after a one-off "
                                 "compilation; needs a C++ compiler for CPU code, Triton for CUDA)")
-    out: str = _opt("runs/latest", "output folder (results.json, model.pt, config.yaml)")
+    out: str = _opt("runs/latest", "output folder (results.json, config.yaml, model.pt, first_stage.pt; checkpoint.pt "
+                                   "while the run is unfinished)")
     quiet: bool = _opt(False, "print only the summary")
 
     def validate(self) -> "TrainConfig":

@@ -427,12 +427,12 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist, overwrite: bo
                 raise LLPInputError(f"{path} has changed since the checkpoint in {cfg.out} was written; resume "
                                     "with the same files, or choose another --out")
     if write and not resume and os.path.exists(ckpt_path):
-        raise LLPInputError(f"{cfg.out} holds an interrupted run ({CHECKPOINT}); add --resume (resume=True) to "
+        raise LLPInputError(f"{cfg.out} holds an interrupted run ({CHECKPOINT}); add --resume (Python: resume=True) to "
                             f"continue it, or choose another --out (or remove {ckpt_path} to start afresh)")
     done = os.path.join(cfg.out, "results.json")
     if write and not resume and not overwrite and os.path.exists(done):
         raise LLPInputError(f"{cfg.out} holds a finished run ({done}); choose another --out, or add --overwrite "
-                            "(overwrite=True) to replace it")
+                            "(Python: overwrite=True) to replace it")
     # under torchrun, --download fetches once per machine (its first rank) while the other ranks wait
     fetcher = cfg.download and (dist is None or dist.local_rank == 0)
     if cfg.download and not fetcher:
