@@ -18,7 +18,9 @@
 #   OUT=/tmp/gpu_out PLOTLLP_COMMIT=abc1234 bash benchmarks/gpu_session.sh
 # GPU_SESSION_SECONDS (default 540) is the whole script's budget; GPU_SESSION_STEPS (default
 # "smoke prediction profile gpu-off cifar ot-threads gpu-on") the steps to run (always in that order);
-# GPU_SESSION_GPU_EPOCHS (default 2) gpu.py's timed epochs; GPU_SESSION_DEVICE (default cuda) and
+# GPU_SESSION_GPU_EPOCHS (default 2) gpu.py's timed epochs; GPU_SESSION_EPOCHS1, GPU_SESSION_EPOCHS2 and
+# GPU_SESSION_CIFAR_TRAIN (defaults 40, 20, 15000) the cifar step's epochs and training images;
+# PYTHON (default python3) the interpreter; GPU_SESSION_DEVICE (default cuda) and
 # GPU_SESSION_TRAIN_SIZE (default 50000) exist to check the script on a CPU.
 set -u
 OUT=${OUT:-gpu_session_out}

@@ -87,4 +87,9 @@ def main():
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()), epilog="Takes no options: "
+                            "it trains 7 runs and draws 3 figures (506 s in all on two CPU cores, figures.md) and overwrites "
+                            "benchmarks/results/fig*.png and figures.md.").parse_args()
     main()

@@ -30,13 +30,18 @@ def main():
     ap.add_argument("--metrics", nargs="+", default=["test_accuracy"],
                     help="the tables to show (any metric of `plotllp table --metric`; default: test_accuracy)")
     args = ap.parse_args()
+    runs = [load(p) for p in find_results([args.runs])]
     text = header(args.title or f"Sweep {args.name}")
-    text += f"- runs made by: `{args.sweep_command}` at commit {args.sweep_commit}\n\n"
+    text += f"- runs made by: `{args.sweep_command}` at commit {args.sweep_commit}\n"
+    # the machine line above is this script's; the runs' own arithmetic is in their results.json (since 4ee037d)
+    threads = sorted({str(r.get("threads", "?")) for r in runs})
+    kernels = sorted({str(r.get("cpu_capability", "?")) for r in runs})
+    text += (f"- the runs' arithmetic (their results.json; ? where not recorded): {', '.join(threads)} torch "
+             f"thread(s) each, ATen {', '.join(kernels)} kernels\n\n")
     text += "\n".join(render([args.runs], "md", metric=m) for m in args.metrics)
     # rows named as in the tables above (runs of one method and bag size that differ in a setting get a row each)
     text += ("\nSeconds per run (wall time including the per-epoch evaluation; a \"+ PLOT\" row counts both "
              "stages; mean over seeds):\n\n" + render([args.runs], "md", metric="seconds", digits=0))
-    runs = [load(p) for p in find_results([args.runs])]
     total = sum(r["first_stage"]["seconds"] + (r["final"]["seconds"] if r["config"].get("second_stage", "none") != "none"
                                                 and int(r["config"].get("epochs2", 0)) > 0 else 0.0) for r in runs)
     text += f"\n{len(runs)} runs, {total / 3600:.2f} hours of run time in all.\n"
