@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from plotllp.bags import (Bags, bags_from_ids, clustered_bags, feature_bags, integer_counts, proportions_from_labels,
                           sampled_bags, sized_bags, uniform_bags, validate_proportions)
 from plotllp.errors import LLPInputError
+from plotllp.ot import pseudo_labels
 
 
 @given(n=st.integers(1, 300), k=st.integers(2, 12), size=st.integers(1, 60), seed=st.integers(0, 10_000),
@@ -126,3 +127,28 @@ def test_bag_constructors_reject_what_is_not_a_bag(make, msg):
     y = np.arange(12) % 3
     with pytest.raises(LLPInputError, match=msg):
         make(y)
+
+
+# -- from a mutation audit: each test below fails on a small bug (named by its tag) that the others let pass --
+
+# B01: largest remainder (Hamilton) -- the seat goes to the largest fractional part
+def test_integer_counts_give_the_remainder_to_the_largest_fractions():
+    # 7 * (0.45, 0.35, 0.20) = (3.15, 2.45, 1.40): floors (3, 2, 1), one seat left -> class 1 (0.45)
+    assert integer_counts(np.array([[0.45, 0.35, 0.20]]), np.array([7])).tolist() == [[3, 3, 1]]
+    q = pseudo_labels(np.full((7, 3), 1 / 3), np.zeros(7, int), [[0.45, 0.35, 0.20]], hard=True)
+    assert q.sum(0).tolist() == [3.0, 3.0, 1.0]
+
+
+# B06 / B07: split holds out round(f * m) bags, and returns (train, validation) in that order
+def test_split_sizes_and_order():
+    y = np.arange(50) % 3
+    tr, va = uniform_bags(y, 5, seed=0).split(0.29, seed=0)          # 10 bags: round(2.9) = 3 held out
+    assert (tr.num_bags, va.num_bags) == (7, 3)
+
+
+# B04 / B05: proportions off by 1e-5 in the sum, or slightly negative, are refused
+def test_validate_proportions_tolerances():
+    with pytest.raises(LLPInputError, match="sum to"):
+        validate_proportions(np.array([[0.5, 0.50001]]))
+    with pytest.raises(LLPInputError, match="negative"):
+        validate_proportions(np.array([[1.0001, -0.0001]]))

@@ -1,9 +1,10 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
-from plotllp.losses import (bag_mean_probs, mixup, proportion_loss, sample_mixup, soft_cross_entropy,
+from plotllp.losses import (bag_mean_probs, draw_mixup, mixup, proportion_loss, sample_mixup, soft_cross_entropy,
                             symmetric_cross_entropy)
 
 
@@ -65,3 +66,33 @@ def test_mixup_hand_computed_and_sampled():
     assert torch.allclose(ys.sum(1), torch.ones(2))
     # y is the identity, so the mixed targets are the weights of the mixed inputs: the same lambda
     assert torch.allclose(xs, ys @ x)
+
+
+# -- from a mutation audit: each test below fails on a small bug (named by its tag) that the others let pass --
+
+# L04 / L06: the second-stage losses are batch means (a sum scales the step by the batch size)
+def test_sce_and_ce_are_means_over_the_batch():
+    torch.manual_seed(0)
+    logits = torch.randn(6, 4)
+    q = torch.softmax(torch.randn(6, 4), 1)
+    rows_sce = torch.stack([symmetric_cross_entropy(logits[i:i + 1], q[i:i + 1], 0.3, 2.0) for i in range(6)])
+    rows_ce = torch.stack([soft_cross_entropy(logits[i:i + 1], q[i:i + 1]) for i in range(6)])
+    assert torch.allclose(symmetric_cross_entropy(logits, q, 0.3, 2.0), rows_sce.mean())
+    assert torch.allclose(soft_cross_entropy(logits, q), rows_ce.mean())
+
+
+# L07: lambda ~ Beta(alpha, alpha) for alpha != 1 too
+def test_draw_mixup_uses_symmetric_beta():
+    lam, perm = draw_mixup(np.random.default_rng(0), 5, alpha=0.2)
+    ref = np.random.default_rng(0)
+    assert lam == ref.beta(0.2, 0.2) and np.array_equal(perm, ref.permutation(5))
+
+
+# L10: VAT's power iteration starts from a random direction centred on 0 (signs of both kinds)
+def test_vat_random_start_is_centred():
+    from plotllp.losses import vat_perturbation
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(50, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+    r = vat_perturbation(mlp, torch.randn(64, 50), eps=1.0, power_iterations=0)
+    assert torch.allclose(r.norm(dim=1), torch.ones(64), atol=1e-5)
+    assert abs(float(r.mean())) < 0.02 and float((r > 0).float().mean()) == pytest.approx(0.5, abs=0.05)

@@ -440,3 +440,54 @@ def test_entropic_labels_give_a_class_its_small_share_when_every_row_says_probab
         warnings.simplefilter("error")
         q = pseudo_labels(probs, np.zeros(5, dtype=int), props, hard=False, reg=1 / 25).numpy()
     assert np.allclose(q, props, rtol=0, atol=1e-9)
+
+
+# -- from a mutation audit: each test below fails on a small bug (named by its tag) that the others let pass --
+
+# O03: the network simplex path (large bags) maps its active columns back to the right classes
+def test_large_bag_with_zero_count_classes():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4), 300)
+    q = pseudo_labels(probs, np.zeros(300, int), [[0.0, 0.5, 0.0, 0.5]], hard=True)
+    assert q.sum(0).tolist() == [0.0, 150.0, 0.0, 150.0]
+
+
+# O15: an entropic solve that stops short of the proportions says so
+def test_entropic_non_convergence_warns(monkeypatch):
+    import plotllp.ot as ot_module
+    monkeypatch.setattr(ot_module, "SINKHORN_WARMUP", ())     # no retries: one Newton step per stage
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 30, (64, 5))
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    props = rng.dirichlet(np.ones(5), 2)
+    with pytest.warns(RuntimeWarning, match="entropic OT stopped"):
+        pseudo_labels(p, np.repeat([0, 1], 32), props, hard=False, max_iter=1)
+
+
+# O23: float32 proportions (rows summing to 1 +- 1e-7) are renormalised before the entropic solve
+def test_float32_proportions_give_the_float64_soft_labels():
+    rng = np.random.default_rng(0)
+    props = rng.dirichlet(np.ones(10), 20).astype(np.float32)
+    exact = props.astype(np.float64) / props.astype(np.float64).sum(1, keepdims=True)
+    ids = np.repeat(np.arange(20), 32)
+    p = rng.dirichlet(np.ones(10), ids.size)
+    q32 = pseudo_labels(p, ids, props, hard=False).numpy()
+    q64 = pseudo_labels(p, ids, exact, hard=False).numpy()
+    assert np.abs(q32 - q64).max() < 1e-11             # 3e-15 as is; 3e-9 without the renormalisation
+
+
+# O30: a warm start whose classes miss a bag's counts (in some classes only) is not used for that bag
+def test_warm_start_with_an_infeasible_bag_still_meets_the_counts():
+    rng = np.random.default_rng(3)
+    ids = np.repeat(np.arange(10), 20)
+    probs = rng.dirichlet(np.ones(4), 200)
+    y = rng.integers(0, 4, 200)
+    counts = np.zeros((10, 4))
+    np.add.at(counts, (ids, y), 1)
+    cold = pseudo_labels(probs, ids, counts / 20, hard=True)
+    start = cold.argmax(1).numpy().copy()
+    row = np.flatnonzero((ids == 4) & (start != 3))[0]
+    start[row] = 3                                        # bag 4: one row moved, two classes off by one
+    q = pseudo_labels(probs, ids, counts / 20, hard=True, init=start)
+    assert np.array_equal(q[ids == 4].sum(0).numpy(), counts[4])

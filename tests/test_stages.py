@@ -10,6 +10,8 @@ from plotllp.data import moons
 from plotllp.engine import (Evaluator, LLPData, OptimConfig, class_counts, collapse_message, one_class_collapse,
                             predict_proba)
 from plotllp.errors import LLPInputError, TrainingDivergedError
+from plotllp.losses import soft_cross_entropy, symmetric_cross_entropy
+from plotllp.ot import pseudo_labels
 from plotllp.stages import DLLP, PLOT
 
 
@@ -272,3 +274,141 @@ def test_a_resume_starts_the_same_exact_ot_solves_with_a_window_of_one(moons_dat
     resumed = PLOT(6, ensemble=1).fit(again, data, log=None, seed=3, resume=kept)
     assert [r["warm_start"] for r in resumed] == [r["warm_start"] for r in full] and full[3]["warm_start"]
     assert [r["loss"] for r in resumed] == [r["loss"] for r in full]
+
+
+# -- from a mutation audit: each test below fails on a small bug (named by its tag) that the others let pass --
+
+# E02 / E03: the ensemble is the mean of the last k labels
+def test_label_window_mean_of_the_last_k():
+    from plotllp.engine import LabelWindow
+    w = LabelWindow(2)
+    a, b, c = (torch.full((2, 2), v) for v in (1.0, 2.0, 4.0))
+    for t in (a, b, c):
+        w.push(t)
+    assert torch.equal(w.mean(), torch.full((2, 2), 3.0)) and torch.equal(w.previous, b)
+
+
+def _tiny_plot_setup():
+    from plotllp.engine import LLPData
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 120)
+    x = (rng.normal(size=(120, 4)) + y[:, None]).astype(np.float32)
+    data = LLPData(x, uniform_bags(y, 12, num_classes=3, seed=0), "cpu", hidden_labels=y)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    return data, model
+
+
+# P02: PLOT trains on the mean of its label window (TD_OT_k), not on the latest labels only
+def test_plot_trains_on_the_ensemble_of_its_labels():
+    from plotllp.stages import PLOT
+    data, model = _tiny_plot_setup()
+    stage = PLOT(1, labels="hard", ensemble=3, batch_size=10 ** 6)
+    stage.begin(model, data)
+    q = stage.targets.latest
+    g = torch.Generator().manual_seed(0)
+    for _ in range(2):                                   # two other one-hot matrices
+        stage.targets.push(q[torch.randperm(q.shape[0], generator=g)])
+    seen = []
+    stage.loss = lambda logits, y: (seen.append(y.clone()), soft_cross_entropy(logits, y))[1]
+    stage.train_epoch(model, torch.optim.SGD(model.parameters(), lr=0.0), data, np.random.default_rng(0))
+    y = torch.cat(seen)
+    assert ((y > 0) & (y < 1)).any()                      # averaged labels, not one-hot
+    assert torch.allclose(y.sum(0), stage.targets.mean().sum(0))
+
+
+# P03: PLOT's loss passes (sce_alpha, sce_beta) in that order
+def test_plot_sce_weights():
+    from plotllp.stages import PLOT
+    stage = PLOT(1, sce_alpha=0.3, sce_beta=2.0)
+    logits, q = torch.randn(5, 3), torch.softmax(torch.randn(5, 3), 1)
+    assert torch.allclose(stage.loss(logits, q), symmetric_cross_entropy(logits, q, 0.3, 2.0))
+
+
+# P04: PLOT draws its mixup lambda with mixup_alpha
+def test_plot_mixup_alpha_is_used(monkeypatch):
+    import plotllp.stages.plot as plot_module
+    from plotllp.stages import PLOT
+    alphas = []
+    real = plot_module.draw_mixup
+    monkeypatch.setattr(plot_module, "draw_mixup", lambda rng, n, alpha=1.0: (alphas.append(alpha), real(rng, n, alpha))[1])
+    data, model = _tiny_plot_setup()
+    stage = PLOT(1, mixup=True, mixup_alpha=0.4, batch_size=32)
+    stage.begin(model, data)
+    stage.train_epoch(model, torch.optim.SGD(model.parameters(), lr=0.0), data, np.random.default_rng(0))
+    assert alphas and set(alphas) == {0.4}
+
+
+# P05: PLOT's soft labels use its reg
+def test_plot_soft_labels_use_reg():
+    from plotllp.engine import predict_proba
+    from plotllp.stages import PLOT
+    data, model = _tiny_plot_setup()
+    stage = PLOT(1, labels="soft", reg=0.5)
+    stage.begin(model, data)
+    probs = predict_proba(model, data.x[data.members])
+    ref = pseudo_labels(probs, data.member_bag, data.proportions, hard=False, reg=0.5).float()
+    assert torch.allclose(stage.targets.latest, ref, atol=1e-6)
+
+
+# E06: the ensemble diagnostic breaks ties towards the latest labels (engine.vote)
+def test_evaluator_ensemble_accuracy_uses_the_vote():
+    from plotllp.engine import EpochState, Evaluator
+    data, model = _tiny_plot_setup()
+    n = data.num_members
+    hidden = data.hidden
+    latest = torch.nn.functional.one_hot(hidden, 3).float()
+    other = torch.nn.functional.one_hot((hidden + 1) % 3, 3).float()
+    ensemble = (latest + other) / 2                      # every row tied between two classes
+    ev = Evaluator(None, None, 12, 0, 3, "cpu")
+    row = ev(model, data, EpochState(0.0, train_probs=torch.full((n, 3), 1 / 3), ot_labels=latest,
+                                     ot_ensemble=ensemble))
+    assert row["train_acc_ot_ensemble"] == 1.0
+
+
+# P01: pseudo_source="predictions" trains on the model's predictions (no OT); OT labels only for diagnostics
+def test_predictions_source_targets_are_the_predictions():
+    from plotllp.engine import predict_proba
+    from plotllp.stages import PLOT
+    data, model = _tiny_plot_setup()
+    stage = PLOT(1, pseudo_source="predictions")
+    stage.begin(model, data)
+    probs = predict_proba(model, data.x[data.members])
+    assert torch.allclose(stage.targets.latest, probs)
+    assert not torch.allclose(stage.ot_window.latest, probs)
+
+
+# P07: soft labels stay soft where the exact OT is overlapped with prediction (the default on CUDA)
+def test_plot_soft_labels_with_overlap_are_entropic():
+    from plotllp.engine import predict_proba
+    from plotllp.stages import PLOT
+    data, model = _tiny_plot_setup()
+    stage = PLOT(1, labels="soft", overlap=True)
+    stage.begin(model, data)
+    probs = predict_proba(model, data.x[data.members])
+    ref = pseudo_labels(probs, data.member_bag, data.proportions, hard=False).float()
+    assert torch.allclose(stage.targets.latest, ref, atol=1e-6)
+
+
+# P09: every input of a PLOT batch is trained on its own (ensemble) target
+def test_plot_pairs_each_input_with_its_own_target():
+    from plotllp.engine import LLPData
+    from plotllp.stages import PLOT
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 120)
+    x = np.stack([np.arange(120), rng.normal(size=120)], 1).astype(np.float32)   # column 0: the instance id
+    data = LLPData(x, uniform_bags(y, 12, num_classes=3, seed=0), "cpu")
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 3)
+    stage = PLOT(1, batch_size=16)
+    stage.begin(model, data)
+    targets = stage.targets.mean()
+    position = {int(v): p for p, v in enumerate(data.members.tolist())}           # instance id -> member row
+    inputs, seen = [], []
+    step = stage.step
+    stage.step = lambda model, opt, xb, fn: (inputs.append(xb.clone()), step(model, opt, xb, fn))[1]
+    stage.loss = lambda logits, t: (seen.append(t.clone()), soft_cross_entropy(logits, t))[1]
+    stage.train_epoch(model, torch.optim.SGD(model.parameters(), lr=0.0), data, np.random.default_rng(1))
+    assert len(inputs) == len(seen) > 1
+    for xb, t in zip(inputs, seen):
+        assert torch.equal(t, targets[[position[int(v)] for v in xb[:, 0]]])
