@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Read a data set from its official files and print, as JSON, the train "
                           "and test sizes, the class names, the input shape and the per-channel mean and std.")
     data.add_argument("dataset", help="moons, digits, mnist, fashion_mnist, cifar10, cifar100 or svhn (IDX files "
-                      "do not name their data set: mnist's files read as fashion_mnist pass)")
+                      "do not name their data set: MNIST's files named fashion_mnist would be read as such)")
     data.add_argument("--data-dir", default="data", help="folder (or archive) of the data files (default: data)")
     data.add_argument("--download", action="store_true", help="fetch the official files into --data-dir first "
                       "(MD5 checksums verified; a file already there is kept if its checksum matches, fetched again if not)")
