@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--data-dir", default="data", help="folder (or archive) of the data files (default: data)")
     data.add_argument("--download", action="store_true", help="fetch the official files into --data-dir first "
                       "(MD5 checksums verified; a file already there is kept if its checksum matches, fetched again if not)")
-    demo = sub.add_parser("demo", help="two-moons in the paper's bags (40 of 50 points, noise 0.2): DLLP then PLOT, with a figure",
+    demo = sub.add_parser("demo", help="two-moons in the paper's bags (40 of 50 points, noise 0.2): DLLP then PLOT, "
+                          "with a figure",
                           description="Two-moons, 40 bags of 50 points (the paper's section 5.1): DLLP, then PLOT. "
                           "Prints the first-stage and final test accuracy and draws the decision boundaries "
                           "of both (the paper's Figure 2) into OUT/demo_moons.png and .svg.")
