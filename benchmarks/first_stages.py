@@ -1,11 +1,12 @@
 """Every first stage alone and followed by PLOT: DLLP, LLP-VAT and LLP-GAN on two-moons and Fashion-MNIST.
 
 Two-moons in the paper's setting (40 bags of 50, the 3-hidden-layer MLP) with the command line's defaults
-(noise 0.1, which the paper does not give; 200 first-stage and 50 PLOT epochs), 5 seeds; Fashion-MNIST with the MLP (3 x 256) at bag sizes 64 and
-256, 3 seeds. Each seed draws its own data (two-moons), bags, validation split and initialisation; the
-three first stages of a seed see the same bags. Every run goes through ``plotllp.pipeline.train`` and
-holds out 10% of the bags: the reported epoch of each stage is the one whose predictions match the
-held-out bags' proportions best (lowest bag-level MAE; no test labels involved), the last epoch beside it.
+(noise 0.1, which the paper does not give; 200 first-stage and 50 PLOT epochs), 5 seeds; Fashion-MNIST with
+the MLP (3 x 256) at bag sizes 64 and 256, 3 seeds. Each seed draws its own data (two-moons), bags, validation
+split and initialisation; the three first stages of a seed see the same bags. Every run goes through
+``plotllp.pipeline.train`` and holds out 10% of the bags: the reported epoch of each stage is the one whose
+predictions match the held-out bags' proportions best (lowest bag-level MAE; no test labels involved), the
+last epoch beside it.
 
 Settings were fixed before any run, not tuned: Adam lr 1e-3 (beta1 0.9) for DLLP and LLP-VAT, the LLP-GAN
 reference's lr 3e-4 and beta1 0.5 for LLP-GAN (both networks); LLP-VAT with the reference xi 1e-6, weight
