@@ -137,3 +137,37 @@ def test_test_bags_are_formed_like_the_training_bags(kind):
     np.testing.assert_array_equal(test.proportions, expected.proportions)
     if kind == "dirichlet":          # skewed like the training bags: the largest class holds most of a bag
         assert test.proportions.max(1).mean() > 0.5 and train.proportions.max(1).mean() > 0.5
+
+
+# -- from a second mutation audit: each test below fails on a small bug that the others let pass --
+
+def test_sized_bags_draw_their_members_at_random_by_seed():
+    """sized_bags cuts a seeded permutation: not consecutive rows (rows sorted by class would give
+    one-class bags), and other seeds give other bags."""
+    from plotllp.bags import sized_bags
+
+    y = np.repeat([0, 1], 50)                                  # rows sorted by class
+    a = sized_bags(y, [20, 30, 10], num_classes=2, seed=0)
+    assert not np.array_equal(np.sort(a.indices[:20]), np.arange(20))
+    assert (a.proportions.max(1) < 1).all()
+    assert not np.array_equal(a.indices, sized_bags(y, [20, 30, 10], num_classes=2, seed=1).indices)
+
+
+def test_clustered_bags_follow_their_seed():
+    """k-means is seeded by ``seed``: other seeds give other bags (on features without clear clusters),
+    the same seed the same bags."""
+    from plotllp.bags import clustered_bags
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(300, 2)), rng.integers(0, 2, 300)
+    a, b = clustered_bags(x, y, 30, seed=0), clustered_bags(x, y, 30, seed=1)
+    assert np.array_equal(a.indices, clustered_bags(x, y, 30, seed=0).indices)
+    assert not (np.array_equal(a.indices, b.indices) and np.array_equal(a.offsets, b.offsets))
+
+
+def test_sampled_bags_default_to_n_over_bag_size_bags():
+    from plotllp.bags import sampled_bags
+
+    y = np.arange(103) % 3
+    assert sampled_bags(y, 10, seed=0).num_bags == 10
+    assert sampled_bags(y, 200, seed=0).num_bags == 1

@@ -3,6 +3,7 @@ formats that the tests write themselves (CIFAR-100, SVHN, IDX), plus missing and
 
 import contextlib
 import gzip
+import hashlib
 import json
 import os
 import pickle
@@ -239,3 +240,19 @@ def test_download_from_a_local_server(tmp_path):
         with pytest.raises(DataFileError, match="cannot download"):
             download("cifar100", str(tmp_path / "gone"), log=lambda *a, **k: None,
                      sources={"cifar100": ("", [(url.replace(".tar.gz", ".nope"), "x.tar.gz", md5)])})
+
+
+# -- from a second mutation audit: each test below fails on a small bug that the others let pass --
+
+def test_a_corrupt_file_already_there_is_downloaded_again(tmp_path):
+    """fetch: a file at the destination whose MD5 is not the official one is replaced, not kept."""
+    from plotllp.data.download import fetch
+
+    good = tmp_path / "served.bin"
+    good.write_bytes(b"the official bytes")
+    md5 = hashlib.md5(good.read_bytes()).hexdigest()
+    dest = tmp_path / "data" / "file.bin"
+    dest.parent.mkdir()
+    dest.write_bytes(b"a half-downloaded or corrupt file")
+    assert fetch(good.as_uri(), str(dest), md5) == str(dest)
+    assert dest.read_bytes() == b"the official bytes"

@@ -410,3 +410,67 @@ def test_figure_labels_name_only_the_settings_that_tell_runs_apart():
     cfgs = [make_config({"dataset": "moons", "first_stage": s}).to_dict() for s in ("dllp", "vat", "gan")]
     assert _differences(cfgs) == ["", "", ""]
     assert _differences(cfgs + [{**cfgs[1], "vat_xi": 1e-3}]) == ["", " [vat_xi=1e-06]", "", " [vat_xi=0.001]"]
+
+
+# -- from a second mutation audit: each test below fails on a small bug that the others let pass --
+
+def _rows(md):
+    return [ln for ln in md.splitlines() if ln.startswith("| ") and "---" not in ln][1:]
+
+
+def test_runs_of_another_noise_are_a_row_of_their_own_never_dropped(tmp_path):
+    """moons' noise changes the data: two runs of one seed that differ in it are two rows, and neither is
+    dropped as a repeat of the other."""
+    write_result(tmp_path / "a", "moons", "dllp", False, 25, 0, 0.90, noise=0.1)
+    write_result(tmp_path / "b", "moons", "dllp", False, 25, 0, 0.80, noise=0.3)
+    assert _rows(render([str(tmp_path)])) == ["| DLLP [noise=0.1] | **90.00** |", "| DLLP [noise=0.3] | 80.00 |"]
+
+
+def test_runs_of_one_seed_but_other_bags_are_two_seeds_of_a_cell(tmp_path):
+    """A seed is the triple (seed, bag_seed, data_seed): runs that differ in bag_seed only are not repeats."""
+    write_result(tmp_path / "a", "moons", "dllp", False, 25, 0, 0.90, bag_seed=0)
+    write_result(tmp_path / "b", "moons", "dllp", False, 25, 0, 0.80, bag_seed=1)
+    assert _rows(render([str(tmp_path)])) == ["| DLLP | **85.00 (7.07)** |"]
+
+
+def test_a_plot_run_from_an_unlisted_model_keeps_its_first_stage_row(tmp_path):
+    """--init of a run that is not in the table (--epochs1 0): no listed run gives its first stage, so the
+    run's own first_stage metrics make the first-stage row."""
+    write_result(tmp_path / "e", "cifar10", "dllp", True, 64, 0, 0.7, 0.9, epochs1=0,
+                 init=str(tmp_path / "elsewhere" / "first_stage.pt"))
+    assert _rows(render([str(tmp_path / "e")])) == ["| DLLP | 70.00 |", "| DLLP + PLOT | **90.00** |"]
+
+
+def test_a_run_whose_plot_trained_no_epoch_has_no_plot_row(tmp_path):
+    """--second-stage plot with --epochs2 0: PLOT never ran, so there is no "+ PLOT" row (its "final" is
+    the first stage's model)."""
+    write_result(tmp_path / "a", "cifar10", "dllp", True, 64, 0, 0.8, 0.8, epochs2=0)
+    assert _rows(render([str(tmp_path)])) == ["| DLLP | **80.00** |"]
+
+
+def test_settings_that_differ_only_between_bag_sizes_do_not_split_rows(tmp_path):
+    """A learning rate tuned per bag size: each column has one setting, so the method keeps one row
+    (rows are split by settings that differ among runs of one method *and bag size*)."""
+    write_result(tmp_path / "a", "cifar10", "dllp", False, 16, 0, 0.8, lr=0.01)
+    write_result(tmp_path / "b", "cifar10", "dllp", False, 64, 0, 0.7, lr=0.001)
+    assert _rows(render([str(tmp_path)])) == ["| DLLP | **80.00** | **70.00** |"]
+
+
+def test_bag_size_columns_are_in_numeric_order(tmp_path):
+    for bag in (128, 16, 64):
+        write_result(tmp_path / f"b{bag}", "cifar10", "dllp", False, bag, 0, 0.5)
+    assert "| method | bag 16 | bag 64 | bag 128 |" in render([str(tmp_path)])
+
+
+def test_a_flag_is_not_a_metric_a_table_can_show(tmp_path):
+    """A metric whose value is a bool (a flag such as warm_start) is not averaged as 0/1."""
+    import json
+
+    from plotllp.errors import LLPInputError
+
+    write_result(tmp_path / "a", "cifar10", "dllp", False, 64, 0, 0.8)
+    res = json.loads((tmp_path / "a" / "results.json").read_text())
+    res["first_stage"]["warm_start"] = True
+    (tmp_path / "a" / "results.json").write_text(json.dumps(res))
+    with pytest.raises(LLPInputError, match="reports 'warm_start'"):
+        render([str(tmp_path)], metric="warm_start")

@@ -412,3 +412,56 @@ def test_plot_pairs_each_input_with_its_own_target():
     assert len(inputs) == len(seen) > 1
     for xb, t in zip(inputs, seen):
         assert torch.equal(t, targets[[position[int(v)] for v in xb[:, 0]]])
+
+
+# -- from a second mutation audit: each test below fails on a small bug that the others let pass --
+
+def test_halve_every_zero_keeps_the_learning_rate_constant():
+    """OptimConfig(halve_every=0): no schedule, the rate of every epoch is lr."""
+    import torch
+
+    from plotllp.bags import uniform_bags
+    from plotllp.data import moons
+    from plotllp.engine import LLPData, OptimConfig
+    from plotllp.stages import DLLP
+
+    ds = moons(n_train=200, noise=0.1, seed=1)
+    data = LLPData(ds.x_train, uniform_bags(ds.y_train, 20, seed=1), "cpu")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    history = DLLP(3, OptimConfig(1e-3, halve_every=0)).fit(model, data, log=None)
+    assert [h["lr"] for h in history] == [1e-3] * 3
+
+
+def test_collapse_into_a_majority_class_is_still_a_collapse():
+    """All rows in a class the bags give 70% of: collapsed (the bags' share must be at most 90%)."""
+    from plotllp.engine import one_class_collapse
+
+    assert one_class_collapse([100, 0], [70, 30]) == (0, 1.0, 0.7)
+    assert one_class_collapse([0, 995, 5], [5, 89, 6]) == (1, 0.995, 0.89)
+
+
+def test_predict_proba_leaves_the_models_mode_as_it_was():
+    import torch
+
+    from plotllp.engine import predict_proba
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    x = torch.randn(10, 3)
+    model.eval()
+    predict_proba(model, x)
+    assert not model.training and not model[1].training
+    model.train()
+    predict_proba(model, x)
+    assert model.training
+
+
+def test_the_evaluators_own_test_bags_follow_the_bag_seed():
+    """Without test_bags, the Evaluator's test bags are uniform bags of bag_size drawn with bag_seed."""
+    from plotllp.bags import uniform_bags
+    from plotllp.engine import Evaluator
+
+    y = np.arange(100) % 3
+    x = np.zeros((100, 2), np.float32)
+    ev = Evaluator(x, y, 10, 3, 3, "cpu")
+    np.testing.assert_array_equal(ev.test_bags.indices, uniform_bags(y, 10, num_classes=3, seed=3).indices)
