@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_wine
 
+from plotllp.data.tables import load_table
+
 NAMES = ["alcohol", "malic", "ash", "alcalinity", "magnesium", "phenols", "flavanoids", "nonflav", "proanth",
          "color", "hue", "od", "proline"]
 CLASSES = ["barolo", "grignolino", "barbera"]
@@ -231,20 +233,8 @@ def test_numeric_labels_are_classes_by_value_in_numeric_order(tmp_path):
 def test_a_proportions_file_in_any_row_order_is_matched_to_the_bags_by_id(tmp_path):
     """The proportions file is matched by bag id, not by row order: a file listing the bags in another order
     than the sorted ids gives every bag its own counts (here bag bK has K + 1 rows of class A out of 5)."""
-    import csv
-
-    from plotllp.data.tables import load_table
-
-    with open(tmp_path / "rows.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["bag", "x1", "x2"])
-        for i in range(20):
-            w.writerow([f"b{i % 4}", i % 4, i * 0.1])
-    with open(tmp_path / "counts.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["bag", "A", "B"])
-        for k in (2, 0, 3, 1):                                      # not in id order
-            w.writerow([f"b{k}", k + 1, 4 - k])
+    write_csv(tmp_path / "rows.csv", ["bag", "x1", "x2"], [[f"b{i % 4}", i % 4, i * 0.1] for i in range(20)])
+    write_csv(tmp_path / "counts.csv", ["bag", "A", "B"], [[f"b{k}", k + 1, 4 - k] for k in (2, 0, 3, 1)])  # not in id order
     ds = load_table(str(tmp_path / "rows.csv"), bag_column="bag", proportions=str(tmp_path / "counts.csv"))
     assert ds.bag_names.tolist() == ["b0", "b1", "b2", "b3"]
     for b in range(4):
@@ -254,23 +244,15 @@ def test_a_proportions_file_in_any_row_order_is_matched_to_the_bags_by_id(tmp_pa
 
 
 def _label_table(path, bags=10, rows=6, classes=("no", "yes")):
-    import csv
-
     rng = np.random.default_rng(0)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["bag", "x1", "x2", "label"])
-        for b in range(bags):
-            for _ in range(rows):
-                w.writerow([f"b{b}", *rng.normal(size=2).round(4), classes[int(rng.integers(0, 2))]])
+    write_csv(path, ["bag", "x1", "x2", "label"], [[f"b{b}", *rng.normal(size=2).round(4), classes[int(rng.integers(0, 2))]]
+                                                   for b in range(bags) for _ in range(rows)])
     return path
 
 
 def test_a_numeric_label_column_is_never_a_feature(tmp_path):
     """Without --features every other numeric column is a feature, but never the label column (a label
     column of numbers would hand the network the answer)."""
-    from plotllp.data.tables import load_table
-
     ds = load_table(str(_label_table(tmp_path / "t.csv", classes=(0, 1))), bag_column="bag", label_column="label",
                     seed=0)
     assert ds.feature_names == ["x1", "x2"] and ds.x_train.shape[1] == 2
@@ -279,8 +261,6 @@ def test_a_numeric_label_column_is_never_a_feature(tmp_path):
 def test_the_held_out_bags_are_drawn_by_the_seed(tmp_path):
     """The held-out bags are a seeded random draw: other seeds hold out other bags (not always the first
     names), the same seed the same ones."""
-    from plotllp.data.tables import load_table
-
     path = str(_label_table(tmp_path / "t.csv"))
     held = [frozenset(set(f"b{b}" for b in range(10)) - set(load_table(path, bag_column="bag", label_column="label",
                                                                        seed=s).bag_names.tolist())) for s in range(4)]
@@ -291,16 +271,12 @@ def test_the_held_out_bags_are_drawn_by_the_seed(tmp_path):
 
 def test_the_test_fraction_of_bags_is_rounded_not_floored(tmp_path):
     """--test-fraction 0.29 of 10 bags holds out 3 (round(2.9)), not 2."""
-    from plotllp.data.tables import load_table
-
     ds = load_table(str(_label_table(tmp_path / "t.csv")), bag_column="bag", label_column="label",
                     test_fraction=0.29, seed=0)
     assert ds.test_bags.num_bags == 3 and ds.bags.num_bags == 7 and len(ds.y_test) == 18
 
 
 def test_features_are_standardised_with_the_training_rows_only(tmp_path):
-    from plotllp.data.tables import load_table
-
     ds = load_table(str(_label_table(tmp_path / "t.csv")), bag_column="bag", label_column="label", seed=0)
     np.testing.assert_allclose(ds.normalization["mean"], ds.x_train.mean(0, dtype=np.float64))
     np.testing.assert_allclose(ds.normalization["std"], ds.x_train.std(0, dtype=np.float64))
@@ -309,20 +285,8 @@ def test_features_are_standardised_with_the_training_rows_only(tmp_path):
 def test_the_proportions_file_may_name_its_bag_column_anywhere(tmp_path):
     """A proportions file with a column named like --bag-column takes its ids from there, even when it is not
     the first column."""
-    import csv
-
-    from plotllp.data.tables import load_table
-
-    with open(tmp_path / "rows.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["clinic", "x1"])
-        for i in range(12):
-            w.writerow([f"c{i % 3}", i])
-    with open(tmp_path / "props.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["A", "clinic", "B"])
-        for k in range(3):
-            w.writerow([0.25 * k, f"c{k}", 1 - 0.25 * k])
+    write_csv(tmp_path / "rows.csv", ["clinic", "x1"], [[f"c{i % 3}", i] for i in range(12)])
+    write_csv(tmp_path / "props.csv", ["A", "clinic", "B"], [[0.25 * k, f"c{k}", 1 - 0.25 * k] for k in range(3)])
     ds = load_table(str(tmp_path / "rows.csv"), bag_column="clinic", proportions=str(tmp_path / "props.csv"))
     assert ds.class_names == ["A", "B"]
     np.testing.assert_allclose(ds.bags.proportions, [[0, 1], [0.25, 0.75], [0.5, 0.5]])
@@ -331,16 +295,7 @@ def test_the_proportions_file_may_name_its_bag_column_anywhere(tmp_path):
 def test_a_counts_file_may_hold_a_bag_of_one_row(tmp_path):
     """Counts are told from proportions by any bag's counts adding up to more than 1: a bag of a single row
     (counts 0, 1) among larger ones is still counts."""
-    import csv
-
-    from plotllp.data.tables import load_table
-
-    with open(tmp_path / "rows.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["bag", "x1"])
-        for i, b in enumerate(["a", "a", "a", "a", "b"]):
-            w.writerow([b, i])
-    with open(tmp_path / "counts.csv", "w", newline="") as f:
-        csv.writer(f).writerows([["bag", "no", "yes"], ["a", 3, 1], ["b", 0, 1]])
+    write_csv(tmp_path / "rows.csv", ["bag", "x1"], [[b, i] for i, b in enumerate(["a", "a", "a", "a", "b"])])
+    write_csv(tmp_path / "counts.csv", ["bag", "no", "yes"], [["a", 3, 1], ["b", 0, 1]])
     ds = load_table(str(tmp_path / "rows.csv"), bag_column="bag", proportions=str(tmp_path / "counts.csv"))
     np.testing.assert_allclose(ds.bags.proportions, [[0.75, 0.25], [0, 1]])
