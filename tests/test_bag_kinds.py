@@ -144,7 +144,6 @@ def test_test_bags_are_formed_like_the_training_bags(kind):
 def test_sized_bags_draw_their_members_at_random_by_seed():
     """sized_bags cuts a seeded permutation: not consecutive rows (rows sorted by class would give
     one-class bags), and other seeds give other bags."""
-    from plotllp.bags import sized_bags
 
     y = np.repeat([0, 1], 50)                                  # rows sorted by class
     a = sized_bags(y, [20, 30, 10], num_classes=2, seed=0)
@@ -156,7 +155,6 @@ def test_sized_bags_draw_their_members_at_random_by_seed():
 def test_clustered_bags_follow_their_seed():
     """k-means is seeded by ``seed``: other seeds give other bags (on features without clear clusters),
     the same seed the same bags."""
-    from plotllp.bags import clustered_bags
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(300, 2)), rng.integers(0, 2, 300)
@@ -166,8 +164,6 @@ def test_clustered_bags_follow_their_seed():
 
 
 def test_sampled_bags_default_to_n_over_bag_size_bags():
-    from plotllp.bags import sampled_bags
-
     y = np.arange(103) % 3
     assert sampled_bags(y, 10, seed=0).num_bags == 10
     assert sampled_bags(y, 200, seed=0).num_bags == 1

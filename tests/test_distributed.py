@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from plotllp.bags import uniform_bags
-from plotllp.distributed import Distributed, shard_bags, shard_owners
+from plotllp.distributed import Distributed, MemberLayout, shard_bags, shard_owners
 
 ARGS = ["train", "--dataset", "moons", "--epochs1", "30", "--epochs2", "12", "--labels", "soft", "--mixup",
         "--val-fraction", "0.1", "--device", "cpu"]
@@ -256,10 +256,6 @@ def test_download_fetches_once_per_machine(tmp_path):
 # -- from a second mutation audit: each test below fails on a small bug that the others let pass --
 
 def test_every_epoch_and_rank_draws_its_own_random_stream():
-    import torch
-
-    from plotllp.distributed import Distributed
-
     seeds = {tuple(Distributed(r, 2, r, torch.device("cpu")).epoch_seed(7, e)) for r in range(2) for e in (1, 2, 3)}
     assert len(seeds) == 6
 
@@ -267,10 +263,6 @@ def test_every_epoch_and_rank_draws_its_own_random_stream():
 def test_a_global_state_is_cut_into_each_ranks_member_rows():
     """localize_state: each member-row entry of a checkpoint (PLOT's label windows, the warm start's last
     classes) becomes this rank's rows, in its members' order; other entries are unchanged."""
-    import torch
-
-    from plotllp.bags import uniform_bags
-    from plotllp.distributed import Distributed, MemberLayout, shard_bags
 
     bags = uniform_bags(np.arange(60) % 3, 7, num_classes=3, seed=0)           # 8 bags of 7
     n = bags.indices.size
@@ -287,7 +279,6 @@ def test_a_global_state_is_cut_into_each_ranks_member_rows():
 
 def test_shards_take_the_largest_bags_first():
     """Largest first: bags of 5, 4 and 4 over 2 ranks give 5 | 8 members (smallest first: 9 | 4)."""
-    from plotllp.distributed import shard_owners
 
     sizes = np.array([5, 4, 4])
     assert sorted(np.bincount(shard_owners(sizes, 2), weights=sizes).tolist()) == [5.0, 8.0]

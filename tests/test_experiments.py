@@ -464,9 +464,6 @@ def test_bag_size_columns_are_in_numeric_order(tmp_path):
 
 def test_a_flag_is_not_a_metric_a_table_can_show(tmp_path):
     """A metric whose value is a bool (a flag such as warm_start) is not averaged as 0/1."""
-    import json
-
-    from plotllp.errors import LLPInputError
 
     write_result(tmp_path / "a", "cifar10", "dllp", False, 64, 0, 0.8)
     res = json.loads((tmp_path / "a" / "results.json").read_text())

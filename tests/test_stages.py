@@ -7,8 +7,8 @@ from torch import nn
 
 from plotllp.bags import uniform_bags
 from plotllp.data import moons
-from plotllp.engine import (Evaluator, LLPData, OptimConfig, class_counts, collapse_message, one_class_collapse,
-                            predict_proba)
+from plotllp.engine import (EpochState, Evaluator, LabelWindow, LLPData, OptimConfig, class_counts, collapse_message,
+                            one_class_collapse, predict_proba)
 from plotllp.errors import LLPInputError, TrainingDivergedError
 from plotllp.losses import soft_cross_entropy, symmetric_cross_entropy
 from plotllp.ot import pseudo_labels
@@ -280,7 +280,6 @@ def test_a_resume_starts_the_same_exact_ot_solves_with_a_window_of_one(moons_dat
 
 # E02 / E03: the ensemble is the mean of the last k labels
 def test_label_window_mean_of_the_last_k():
-    from plotllp.engine import LabelWindow
     w = LabelWindow(2)
     a, b, c = (torch.full((2, 2), v) for v in (1.0, 2.0, 4.0))
     for t in (a, b, c):
@@ -289,7 +288,6 @@ def test_label_window_mean_of_the_last_k():
 
 
 def _tiny_plot_setup():
-    from plotllp.engine import LLPData
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 120)
     x = (rng.normal(size=(120, 4)) + y[:, None]).astype(np.float32)
@@ -301,7 +299,6 @@ def _tiny_plot_setup():
 
 # P02: PLOT trains on the mean of its label window (TD_OT_k), not on the latest labels only
 def test_plot_trains_on_the_ensemble_of_its_labels():
-    from plotllp.stages import PLOT
     data, model = _tiny_plot_setup()
     stage = PLOT(1, labels="hard", ensemble=3, batch_size=10 ** 6)
     stage.begin(model, data)
@@ -319,7 +316,6 @@ def test_plot_trains_on_the_ensemble_of_its_labels():
 
 # P03: PLOT's loss passes (sce_alpha, sce_beta) in that order
 def test_plot_sce_weights():
-    from plotllp.stages import PLOT
     stage = PLOT(1, sce_alpha=0.3, sce_beta=2.0)
     logits, q = torch.randn(5, 3), torch.softmax(torch.randn(5, 3), 1)
     assert torch.allclose(stage.loss(logits, q), symmetric_cross_entropy(logits, q, 0.3, 2.0))
@@ -328,7 +324,6 @@ def test_plot_sce_weights():
 # P04: PLOT draws its mixup lambda with mixup_alpha
 def test_plot_mixup_alpha_is_used(monkeypatch):
     import plotllp.stages.plot as plot_module
-    from plotllp.stages import PLOT
     alphas = []
     real = plot_module.draw_mixup
     monkeypatch.setattr(plot_module, "draw_mixup", lambda rng, n, alpha=1.0: (alphas.append(alpha), real(rng, n, alpha))[1])
@@ -341,8 +336,6 @@ def test_plot_mixup_alpha_is_used(monkeypatch):
 
 # P05: PLOT's soft labels use its reg
 def test_plot_soft_labels_use_reg():
-    from plotllp.engine import predict_proba
-    from plotllp.stages import PLOT
     data, model = _tiny_plot_setup()
     stage = PLOT(1, labels="soft", reg=0.5)
     stage.begin(model, data)
@@ -353,7 +346,6 @@ def test_plot_soft_labels_use_reg():
 
 # E06: the ensemble diagnostic breaks ties towards the latest labels (engine.vote)
 def test_evaluator_ensemble_accuracy_uses_the_vote():
-    from plotllp.engine import EpochState, Evaluator
     data, model = _tiny_plot_setup()
     n = data.num_members
     hidden = data.hidden
@@ -368,8 +360,6 @@ def test_evaluator_ensemble_accuracy_uses_the_vote():
 
 # P01: pseudo_source="predictions" trains on the model's predictions (no OT); OT labels only for diagnostics
 def test_predictions_source_targets_are_the_predictions():
-    from plotllp.engine import predict_proba
-    from plotllp.stages import PLOT
     data, model = _tiny_plot_setup()
     stage = PLOT(1, pseudo_source="predictions")
     stage.begin(model, data)
@@ -380,8 +370,6 @@ def test_predictions_source_targets_are_the_predictions():
 
 # P07: soft labels stay soft where the exact OT is overlapped with prediction (the default on CUDA)
 def test_plot_soft_labels_with_overlap_are_entropic():
-    from plotllp.engine import predict_proba
-    from plotllp.stages import PLOT
     data, model = _tiny_plot_setup()
     stage = PLOT(1, labels="soft", overlap=True)
     stage.begin(model, data)
@@ -392,8 +380,6 @@ def test_plot_soft_labels_with_overlap_are_entropic():
 
 # P09: every input of a PLOT batch is trained on its own (ensemble) target
 def test_plot_pairs_each_input_with_its_own_target():
-    from plotllp.engine import LLPData
-    from plotllp.stages import PLOT
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 120)
     x = np.stack([np.arange(120), rng.normal(size=120)], 1).astype(np.float32)   # column 0: the instance id
@@ -418,12 +404,6 @@ def test_plot_pairs_each_input_with_its_own_target():
 
 def test_halve_every_zero_keeps_the_learning_rate_constant():
     """OptimConfig(halve_every=0): no schedule, the rate of every epoch is lr."""
-    import torch
-
-    from plotllp.bags import uniform_bags
-    from plotllp.data import moons
-    from plotllp.engine import LLPData, OptimConfig
-    from plotllp.stages import DLLP
 
     ds = moons(n_train=200, noise=0.1, seed=1)
     data = LLPData(ds.x_train, uniform_bags(ds.y_train, 20, seed=1), "cpu")
@@ -435,17 +415,12 @@ def test_halve_every_zero_keeps_the_learning_rate_constant():
 
 def test_collapse_into_a_majority_class_is_still_a_collapse():
     """All rows in a class the bags give 70% of: collapsed (the bags' share must be at most 90%)."""
-    from plotllp.engine import one_class_collapse
 
     assert one_class_collapse([100, 0], [70, 30]) == (0, 1.0, 0.7)
     assert one_class_collapse([0, 995, 5], [5, 89, 6]) == (1, 0.995, 0.89)
 
 
 def test_predict_proba_leaves_the_models_mode_as_it_was():
-    import torch
-
-    from plotllp.engine import predict_proba
-
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
     x = torch.randn(10, 3)
     model.eval()
@@ -458,8 +433,6 @@ def test_predict_proba_leaves_the_models_mode_as_it_was():
 
 def test_the_evaluators_own_test_bags_follow_the_bag_seed():
     """Without test_bags, the Evaluator's test bags are uniform bags of bag_size drawn with bag_seed."""
-    from plotllp.bags import uniform_bags
-    from plotllp.engine import Evaluator
 
     y = np.arange(100) % 3
     x = np.zeros((100, 2), np.float32)
