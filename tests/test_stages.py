@@ -10,7 +10,7 @@ from plotllp.data import moons
 from plotllp.engine import (EpochState, Evaluator, LabelWindow, LLPData, OptimConfig, class_counts, collapse_message,
                             one_class_collapse, predict_proba)
 from plotllp.errors import LLPInputError, TrainingDivergedError
-from plotllp.losses import soft_cross_entropy, symmetric_cross_entropy
+from plotllp.losses import sce_target_terms, soft_cross_entropy, symmetric_cross_entropy
 from plotllp.ot import pseudo_labels
 from plotllp.stages import DLLP, PLOT
 
@@ -300,7 +300,7 @@ def _tiny_plot_setup():
 # P02: PLOT trains on the mean of its label window (TD_OT_k), not on the latest labels only
 def test_plot_trains_on_the_ensemble_of_its_labels():
     data, model = _tiny_plot_setup()
-    stage = PLOT(1, labels="hard", ensemble=3, batch_size=10 ** 6)
+    stage = PLOT(1, labels="hard", loss="ce", ensemble=3, batch_size=10 ** 6)
     stage.begin(model, data)
     q = stage.targets.latest
     g = torch.Generator().manual_seed(0)
@@ -312,6 +312,26 @@ def test_plot_trains_on_the_ensemble_of_its_labels():
     y = torch.cat(seen)
     assert ((y > 0) & (y < 1)).any()                      # averaged labels, not one-hot
     assert torch.allclose(y.sum(0), stage.targets.mean().sum(0))
+
+
+def test_plot_sce_steps_use_the_target_terms_of_the_ensemble(monkeypatch):
+    """With SCE (no mixup) a step takes its rows of the epoch's target terms, computed once from the mean of
+    the label window with the stage's (sce_alpha, sce_beta); every row once per epoch."""
+    import plotllp.stages.plot as plot_module
+    data, model = _tiny_plot_setup()
+    stage = PLOT(1, labels="hard", ensemble=3, batch_size=7, sce_alpha=0.3, sce_beta=2.0)
+    stage.begin(model, data)
+    q = stage.targets.latest
+    g = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        stage.targets.push(q[torch.randperm(q.shape[0], generator=g)])
+    seen, real = [], plot_module.sce_from_target_terms
+    monkeypatch.setattr(plot_module, "sce_from_target_terms", lambda f, t: (seen.append(t.clone()), real(f, t))[1])
+    stage.train_epoch(model, torch.optim.SGD(model.parameters(), lr=0.0), data, np.random.default_rng(0))
+    terms, expected = torch.cat(seen), sce_target_terms(stage.targets.mean(), 0.3, 2.0)
+    assert len(seen) == -(-data.num_members // 7) and terms.shape == expected.shape
+    assert torch.allclose(terms.sum(0), expected.sum(0))
+    assert torch.equal(terms.sort(0).values, expected.sort(0).values)
 
 
 # P03: PLOT's loss passes (sce_alpha, sce_beta) in that order
@@ -379,21 +399,29 @@ def test_plot_soft_labels_with_overlap_are_entropic():
 
 
 # P09: every input of a PLOT batch is trained on its own (ensemble) target
-def test_plot_pairs_each_input_with_its_own_target():
+@pytest.mark.parametrize("loss", ["sce", "ce"])
+def test_plot_pairs_each_input_with_its_own_target(monkeypatch, loss):
+    import plotllp.stages.plot as plot_module
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, 120)
     x = np.stack([np.arange(120), rng.normal(size=120)], 1).astype(np.float32)   # column 0: the instance id
     data = LLPData(x, uniform_bags(y, 12, num_classes=3, seed=0), "cpu")
     torch.manual_seed(0)
     model = torch.nn.Linear(2, 3)
-    stage = PLOT(1, batch_size=16)
+    stage = PLOT(1, batch_size=16, loss=loss)
     stage.begin(model, data)
     targets = stage.targets.mean()
+    if loss == "sce":                    # a step takes its rows of the epoch's SCE target terms
+        targets = sce_target_terms(targets, stage.sce_alpha, stage.sce_beta)
     position = {int(v): p for p, v in enumerate(data.members.tolist())}           # instance id -> member row
     inputs, seen = [], []
     step = stage.step
     stage.step = lambda model, opt, xb, fn: (inputs.append(xb.clone()), step(model, opt, xb, fn))[1]
-    stage.loss = lambda logits, t: (seen.append(t.clone()), soft_cross_entropy(logits, t))[1]
+    if loss == "sce":
+        real = plot_module.sce_from_target_terms
+        monkeypatch.setattr(plot_module, "sce_from_target_terms", lambda f, t: (seen.append(t.clone()), real(f, t))[1])
+    else:
+        stage.loss = lambda logits, t: (seen.append(t.clone()), soft_cross_entropy(logits, t))[1]
     stage.train_epoch(model, torch.optim.SGD(model.parameters(), lr=0.0), data, np.random.default_rng(1))
     assert len(inputs) == len(seen) > 1
     for xb, t in zip(inputs, seen):

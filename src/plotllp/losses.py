@@ -35,7 +35,8 @@ from .engine import autocast
 from .errors import LLPInputError
 from .models import frozen_bn_stats
 
-__all__ = ["bag_mean_probs", "proportion_loss", "symmetric_cross_entropy", "soft_cross_entropy", "mixup",
+__all__ = ["bag_mean_probs", "proportion_loss", "symmetric_cross_entropy", "sce_target_terms", "sce_from_target_terms",
+           "soft_cross_entropy", "mixup",
            "sample_mixup", "draw_mixup", "vat_loss", "vat_weight", "vat_perturbation", "gan_discriminator_loss",
            "feature_matching_loss"]
 
@@ -67,11 +68,28 @@ def proportion_loss(logits: torch.Tensor, bag_index: torch.Tensor, proportions: 
 def symmetric_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.1,
                             beta: float = 1.0) -> torch.Tensor:
     """SCE = alpha * CE + beta * RCE, averaged over the batch; ``targets`` (N, K) rows sum to 1."""
-    pred = torch.softmax(logits.float(), dim=1).clamp(SCE_PRED_CLAMP, 1.0)
-    targets = targets.to(pred.dtype)
-    ce = -(targets * torch.log(pred)).sum(1)
-    rce = -(pred * torch.log(targets.clamp(SCE_LABEL_CLAMP, 1.0))).sum(1)
-    return (alpha * ce + beta * rce).mean()
+    return sce_from_target_terms(logits, sce_target_terms(targets, alpha, beta))
+
+
+def sce_target_terms(targets: torch.Tensor, alpha: float = 0.1, beta: float = 1.0) -> torch.Tensor:
+    r"""SCE's factors that depend on the targets alone, stacked (N, 2, K): :math:`a = -\alpha q` and
+    :math:`b = -\beta \log \operatorname{clamp}(q, 10^{-4}, 1)`, so that
+    :math:`SCE = \tfrac{1}{N} \sum_{ik} (a_{ik} \log p_{ik} + b_{ik} p_{ik})`. A stage that trains on the
+    same targets for a whole epoch computes them once (:func:`sce_from_target_terms`)."""
+    q = targets.float()
+    return torch.stack((-alpha * q, -beta * torch.log(q.clamp(SCE_LABEL_CLAMP, 1.0))), dim=1)
+
+
+def sce_from_target_terms(logits: torch.Tensor, terms: torch.Tensor) -> torch.Tensor:
+    r""":func:`symmetric_cross_entropy` from its target terms (:func:`sce_target_terms`):
+    :math:`\tfrac{1}{N} \sum_{ik} (a_{ik} \log p_{ik} + b_{ik} p_{ik})` with
+    :math:`p = \max(\operatorname{softmax}(f), 10^{-7})` (a softmax is at most 1, so the upper clamp is
+    none). One sum instead of two, so a step launches half the kernels: on a GPU whose training steps wait
+    on the host's launches, that is the difference between PLOT's steps and supervised ones
+    (``benchmarks/results/gpu.md``)."""
+    pred = torch.softmax(logits.float(), dim=1).clamp_min(SCE_PRED_CLAMP)
+    a, b = terms.unbind(1)
+    return torch.addcmul(pred * b, torch.log(pred), a).sum() / logits.shape[0]
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -26,7 +26,8 @@ import torch
 from ..engine import (EpochState, LabelWindow, LLPData, OptimConfig, check_finite, overlapped_exact_labels,
                       predict_proba)
 from ..errors import LLPInputError
-from ..losses import draw_mixup, mixup, soft_cross_entropy, symmetric_cross_entropy
+from ..losses import (draw_mixup, mixup, sce_from_target_terms, sce_target_terms, soft_cross_entropy,
+                      symmetric_cross_entropy)
 from ..ot import DEFAULT_REG, WarmStart, pseudo_labels
 from .base import Stage, count_setting, flag_setting, positive_setting
 
@@ -106,6 +107,13 @@ class PLOT(Stage):
         self.ot_window.load_state_dict(state["ot_window"], device)
         self.warm_start = WarmStart.restored(state, self.ot_window, device)
 
+    def _epoch_terms(self, targets: torch.Tensor) -> torch.Tensor:
+        """What a step indexes by row: SCE's target terms (:func:`plotllp.losses.sce_target_terms`) when the
+        epoch's targets are its training targets, else the targets themselves."""
+        if self.loss_name == "sce" and not self.mixup:
+            return sce_target_terms(targets, self.sce_alpha, self.sce_beta)
+        return targets
+
     def loss(self, logits, targets):
         if self.loss_name == "sce":
             return symmetric_cross_entropy(logits, targets, self.sce_alpha, self.sce_beta)
@@ -113,6 +121,9 @@ class PLOT(Stage):
 
     def train_epoch(self, model, optimizer, data: LLPData, rng) -> EpochState:
         targets = self.targets.mean()
+        # SCE's target terms once per epoch (mixup mixes the targets, so then at each step from the mix)
+        per_row = self._epoch_terms(targets)
+        loss = sce_from_target_terms if per_row is not targets else self.loss
         n = max(data.num_members, data.epoch_members)
         order = data.epoch_order(data.num_members, n, rng)
         starts = range(0, n, self.batch_size)
@@ -120,13 +131,13 @@ class PLOT(Stage):
         total = torch.zeros((), device=data.device)
         for step, i in enumerate(starts):
             pos = order[i:i + self.batch_size]
-            x, y = data.x[data.members[pos]], targets[pos]
+            x, y = data.x[data.members[pos]], per_row[pos]
             if self.augment is not None:
                 x = self.augment(x)
             if mixes is not None and mixes[step] is not None:
                 lam, perm = mixes[step]
                 x, y = mixup(x.float(), y, lam, perm)           # uint8 pixels mix as floats
-            total += self.step(model, optimizer, x, lambda logits, y=y: self.loss(logits, y))
+            total += self.step(model, optimizer, x, lambda logits, y=y: loss(logits, y))
         return EpochState(loss=float(total) / max(len(starts), 1))
 
     def _mixup_draws(self, starts, n, rng, device):
