@@ -13,7 +13,8 @@
 #   5. gpu.py again with compile on (last: its compilation takes minutes);
 #   6. (step gpu-static, not run unless named) WRN-28-2 compiled with one graph per input size;
 #   7. (step tests, not run unless named) the test suite on that machine, where `--device auto` (the
-#      default of most tests) means CUDA; pytest-xdist's workers if it is installed there.
+#      default of most tests) means CUDA; pytest-xdist's workers if it is installed there; each test's
+#      outcome is written as it ends (-v), so a run stopped by its limit still names its failures.
 # Results go to $OUT (prediction_cuda.md, step_profile_wrn-28-2_cuda.md, gpu.md, gpu.json,
 # cifar_results.json, ot_threads.md, pytest.log, session.log). Without a git checkout there, pass the commit in
 # PLOTLLP_COMMIT. Usage (in the repository root):
@@ -22,7 +23,7 @@
 # "smoke prediction profile gpu-off cifar ot-threads gpu-on") the steps to run (always in that order);
 # GPU_SESSION_GPU_EPOCHS (default 2) gpu.py's timed epochs; GPU_SESSION_EPOCHS1, GPU_SESSION_EPOCHS2 and
 # GPU_SESSION_CIFAR_TRAIN (defaults 40, 20, 15000) the cifar step's epochs and training images;
-# GPU_SESSION_TEST_WORKERS (default 8) the tests step's pytest-xdist workers; PYTHON (default python3) the
+# GPU_SESSION_TEST_WORKERS (default 14) the tests step's pytest-xdist workers; PYTHON (default python3) the
 # interpreter; GPU_SESSION_DEVICE (default cuda) and GPU_SESSION_TRAIN_SIZE (default 50000) exist to check the script on a CPU.
 set -u
 OUT=${OUT:-gpu_session_out}
@@ -92,8 +93,8 @@ print('   first stage', r['first_stage'].get('test_accuracy'), 'final', r['final
 want ot-threads && step "OT against solver threads" 60 15 $PY benchmarks/ot_threads.py --out-dir "$OUT"
 if want gpu-on; then gpu conv-large on 150; gpu wrn-28-2 on 600; fi
 want gpu-static && gpu wrn-28-2 static 600
-workers=$($PY -c "import xdist" 2>/dev/null && echo "-n ${GPU_SESSION_TEST_WORKERS:-8}")
-want tests && step "test suite (--device auto: CUDA)" 150 30 bash -c "$PY -m pytest tests -q -p no:cacheprovider $workers \
+workers=$($PY -c "import xdist" 2>/dev/null && echo "-n ${GPU_SESSION_TEST_WORKERS:-14}")
+want tests && step "test suite (--device auto: CUDA)" 240 30 bash -c "$PY -m pytest tests -v -rfE -p no:cacheprovider $workers \
     --maxfail 30 -o addopts='' > '$OUT/pytest.log' 2>&1; rc=\$?; tail -n 40 '$OUT/pytest.log'; exit \$rc"
 echo "== done $(date -u), $(left) s of the budget left"
 [ -f "$OUT/gpu.md" ] && cat "$OUT/gpu.md"
