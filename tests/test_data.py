@@ -90,7 +90,8 @@ def test_svhn_mat(tmp_path):
 def write_idx(path, arr, gz=True):
     head = bytes([0, 0, 8, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
     data = head + arr.astype(np.uint8).tobytes()
-    (gzip.open if gz else open)(path, "wb").write(data)
+    with (gzip.open if gz else open)(path, "wb") as fh:    # closed here: Python 3.12's GzipFile buffers writes
+        fh.write(data)
 
 
 @pytest.mark.parametrize("gz", [True, False])

@@ -1,5 +1,6 @@
 """BatchNorm folded into the layer before it for prediction (plotllp.models.folding, engine.inference_network)."""
 
+import copy
 import gc
 import weakref
 
@@ -118,7 +119,7 @@ def test_scripted_and_wrapped_networks_are_left_as_they_are():
     net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
     scripted = torch.jit.script(net)
     assert fold_batchnorm(scripted).network is scripted
-    wrapped = nn.DataParallel(net)
+    wrapped = nn.DataParallel(copy.deepcopy(net))   # (with one GPU, DataParallel moves its module there)
     assert fold_batchnorm(wrapped).network is wrapped
     x = torch.randn(2, 3, 8, 8)
     net.eval()
