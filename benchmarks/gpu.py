@@ -13,7 +13,9 @@ taking turns epoch by epoch on the same network (a drift of the machine's speed 
 OT solver's seconds per epoch, and the seconds it adds to the epoch beyond the prediction pass it
 overlaps (the relabelling timed against the same prediction pass alone), and the relabelling alone
 with chunks of 1,024, 4,096 and 16,384 rows, one or two chunks queued ahead of the solver
-(``overlapped_exact_labels``' ``chunk_rows`` and ``lookahead``); one
+(``overlapped_exact_labels``' ``chunk_rows`` and ``lookahead``); with ``--adam foreach fused``, each
+setting again with Adam's fused implementation (torch's default on CUDA, as ``plotllp train`` uses, is
+``foreach``); one
 evaluation pass over the test images (10,000); and the end-to-end time of one cell of the paper's
 protocol (CIFAR-10, bag 64: 400 DLLP + 100 PLOT epochs, evaluated every epoch, with the training-set
 diagnostics of every first-stage epoch; ``configs/paper/``) extrapolated from these measured epochs
@@ -74,14 +76,17 @@ def synthetic_cifar(n_train: int, n_test: int = 10000):
 KINDS = ("supervised", "dllp", "plot")
 
 
-def time_stages(net, data, augment, epochs, device, report):
+def time_stages(net, data, augment, epochs, device, report, fused=False):
     """Time ``epochs`` epochs of each stage on ``net``, the stages taking turns epoch by epoch (so that a
     drift of the machine's speed falls on all three alike), after one warm-up epoch of each (which
-    compiles). ``report(results)`` gets the medians so far after every round."""
+    compiles). ``report(results)`` gets the medians so far after every round. ``fused``: Adam's fused
+    implementation (one kernel for all parameters) instead of torch's default on CUDA, ``foreach``
+    (a kernel per operation of the update, and a host-side read of each parameter's step count), which
+    ``plotllp train`` uses."""
     stages = {"supervised": Supervised(1, OptimConfig(), batch_size=128, augment=augment),
               "dllp": DLLP(1, OptimConfig(), batch_bags=2, augment=augment),
               "plot": PLOT(1, OptimConfig(), labels="hard", batch_size=128, augment=augment)}
-    opts = {k: torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.5, 0.999)) for k in KINDS}
+    opts = {k: torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.5, 0.999), fused=fused or None) for k in KINDS}
     rngs = {k: np.random.default_rng(i) for i, k in enumerate(KINDS)}
     times = {k: {"seconds": [], "ot_seconds": [], "relabel_seconds": []} for k in KINDS}
     for k in KINDS:
@@ -159,6 +164,11 @@ def paper_cell_minutes(row) -> float:
             + e2 * (plot["seconds"] + row["eval_seconds"])) / 60
 
 
+def _setting(row) -> str:
+    """The compile column: the compile setting, and Adam's implementation where it is not the default."""
+    return row["compile"] + (", fused Adam" if row.get("adam") == "fused" else "")
+
+
 def _fmt(row, kind, fn):
     """``fn(row[kind])``, or "-" for a stage (or a figure of it) not measured."""
     try:
@@ -183,7 +193,7 @@ def render(rows, args, num_members, num_bags) -> str:
     for r in rows:
         sup, plot = r.get("supervised"), r.get("plot")
         text += " | ".join([
-            f"| {r['model']}", r["compile"],
+            f"| {r['model']}", _setting(r),
             _fmt(r, "supervised", lambda s: f"{s['images_per_second']:.0f}"),
             _fmt(r, "dllp", lambda s: f"{s['images_per_second']:.0f}"),
             _fmt(r, "plot", lambda s: f"{s['images_per_second']:.0f}"),
@@ -208,7 +218,7 @@ def render(rows, args, num_members, num_bags) -> str:
             return "-" if x is None else f"{x:.3f}"
         for r in batches:
             b, p = r["plot"]["predict_seconds_by_batch"], r["plot"]
-            text += (f"| {r['model']} | {r['compile']} | {b['512']:.3f} | {p['predict_alone_seconds']:.3f} | "
+            text += (f"| {r['model']} | {_setting(r)} | {b['512']:.3f} | {p['predict_alone_seconds']:.3f} | "
                      f"{b['2048']:.3f} | {b['4096']:.3f} | {opt(p.get('predict_folded_seconds'))} | "
                      f"{opt(p.get('predict_unfolded_seconds'))} |\n")
     chunked = [r for r in rows if "relabel_by_chunk_rows" in r.get("plot", {})]
@@ -222,10 +232,10 @@ def render(rows, args, num_members, num_bags) -> str:
                 c = r["plot"].get(key)
                 if c is None:
                     continue
-                text += (f"| {r['model']} | {r['compile']} | {ahead} | {r['plot']['predict_alone_seconds']:.3f} | "
+                text += (f"| {r['model']} | {_setting(r)} | {ahead} | {r['plot']['predict_alone_seconds']:.3f} | "
                          + " | ".join(f"{c[str(k)][0]:.3f} ({c[str(k)][1]:.3f})" if str(k) in c else "-"
                                       for k in CHUNK_ROWS) + " |\n")
-    errors = [f"- {r['model']} compile={r['compile']}: {r['error']}" for r in rows if "error" in r]
+    errors = [f"- {r['model']} compile={_setting(r)}: {r['error']}" for r in rows if "error" in r]
     if errors:
         text += "\nStopped with an error:\n" + "\n".join(errors) + "\n"
     text += ("\nPLOT img/s counts the training images of one PLOT epoch over its whole time (training, the "
@@ -244,6 +254,8 @@ def main():
     ap.add_argument("--models", nargs="+", default=["conv-large", "wrn-28-2"])
     ap.add_argument("--compile", nargs="+", default=["off", "on"], choices=["off", "on", "static"],
                     help="off: eager; on: torch.compile as `plotllp train --compile`; static: dynamic=False")
+    ap.add_argument("--adam", nargs="+", default=["foreach"], choices=["foreach", "fused"],
+                    help="Adam's implementation: foreach (torch's default, as plotllp train) or fused; a row each")
     ap.add_argument("--epochs", type=int, default=2, help="timed epochs of each kind, after one warm-up epoch")
     ap.add_argument("--train-size", type=int, default=None)
     ap.add_argument("--test-size", type=int, default=10000, help="--synthetic: test images (default 10,000)")
@@ -277,43 +289,42 @@ def main():
                 json.dump(rows, f, indent=1)
         return text
 
-    for model_name in args.models:
-        for comp in args.compile:
-            row = {"model": model_name, "compile": comp}
-            rows.append(row)
-            try:
-                torch.manual_seed(0)
-                model = build_model(model_name, ds.input_shape, 10, normalization=ds.normalization).to(device)
-                if device.type == "cuda":
-                    model = model.to(memory_format=torch.channels_last)
-                if comp == "static":                # a graph per input size: more than torch's default 8 here
-                    torch._dynamo.config.recompile_limit = 64
-                    net = torch.compile(model, dynamic=False)
-                else:
-                    net = maybe_compile(model, comp == "on")
+    for model_name, comp, adam in ((m, c, a) for m in args.models for c in args.compile for a in args.adam):
+        row = {"model": model_name, "compile": comp, "adam": adam}
+        rows.append(row)
+        try:
+            torch.manual_seed(0)
+            model = build_model(model_name, ds.input_shape, 10, normalization=ds.normalization).to(device)
+            if device.type == "cuda":
+                model = model.to(memory_format=torch.channels_last)
+            if comp == "static":                # a graph per input size: more than torch's default 8 here
+                torch._dynamo.config.recompile_limit = 64
+                net = torch.compile(model, dynamic=False)
+            else:
+                net = maybe_compile(model, comp == "on")
 
-                def report(results, row=row):
-                    row.update(results)
-                    save()
+            def report(results, row=row):
+                row.update(results)
+                save()
 
-                time_stages(net, data, augment, args.epochs, device, report)
-                for kind in KINDS:
-                    print(f"{model_name} compile={comp} {kind}: {row[kind]['seconds']:.2f} s/epoch "
-                          f"({row[kind]['images_per_second']:.0f} images/s, OT {row[kind]['ot_seconds']:.3f} s, "
-                          f"relabel {row[kind]['relabel_seconds']:.3f} s)", flush=True)
-                predict_proba(net, x_test)                     # warm-up of the eval-mode graph
-                sync(device)
-                t = time.perf_counter()
-                predict_proba(net, x_test)
-                sync(device)
-                row["eval_seconds"] = time.perf_counter() - t
-                row["paper_cell_minutes"] = paper_cell_minutes(row)
-                if device.type == "cuda":
-                    row["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
-            except Exception as exc:                            # keep the other rows; say what broke
-                traceback.print_exc()
-                row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
-            save()
+            time_stages(net, data, augment, args.epochs, device, report, fused=adam == "fused")
+            for kind in KINDS:
+                print(f"{model_name} compile={comp} adam={adam} {kind}: {row[kind]['seconds']:.2f} s/epoch "
+                      f"({row[kind]['images_per_second']:.0f} images/s, OT {row[kind]['ot_seconds']:.3f} s, "
+                      f"relabel {row[kind]['relabel_seconds']:.3f} s)", flush=True)
+            predict_proba(net, x_test)                     # warm-up of the eval-mode graph
+            sync(device)
+            t = time.perf_counter()
+            predict_proba(net, x_test)
+            sync(device)
+            row["eval_seconds"] = time.perf_counter() - t
+            row["paper_cell_minutes"] = paper_cell_minutes(row)
+            if device.type == "cuda":
+                row["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
+        except Exception as exc:                            # keep the other rows; say what broke
+            traceback.print_exc()
+            row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+        save()
     text = save()
     print(text)
     print(f"wrote {os.path.join(args.out_dir, name + '.md')}")

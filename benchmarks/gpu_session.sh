@@ -12,6 +12,8 @@
 #   4. benchmarks/ot_threads.py: the exact OT against the number of solver threads on that CPU;
 #   5. gpu.py again with compile on (last: its compilation takes minutes);
 #   6. (step gpu-static, not run unless named) WRN-28-2 compiled with one graph per input size;
+#      (step gpu-fused, not run unless named, after gpu-off) gpu.py eager again with Adam's fused
+#      implementation, to compare with gpu-off's rows (torch's default foreach, what plotllp train uses);
 #   7. (step tests, not run unless named) the test suite on that machine, where `--device auto` (the
 #      default of most tests) means CUDA; pytest-xdist's workers if it is installed there; each test's
 #      outcome is written as it ends (-v), so a run stopped by its limit still names its failures.
@@ -72,14 +74,15 @@ smoke() {
 want smoke && step smoke 60 20 bash -c "$(declare -f smoke); DEVICE=$DEVICE PY=$PY smoke"
 
 gpu() {
-    step "gpu.py $1 compile=$2" "$3" 30 $PY benchmarks/gpu.py --synthetic --device "$DEVICE" --train-size "$TRAIN_SIZE" \
-        --models "$1" --compile "$2" --epochs "${GPU_SESSION_GPU_EPOCHS:-2}" --rows "$OUT/gpu.json" --out-dir "$OUT"
+    step "gpu.py $1 compile=$2${4:+ ${*:4}}" "$3" 30 $PY benchmarks/gpu.py --synthetic --device "$DEVICE" --train-size "$TRAIN_SIZE" \
+        --models "$1" --compile "$2" --epochs "${GPU_SESSION_GPU_EPOCHS:-2}" --rows "$OUT/gpu.json" --out-dir "$OUT" "${@:4}"
 }
 want prediction && step "prediction pass, BatchNorm folded or not" 40 15 $PY benchmarks/prediction.py \
     --images "$TRAIN_SIZE" --repeats 3 --device "$DEVICE" --out-dir "$OUT"
 want profile && step "WRN-28-2 training steps profiled, supervised and PLOT" 60 20 $PY benchmarks/step_profile.py \
     --model wrn-28-2 --train-size $(( TRAIN_SIZE < 10240 ? TRAIN_SIZE : 10240 )) --device "$DEVICE" --out-dir "$OUT"
 if want gpu-off; then gpu conv-large off 100; gpu wrn-28-2 off 150; fi
+if want gpu-fused; then gpu conv-large off 100 --adam fused; gpu wrn-28-2 off 150 --adam fused; fi
 want cifar && step "cifar10 subset: conv-large DLLP + PLOT" 100 40 $PY -m plotllp train \
     --config configs/paper/table1/cifar10_bag64_dllp_plot.yaml --data-dir .gpudata \
     --train-size "${GPU_SESSION_CIFAR_TRAIN:-15000}" --epochs1 "${GPU_SESSION_EPOCHS1:-40}" --epochs2 "${GPU_SESSION_EPOCHS2:-20}" --device "$DEVICE" --overwrite --out /tmp/cifar_run

@@ -146,14 +146,17 @@ def test_gpu_benchmark_script_runs_on_cpu(tmp_path):
     root = __import__("pathlib").Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, str(root / "benchmarks" / "gpu.py"), "--device", "cpu", "--synthetic",
                           "--train-size", "256", "--test-size", "64", "--models", "small-cnn", "--compile", "off",
-                          "--epochs", "1", "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=600)
+                          "--epochs", "1", "--adam", "foreach", "fused", "--out-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = json.loads((tmp_path / "gpu_cpu_check.json").read_text())
-    assert len(rows) == 1 and "error" not in rows[0]
-    for kind in ("supervised", "dllp", "plot"):
-        assert rows[0][kind]["images_per_second"] > 0
-    assert rows[0]["plot"]["relabel_seconds"] >= rows[0]["plot"]["ot_seconds"] >= 0
-    assert "| small-cnn | off |" in (tmp_path / "gpu_cpu_check.md").read_text()
+    assert [r["adam"] for r in rows] == ["foreach", "fused"] and not any("error" in r for r in rows)
+    for row in rows:
+        for kind in ("supervised", "dllp", "plot"):
+            assert row[kind]["images_per_second"] > 0
+        assert row["plot"]["relabel_seconds"] >= row["plot"]["ot_seconds"] >= 0
+    report = (tmp_path / "gpu_cpu_check.md").read_text()
+    assert "| small-cnn | off |" in report and "| small-cnn | off, fused Adam |" in report
 
 
 @pytest.mark.parametrize("bad", [{"chunk_rows": 0}, {"lookahead": 0}, {"chunk_rows": 1.5}, {"lookahead": "2"},
