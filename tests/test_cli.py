@@ -48,6 +48,27 @@ def test_train_writes_results_json(tmp_path, labels, mixup):
     assert sum(line.startswith(("dllp ", "plot ")) for line in r.stdout.splitlines()) == 6
 
 
+def test_without_train_diagnostics_the_first_stage_trains_the_same(tmp_path):
+    """--no-train-diagnostics leaves the training-set accuracies out of the first stage's epochs (no prediction
+    pass over the training set nor OT solve there) and keeps PLOT's; the networks and every other number are the
+    same."""
+    outs = {}
+    for flag in ("--train-diagnostics", "--no-train-diagnostics"):
+        outs[flag] = tmp_path / flag.strip("-")
+        assert main(["train", "--dataset", "moons", "--val-fraction", "0.1", "--quiet", "--out", str(outs[flag]), flag,
+                     *FAST]) == 0
+    on, off = (json.loads((outs[f] / "results.json").read_text()) for f in outs)
+    diagnostics = ("train_acc_model", "train_acc_ot", "train_acc_ot_ensemble")
+    assert off["config"]["train_diagnostics"] is False and on["config"]["train_diagnostics"] is True
+    for a, b in zip(on["history"], off["history"]):
+        assert all(k in a for k in diagnostics) and all((k in b) == (b["stage"] == "plot") for k in diagnostics)
+        for key in ("loss", "test_accuracy", "bag_mae", "val_bag_mae", *(diagnostics if b["stage"] == "plot" else ())):
+            assert a[key] == b[key], (a["stage"], a["epoch"], key)
+    for name in ("first_stage.pt", "model.pt"):
+        a, b = (torch.load(outs[f] / name, weights_only=True)["state_dict"] for f in outs)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_second_stage_none_and_yaml_config(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("dataset: digits\nbag-size: 16\nsecond_stage: none\nepochs1: 3\nwidth: 32\n")

@@ -344,11 +344,13 @@ class Evaluator:
     :class:`~plotllp.bags.Bags` over the test rows, built like the training bags; default: uniform random
     bags of ``bag_size``), the validation bags' MAE (no instance labels needed), and the training-set
     diagnostics (accuracy of the model, of its OT labels, of the ensemble of the last k OT labels
-    against the hidden labels)."""
+    against the hidden labels). ``train_diagnostics=False`` leaves the latter out of the epochs whose stage
+    did not compute OT labels (the first stage's), which then need no prediction pass over the training set
+    nor OT solve; the model trains the same."""
 
     def __init__(self, x_test, y_test, bag_size: int, bag_seed: int, num_classes: int, device, *,
                  labels: str = "hard", reg: float = 1 / 25, ensemble: int = 5, val: LLPData | None = None,
-                 test_bags: Bags | None = None):
+                 test_bags: Bags | None = None, train_diagnostics: bool = True):
         self.device = torch.device(device)
         self.has_test = y_test is not None and len(y_test) > 0
         if self.has_test:
@@ -368,6 +370,7 @@ class Evaluator:
         self.warm_start = WarmStart()         # off CUDA the diagnostics' exact OT starts from the last labels
         self.overlap = None                   # None: on CUDA, solve the exact OT while the device predicts, as PLOT
         self.val = val
+        self.train_diagnostics = bool(train_diagnostics)
         self.dist = None      # a plotllp.distributed.Distributed: training-set metrics are reduced over ranks
 
     def state_dict(self) -> dict:
@@ -403,7 +406,7 @@ class Evaluator:
             vp = predict_proba(model, self.val.x[self.val.members])
             check_finite(vp, "held-out bags' predictions")
             row["val_bag_mae"] = self.bag_mae(vp, self.val.member_bag, self.val.proportions)
-        if data.hidden is not None:
+        if data.hidden is not None and (self.train_diagnostics or state.ot_labels is not None):
             train_probs, ot_labels, ensemble = state.train_probs, state.ot_labels, state.ot_ensemble
             overlap = self.overlap if self.overlap is not None else data.device.type == "cuda"
             if ot_labels is None:

@@ -458,7 +458,8 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist, overwrite: bo
         fewest = -dist.max_int(-train_data.num_members)
         dist.install_gradient_averaging()
     evaluator = Evaluator(data.x_test, data.y_test, cfg.bag_size, cfg.bag_seed, k, device, labels=cfg.labels,
-                          reg=cfg.reg, ensemble=cfg.ensemble, val=val, test_bags=make_test_bags(cfg, data))
+                          reg=cfg.reg, ensemble=cfg.ensemble, val=val, test_bags=make_test_bags(cfg, data),
+                          train_diagnostics=cfg.train_diagnostics)
     evaluator.dist = dist
     say(f"plotllp: {cfg.dataset}: {bags.indices.size} training instances in {bags.num_bags} bags of "
         f"{cfg.bag_size if getattr(data, 'bags', None) is None else 'various sizes'}, "
