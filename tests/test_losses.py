@@ -96,3 +96,27 @@ def test_vat_random_start_is_centred():
     r = vat_perturbation(mlp, torch.randn(64, 50), eps=1.0, power_iterations=0)
     assert torch.allclose(r.norm(dim=1), torch.ones(64), atol=1e-5)
     assert abs(float(r.mean())) < 0.02 and float((r > 0).float().mean()) == pytest.approx(0.5, abs=0.05)
+
+
+def test_sce_in_two_halves_equals_its_definition_in_value_and_gradient():
+    """sce_target_terms + sce_from_target_terms (what PLOT's steps use) against SCE written as the SCE
+    reference code does (two clamped sums): equal values and gradients, where the 1e-7 clamp binds too."""
+    from plotllp.losses import sce_from_target_terms, sce_target_terms
+
+    def reference(logits, q, alpha, beta):
+        p = torch.softmax(logits, 1).clamp(1e-7, 1.0)
+        ce = -(q * torch.log(p)).sum(1)
+        rce = -(p * torch.log(q.clamp(1e-4, 1.0))).sum(1)
+        return (alpha * ce + beta * rce).mean()
+
+    g = torch.Generator().manual_seed(0)
+    for scale, alpha, beta in ((1.0, 0.1, 1.0), (40.0, 6.0, 0.1), (300.0, 0.3, 2.0)):   # 300: p below 1e-7
+        logits = (scale * torch.randn(16, 5, generator=g)).requires_grad_()
+        q = torch.softmax(3 * torch.randn(16, 5, generator=g), 1)
+        q[::2] = torch.nn.functional.one_hot(q[::2].argmax(1), 5).float()
+        want = reference(logits, q, alpha, beta)
+        got = sce_from_target_terms(logits, sce_target_terms(q, alpha, beta))
+        (gw,), (gg,) = torch.autograd.grad(want, logits), torch.autograd.grad(got, logits)
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(gg, gw, rtol=1e-5, atol=1e-8)
+        assert torch.equal(sce_target_terms(q, alpha, beta)[:, 0], -alpha * q)

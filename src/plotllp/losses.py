@@ -8,7 +8,8 @@ r"""Losses of the first and second stages, as pure functions of tensors.
 - :func:`symmetric_cross_entropy` -- SCE (Wang et al., 2019; paper equations (8)-(9)):
   :math:`\alpha\, CE + \beta\, RCE` with :math:`CE = -\sum_k q_k \log \operatorname{clamp}(p_k, 10^{-7}, 1)`
   and :math:`RCE = -\sum_k p_k \log \operatorname{clamp}(q_k, 10^{-4}, 1)`; :math:`q` is the
-  (pseudo-)label, :math:`p` the prediction.
+  (pseudo-)label, :math:`p` the prediction. :func:`sce_target_terms` and :func:`sce_from_target_terms`
+  are the same loss in two halves, the targets' half computed once for an epoch's targets.
 - :func:`soft_cross_entropy` -- plain CE with soft targets, :math:`-\sum_k q_k \log p_k`.
 - :func:`mixup` -- Zhang et al. (2018): :math:`\tilde x = \lambda x + (1-\lambda) x_{\pi}`,
   :math:`\tilde y = \lambda y + (1-\lambda) y_{\pi}`, :math:`\lambda \sim \mathrm{Beta}(\alpha, \alpha)`.
@@ -36,9 +37,8 @@ from .errors import LLPInputError
 from .models import frozen_bn_stats
 
 __all__ = ["bag_mean_probs", "proportion_loss", "symmetric_cross_entropy", "sce_target_terms", "sce_from_target_terms",
-           "soft_cross_entropy", "mixup",
-           "sample_mixup", "draw_mixup", "vat_loss", "vat_weight", "vat_perturbation", "gan_discriminator_loss",
-           "feature_matching_loss"]
+           "soft_cross_entropy", "mixup", "sample_mixup", "draw_mixup", "vat_loss", "vat_weight", "vat_perturbation",
+           "gan_discriminator_loss", "feature_matching_loss"]
 
 PROPORTION_CLAMP = 1e-8
 SCE_PRED_CLAMP = 1e-7
