@@ -308,6 +308,7 @@ def test_a_network_collapsed_to_one_class_is_flagged(tmp_path, capsys):
     assert main(["train", "--dataset", "moons", "--lr", "1e3", "--quiet", "--out", str(bad), *FAST]) == 0
     err = capsys.readouterr().err
     assert err.startswith("plotllp: warning: the trained network predicts class") and "collapsed to one class" in err
+    assert "class 'red'" in err or "class 'green'" in err          # moons' classes, by name
     warnings = json.loads((bad / "results.json").read_text())["warnings"]
     assert len(warnings) == 1 and "100.0% of the training rows" in warnings[0] and "50.0%" in warnings[0]
     assert main(["train", "--dataset", "moons", "--quiet", "--out", str(good), *FAST]) == 0

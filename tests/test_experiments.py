@@ -471,3 +471,72 @@ def test_a_flag_is_not_a_metric_a_table_can_show(tmp_path):
     (tmp_path / "a" / "results.json").write_text(json.dumps(res))
     with pytest.raises(LLPInputError, match="reports 'warm_start'"):
         render([str(tmp_path)], metric="warm_start")
+
+
+# -- from a third mutation audit (pipeline and sweep): each test below fails on a small bug that the others let pass --
+
+def _finished_cell(folder, settings):
+    """A folder holding a finished run's results.json with these settings (its config)."""
+    from plotllp.config import make_config
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps({"config": make_config({**settings, "out": str(folder)}).to_dict()}))
+
+
+def test_changed_settings_names_what_a_run_computes_and_not_how_it_ran(tmp_path):
+    base = {"dataset": "moons", "epochs1": 3, "epochs2": 2}
+    _finished_cell(tmp_path / "c", base)
+    changes = {"seed": 1, "bag_seed": 1, "data_seed": 1, "epochs1": 4, "epochs2": 3, "lr": 0.01, "labels": "soft",
+               "mixup": True, "first_stage": "vat", "bag_size": 25, "width": 32, "ensemble": 3, "sce_beta": 0.5}
+    for key, value in changes.items():
+        assert [c.split(":")[0] for c in sweep.changed_settings(str(tmp_path / "c"), {**base, key: value})] == [key]
+    for key, value in {"device": "cpu", "quiet": True, "compile": True, "train_diagnostics": False}.items():
+        assert sweep.changed_settings(str(tmp_path / "c"), {**base, key: value}) == []
+
+
+def test_grid_seeds_set_all_three_seeds_and_files_prefix_their_cells(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: {dataset: moons}\ngrid: {seeds: [1, 2]}\n")
+    cells = sweep.expand([str(tmp_path / "a.yaml")])
+    assert [n for n, _ in cells] == ["seed-1", "seed-2"]
+    assert [(c["seed"], c["bag_seed"], c["data_seed"]) for _, c in cells] == [(1, 1, 1), (2, 2, 2)]
+    (tmp_path / "b.yaml").write_text("name: named\nbase: {dataset: moons}\ngrid: {seeds: [1, 2]}\n")
+    names = [n for n, _ in sweep.expand([str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")])]
+    assert names == ["a_seed-1", "a_seed-2", "named_seed-1", "named_seed-2"]
+    for d in ("d1", "d2"):                         # two files of one name: their cells would share folders
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "c.yaml").write_text("dataset: moons\n")
+    with pytest.raises(LLPInputError, match="two cells would share the folder c"):
+        sweep.expand([str(tmp_path / "d1" / "c.yaml"), str(tmp_path / "d2" / "c.yaml")])
+
+
+def test_a_cell_with_a_checkpoint_is_interrupted_even_beside_results(tmp_path):
+    """A cell killed after it wrote results.json but before it removed checkpoint.pt is resumed, not skipped."""
+    _finished_cell(tmp_path / "c", {"dataset": "moons"})
+    assert sweep.status(str(tmp_path / "c")) == "done"
+    (tmp_path / "c" / "checkpoint.pt").write_bytes(b"")
+    assert sweep.status(str(tmp_path / "c")) == "interrupted"
+    assert sweep.status(str(tmp_path / "none")) == "new"
+
+
+def test_with_several_gpus_each_job_sees_one_and_a_failed_cell_is_counted(tmp_path, monkeypatch, capsys):
+    """Cells run as processes (faked here): with 2 GPUs, 2 jobs see CUDA devices 0 and 1; a cell whose process
+    exits non-zero is named as failed and counted in the return value."""
+    seen = []
+
+    class FakeProcess:
+        def __init__(self, cmd, stdout=None, stderr=None, env=None):
+            self.cell = os.path.basename(os.path.dirname(cmd[cmd.index("--config") + 1]))
+            seen.append((self.cell, env.get("CUDA_VISIBLE_DEVICES")))
+
+        def wait(self):
+            if self.cell.endswith("lr-0.5"):
+                return 3
+            _finished_cell(tmp_path / "out" / self.cell, {"dataset": "moons", "lr": 0.001})
+            return 0
+
+    monkeypatch.setattr(sweep, "_gpu_count", lambda: 2)
+    monkeypatch.setattr(sweep.subprocess, "Popen", FakeProcess)
+    (tmp_path / "g.yaml").write_text("base: {dataset: moons}\ngrid: {lr: [0.001, 0.5]}\n")
+    failed = sweep.run([str(tmp_path / "g.yaml")], str(tmp_path / "out"), jobs=2)
+    out = capsys.readouterr().out
+    assert failed == 1 and "FAILED lr-0.5 (exit 3)" in out and "1 cell(s) failed: lr-0.5" in out
+    assert sorted(seen) == [("lr-0.001", "0"), ("lr-0.5", "1")] or sorted(seen) == [("lr-0.001", "1"), ("lr-0.5", "0")]

@@ -33,10 +33,14 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert os.path.exists(cut / "checkpoint.pt") and not os.path.exists(cut / "results.json")
     lines = kill_when(cut, "plot  epoch  5/12")           # ... and again in PLOT, after resuming
     assert any("resuming the first stage" in line for line in lines)
+    import torch
     r = cli(*ARGS, "--out", str(cut), "--resume")
     assert r.returncode == 0, r.stderr
     assert "resuming PLOT" in r.stdout
     a, b = (json.loads((d / "results.json").read_text()) for d in (full, cut))
+    for name in ("first_stage.pt", "model.pt"):             # both networks as the uninterrupted run's
+        wa, wb = (torch.load(d / name, weights_only=True)["state_dict"] for d in (full, cut))
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), name
     assert [(h["stage"], h["epoch"]) for h in a["history"]] == [(h["stage"], h["epoch"]) for h in b["history"]]
     for ha, hb in zip(a["history"], b["history"]):
         assert {k: ha[k] for k in METRICS} == {k: hb[k] for k in METRICS}
@@ -230,3 +234,72 @@ def test_a_folder_whose_file_system_has_no_locks_still_trains(tmp_path, monkeypa
                        "quiet": True})
     pipeline.train(cfg, log=lambda *a, **k: None)
     assert (tmp_path / "o" / "results.json").exists()
+
+
+# -- from a third mutation audit (pipeline and sweep): each test below fails on a small bug that the others let pass --
+
+def test_a_resume_may_change_how_a_run_executes_only(tmp_path):
+    """Every setting outside RUN_SETTINGS is refused when it differs from the checkpoint's; RUN_SETTINGS are not."""
+    import torch
+
+    from plotllp import pipeline
+    from plotllp.config import RUN_SETTINGS, make_config
+
+    assert pipeline.RESUMABLE_CHANGES == RUN_SETTINGS
+    base = {"dataset": "moons", "epochs1": 3, "epochs2": 2, "out": str(tmp_path)}
+    path = str(tmp_path / "checkpoint.pt")
+    torch.save({"format": pipeline.CHECKPOINT_FORMAT, "phase": "first", "config": make_config(base).to_dict(),
+                "model": {}, "loop": {k: None for k in pipeline.LOOP_KEYS}}, path)
+    assert pipeline.load_checkpoint(path, make_config(base))["phase"] == "first"
+    for key, value in {"seed": 1, "bag_seed": 2, "epochs2": 5, "lr": 0.01, "width": 32, "mixup": True}.items():
+        with pytest.raises(pipeline.LLPInputError, match=f"made with {key.replace('_', '-')}="):
+            pipeline.load_checkpoint(path, make_config({**base, key: value}))
+    for key, value in {"device": "cpu", "quiet": True, "train_diagnostics": False}.items():
+        pipeline.load_checkpoint(path, make_config({**base, key: value}))
+
+
+def test_a_tables_proportions_file_is_fingerprinted_for_resume(tmp_path):
+    from plotllp.config import make_config
+    from plotllp.pipeline import data_fingerprint
+
+    (tmp_path / "rows.csv").write_text("bag,x\nb0,1\nb0,2\nb1,3\nb1,4\n")
+    (tmp_path / "props.csv").write_text("bag,a,b\nb0,0.5,0.5\nb1,1,0\n")
+    cfg = make_config({"dataset": f"table:{tmp_path / 'rows.csv'}", "bag_column": "bag",
+                       "proportions": str(tmp_path / "props.csv")})
+    before = data_fingerprint(cfg)
+    assert set(before) == {str(tmp_path / "rows.csv"), str(tmp_path / "props.csv")}
+    (tmp_path / "props.csv").write_text("bag,a,b\nb0,0.5,0.5\nb1,0,1\n")
+    after = data_fingerprint(cfg)
+    assert after[str(tmp_path / "props.csv")] != before[str(tmp_path / "props.csv")]
+    assert after[str(tmp_path / "rows.csv")] == before[str(tmp_path / "rows.csv")]
+
+
+def test_results_files_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    """atomic_write (results.json, config.yaml): a write that fails leaves the old file as it was, no temporary."""
+    from plotllp import pipeline
+
+    path = tmp_path / "results.json"
+    pipeline.atomic_write(str(path), '{"old": true}')
+    real_fdopen = pipeline.os.fdopen
+
+    class Failing:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.fh.__exit__(*exc)
+
+    monkeypatch.setattr(pipeline.os, "fdopen", lambda fd, mode: Failing(real_fdopen(fd, mode)))
+    with pytest.raises(OSError):
+        pipeline.atomic_write(str(path), '{"new": true}')
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"] and path.read_text() == '{"old": true}'
