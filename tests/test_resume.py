@@ -19,6 +19,32 @@ def cli(*args):
     return subprocess.run([sys.executable, "-m", "plotllp", *args], capture_output=True, text=True, timeout=600)
 
 
+def fail_writes(monkeypatch, pipeline, error, at_call):
+    """Make the ``at_call``-th write to a file that ``pipeline``'s atomic writers open raise ``error``."""
+    real_fdopen = pipeline.os.fdopen
+
+    class Failing:
+        def __init__(self, fh):
+            self.fh, self.calls = fh, 0
+
+        def write(self, data):
+            self.calls += 1
+            if self.calls == at_call:
+                raise error
+            return self.fh.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.fh.__exit__(*exc)
+
+    monkeypatch.setattr(pipeline.os, "fdopen", lambda fd, mode: Failing(real_fdopen(fd, mode)))
+
+
 def kill_when(out, line_start):
     """Start the run (resuming if asked) and SIGKILL it once it has printed a line starting so."""
     return kill_when_printed([sys.executable, "-u", "-m", "plotllp", *ARGS, "--out", str(out), *(
@@ -145,28 +171,7 @@ def test_an_interrupted_checkpoint_write_says_why(tmp_path, monkeypatch, error):
     from plotllp import pipeline
     path = tmp_path / "checkpoint.pt"
     pipeline.atomic_torch_save({"epoch": 1}, str(path))
-    real_fdopen = pipeline.os.fdopen
-
-    class Failing:
-        def __init__(self, fh):
-            self.fh, self.calls = fh, 0
-
-        def write(self, data):
-            self.calls += 1
-            if self.calls == 3:
-                raise error
-            return self.fh.write(data)
-
-        def __getattr__(self, name):
-            return getattr(self.fh, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return self.fh.__exit__(*exc)
-
-    monkeypatch.setattr(pipeline.os, "fdopen", lambda fd, mode: Failing(real_fdopen(fd, mode)))
+    fail_writes(monkeypatch, pipeline, error, at_call=3)
     with pytest.raises(type(error)) as caught:
         pipeline.atomic_torch_save({"epoch": 2, "weights": torch.zeros(1000)}, str(path))
     if isinstance(error, OSError):
@@ -280,25 +285,7 @@ def test_results_files_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
 
     path = tmp_path / "results.json"
     pipeline.atomic_write(str(path), '{"old": true}')
-    real_fdopen = pipeline.os.fdopen
-
-    class Failing:
-        def __init__(self, fh):
-            self.fh = fh
-
-        def write(self, data):
-            raise OSError(28, "No space left on device")
-
-        def __getattr__(self, name):
-            return getattr(self.fh, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return self.fh.__exit__(*exc)
-
-    monkeypatch.setattr(pipeline.os, "fdopen", lambda fd, mode: Failing(real_fdopen(fd, mode)))
+    fail_writes(monkeypatch, pipeline, OSError(28, "No space left on device"), at_call=1)
     with pytest.raises(OSError):
         pipeline.atomic_write(str(path), '{"new": true}')
     monkeypatch.undo()
