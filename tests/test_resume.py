@@ -60,10 +60,16 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     lines = kill_when(cut, "plot  epoch  5/12")           # ... and again in PLOT, after resuming
     assert any("resuming the first stage" in line for line in lines)
     import torch
+
+    from plotllp.pipeline import atomic_torch_save
+    ck = torch.load(cut / "checkpoint.pt", weights_only=True)      # PLOT's seconds before the kill, made long:
+    ck["loop"]["elapsed"] += 1000.0                                # the resumed run's PLOT seconds count them
+    atomic_torch_save(ck, str(cut / "checkpoint.pt"))
     r = cli(*ARGS, "--out", str(cut), "--resume")
     assert r.returncode == 0, r.stderr
     assert "resuming PLOT" in r.stdout
     a, b = (json.loads((d / "results.json").read_text()) for d in (full, cut))
+    assert b["final"]["seconds"] > 1000 > a["final"]["seconds"] and b["first_stage"]["seconds"] < 1000
     for name in ("first_stage.pt", "model.pt"):             # both networks as the uninterrupted run's
         wa, wb = (torch.load(d / name, weights_only=True)["state_dict"] for d in (full, cut))
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), name
