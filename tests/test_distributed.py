@@ -282,3 +282,35 @@ def test_shards_take_the_largest_bags_first():
 
     sizes = np.array([5, 4, 4])
     assert sorted(np.bincount(shard_owners(sizes, 2), weights=sizes).tolist()) == [5.0, 8.0]
+
+
+def _writes_worker(rank, world, init_file, out_dir, log_dir):
+    """A rank of a 2-rank Gloo job (as torchrun starts it) training moons through pipeline.train, its file
+    writes recorded."""
+    import os
+
+    import torch.distributed as dist
+
+    from plotllp import pipeline
+    from plotllp.config import make_config
+
+    os.environ.update({"WORLD_SIZE": str(world), "RANK": str(rank), "LOCAL_RANK": str(rank), "OMP_NUM_THREADS": "1"})
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    written, write_text, save = [], pipeline.atomic_write, pipeline.atomic_torch_save
+    pipeline.atomic_write = lambda path, text: (written.append(os.path.basename(path)), write_text(path, text))[1]
+    pipeline.atomic_torch_save = lambda obj, path: (written.append(os.path.basename(path)), save(obj, path))[1]
+    pipeline.train(make_config({"dataset": "moons", "epochs1": 2, "epochs2": 1, "device": "cpu", "out": out_dir}),
+                   log=lambda *a, **k: None)
+    with open(os.path.join(log_dir, f"rank{rank}.json"), "w") as f:       # (train ended the process group)
+        json.dump(written, f)
+
+
+def test_only_rank_0_writes_the_runs_files(tmp_path):
+    """Under torchrun every rank trains, but only rank 0 writes checkpoints and results into --out."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_writes_worker, args=(2, str(tmp_path / "init"), str(tmp_path / "run"), str(tmp_path)), nprocs=2,
+             join=True)
+    first, second = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert {"checkpoint.pt", "results.json", "config.yaml", "model.pt", "first_stage.pt"} <= set(first)
+    assert second == []
