@@ -24,7 +24,7 @@ import time
 
 import yaml
 
-from .config import CHECKPOINT, FIELDS, PRESETS, RUN_OUTPUTS, load_yaml, make_config
+from .config import CHECKPOINT, FIELDS, PRESETS, RUN_OUTPUTS, RUN_SETTINGS, load_yaml, make_config
 from .errors import LLPInputError, PlotLLPError, TrainingDivergedError
 
 
@@ -83,9 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
                         + "; ".join(f"{d}: " + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in p.items())
                                     for d, p in PRESETS.items() if p)
                         + ". A --config file and flags override presets.")
+    resumable = ", ".join("--" + s.replace("_", "-") for s in sorted(RUN_SETTINGS - {"out", "download"}))
     tr.add_argument("--resume", action="store_true", help="continue the interrupted run in --out from its "
-                    "checkpoint (same settings; where it runs may change: --device, --data-dir, --compile, --quiet); a "
-                    "finished run is reported as such")
+                    f"checkpoint (same settings; how it runs may change: {resumable}); a finished run is reported "
+                    "as such")
     tr.add_argument("--overwrite", action="store_true", help="replace the finished run in --out (without it, a "
                     "folder that holds one is refused)")
     _add_train_options(tr)

@@ -32,6 +32,11 @@ def _check_images(ds: Dataset) -> None:
                                 f"outside 0..{(k or 1) - 1}")
 
 
+def _unknown_dataset(name: str) -> LLPInputError:
+    return LLPInputError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}, or table:FILE for a "
+                         "CSV or Parquet file of your own")
+
+
 def check_files(name: str, data_dir: str | None = None) -> None:
     """Raise the error :func:`load_dataset` would for data set ``name`` whose files are missing (an
     image data set's official files in ``data_dir``, a table's file), without reading them."""
@@ -42,8 +47,7 @@ def check_files(name: str, data_dir: str | None = None) -> None:
         if not os.path.isfile(path):
             raise DataFileError(f"table {path} does not exist")
     elif name not in DATASETS:
-        raise LLPInputError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}, or table:FILE for a "
-                            "CSV or Parquet file of your own")
+        raise _unknown_dataset(name)
 
 
 def load_dataset(name: str, *, data_dir: str | None = None, seed: int = 0, noise: float = 0.1,
@@ -81,8 +85,7 @@ def load_dataset(name: str, *, data_dir: str | None = None, seed: int = 0, noise
             raise LLPInputError("--train-size does not apply to tables (select rows in the file)")
         return load_table(name[len("table:"):], seed=seed, **(table_options or {}))
     else:
-        raise LLPInputError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}, or table:FILE for a "
-                            "CSV or Parquet file of your own")
+        raise _unknown_dataset(name)
     if train_size is not None and train_size > len(ds.y_train):
         raise LLPInputError(f"--train-size {train_size} is more than the {len(ds.y_train)} training instances of {name}")
     if train_size is not None and train_size < len(ds.y_train):

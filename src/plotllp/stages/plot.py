@@ -107,12 +107,13 @@ class PLOT(Stage):
         self.ot_window.load_state_dict(state["ot_window"], device)
         self.warm_start = WarmStart.restored(state, self.ot_window, device)
 
-    def _epoch_terms(self, targets: torch.Tensor) -> torch.Tensor:
-        """What a step indexes by row: SCE's target terms (:func:`plotllp.losses.sce_target_terms`) when the
-        epoch's targets are its training targets, else the targets themselves."""
+    def _epoch_targets(self, targets: torch.Tensor):
+        """``(rows, loss)``: what a step indexes by row and the loss it takes them with. SCE's target terms
+        (:func:`plotllp.losses.sce_target_terms`) once per epoch when the epoch's targets are what it trains
+        on; with mixup (which mixes the targets) or CE, the targets and :meth:`loss`."""
         if self.loss_name == "sce" and not self.mixup:
-            return sce_target_terms(targets, self.sce_alpha, self.sce_beta)
-        return targets
+            return sce_target_terms(targets, self.sce_alpha, self.sce_beta), sce_from_target_terms
+        return targets, self.loss
 
     def loss(self, logits, targets):
         if self.loss_name == "sce":
@@ -120,10 +121,7 @@ class PLOT(Stage):
         return soft_cross_entropy(logits, targets)
 
     def train_epoch(self, model, optimizer, data: LLPData, rng) -> EpochState:
-        targets = self.targets.mean()
-        # SCE's target terms once per epoch (mixup mixes the targets, so then at each step from the mix)
-        per_row = self._epoch_terms(targets)
-        loss = sce_from_target_terms if per_row is not targets else self.loss
+        per_row, loss = self._epoch_targets(self.targets.mean())
         n = max(data.num_members, data.epoch_members)
         order = data.epoch_order(data.num_members, n, rng)
         starts = range(0, n, self.batch_size)
