@@ -2,15 +2,20 @@
 label column, `plotllp predict`, and one-line errors for bad tables."""
 
 import csv
+import gc
 import json
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.datasets import load_wine
 
 from plotllp.data.tables import load_table
+from plotllp.errors import LLPInputError
 
 NAMES = ["alcohol", "malic", "ash", "alcalinity", "magnesium", "phenols", "flavanoids", "nonflav", "proanth",
          "color", "hue", "od", "proline"]
@@ -299,3 +304,100 @@ def test_a_counts_file_may_hold_a_bag_of_one_row(tmp_path):
     write_csv(tmp_path / "counts.csv", ["bag", "no", "yes"], [["a", 3, 1], ["b", 0, 1]])
     ds = load_table(str(tmp_path / "rows.csv"), bag_column="bag", proportions=str(tmp_path / "counts.csv"))
     np.testing.assert_allclose(ds.bags.proportions, [[0.75, 0.25], [0, 1]])
+
+
+def _reference_columns(path):
+    """A CSV's columns as read_table returned them before it read in blocks: every row kept, split in Python."""
+    rows = list(csv.reader(open(path, newline="", encoding="utf-8-sig")))
+    header = [h.strip() for h in rows[0]]
+    return {h: [r[j].strip() for r in rows[1:] if r] for j, h in enumerate(header)}
+
+
+CELL = st.text(alphabet=st.sampled_from(list("ab1.5-e ,\"\n\t")), max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 4).flatmap(lambda w: st.tuples(st.just(w), st.lists(st.one_of(
+    st.lists(CELL, min_size=w, max_size=w), st.just([])), min_size=1, max_size=12))), st.integers(1, 4))
+def test_read_table_reads_every_row_in_blocks_as_the_whole_file(tmp_path_factory, table, block):
+    """Quoted commas and line breaks, blanks around values and blank lines (skipped): the columns read a
+    block of rows at a time are those of the whole file split at once, at any block size."""
+    from plotllp.data import tables as t
+
+    width, rows = table
+    if not any(rows):
+        rows = rows + [["1"] * width]
+    path = tmp_path_factory.mktemp("csv") / "t.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([f" c{j} " for j in range(width)])
+        for r in rows:
+            w.writerow(r) if r else f.write("\r\n")
+    expected = _reference_columns(path)
+    assert t.read_table(str(path)) == expected
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        assert t._read_csv(str(path), csv.reader(f), block=block) == expected
+
+
+@pytest.mark.parametrize("text, msg", [
+    ("a,b\n1,2\n\n3,4,5\n", "line 4 has 3 fields, the header 2"),
+    ("a,b\n\"1\n2\",3\n4\n", "line 4 has 1 fields, the header 2"),     # a quoted line break: the file's line
+    ("", "is empty (expected a header row"),
+    ("\na,b\n1,2\n", "is empty (expected a header row"),
+    ("a,b\n", "has a header but no rows"),
+    ("a,b\n\n\n", "has a header but no rows"),
+    ("a,a\n1,2\n", "column names repeat in the header"),
+])
+def test_malformed_csv_files_are_one_line_errors_that_name_the_line(tmp_path, text, msg):
+    from plotllp.data.tables import read_table
+    from plotllp.errors import DataFileError
+
+    (tmp_path / "t.csv").write_text(text)
+    with pytest.raises(DataFileError, match=re.escape(msg)):
+        read_table(str(tmp_path / "t.csv"))
+
+
+def test_a_csv_file_that_is_not_utf8_is_a_data_file_error(tmp_path):
+    from plotllp.data.tables import read_table
+    from plotllp.errors import DataFileError
+
+    (tmp_path / "t.csv").write_bytes("a,b\nm\u00fcnchen,2\n".encode("latin-1"))
+    with pytest.raises(DataFileError, match="not a readable CSV file .UnicodeDecodeError"):
+        read_table(str(tmp_path / "t.csv"))
+    assert gc.isenabled()                    # the reader paused the garbage collector and restored it
+
+
+@pytest.mark.parametrize("values, msg", [
+    (["1", "2", "x"], "not numeric (row 3: 'x')"),
+    (["1", "NA", "2"], "missing or non-finite value at row 2"),
+    (["1", "2", "inf"], "missing or non-finite value at row 3"),
+    (["1e500", "2"], "missing or non-finite value at row 1"),
+    ([1.0, None], "missing or non-finite value at row 2"),          # Parquet's null
+    ([1, 10 ** 400], "not numeric (row 2"),                        # a number float cannot hold
+    ([1.0, [2.0]], "not numeric (row 2"),                          # a Parquet list cell
+])
+def test_a_numeric_column_names_its_first_bad_value(values, msg):
+    from plotllp.data.tables import _numeric
+
+    with pytest.raises(LLPInputError, match=re.escape(msg)):
+        _numeric("t.csv", "x", values)
+
+
+def test_a_numeric_column_is_python_floats_of_its_values():
+    from plotllp.data.tables import _numeric
+
+    values = ["1.5", "-2", "1e5", ".5", "+3", "1_000", " 7 ", "0.1"]
+    out = _numeric("t.csv", "x", values)
+    assert out.dtype == np.float64 and out.tolist() == [float(v) for v in values]
+    assert _numeric("t.csv", "x", [True, 2, np.int64(3), 4.5]).tolist() == [1.0, 2.0, 3.0, 4.5]
+
+
+@pytest.mark.parametrize("values, row", [(["a", "", "b"], 2), (["a", "b", "  "], 3), (["a", None], 2),
+                                         (["a", float("nan")], 2)])
+def test_a_missing_name_is_an_error_that_names_its_row(values, row):
+    from plotllp.data.tables import _labels
+
+    with pytest.raises(LLPInputError, match=f"bag column 'b' has no value at row {row}$"):
+        _labels("t.csv", "b", values, "bag")
+    assert _labels("t.csv", "b", ["NA", "none", "x"], "bag") == ["NA", "none", "x"]
+    assert _labels("t.csv", "b", [1, 2.5, "x"], "bag") == ["1", "2.5", "x"]

@@ -19,7 +19,9 @@ Features are standardised with the training rows' mean and std (stored with the 
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import gc
 import math
 import os
 import re
@@ -45,26 +47,58 @@ def read_table(path: str) -> dict[str, list]:
         except Exception as e:  # noqa: BLE001  (pyarrow raises its own kinds)
             raise DataFileError(f"{path} is not a readable Parquet file ({type(e).__name__})") from None
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:     # (a byte-order mark is not a column name)
-            rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError) as e:
+        with open(path, newline="", encoding="utf-8-sig") as f, _gc_paused():   # (a byte-order mark is not a name)
+            cols = _read_csv(path, csv.reader(f))
+    except DataFileError:
+        raise
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataFileError(f"{path} is not a readable CSV file ({type(e).__name__})") from None
-    if not rows or not rows[0]:
-        raise DataFileError(f"{path} is empty (expected a header row of column names)")
-    header = [h.strip() for h in rows[0]]
-    if len(set(header)) != len(header):
-        raise DataFileError(f"{path}: column names repeat in the header")
-    cols: dict[str, list] = {h: [] for h in header}
-    for i, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
-        if len(row) != len(header):
-            raise DataFileError(f"{path}: line {i} has {len(row)} fields, the header {len(header)}")
-        for h, v in zip(header, row):
-            cols[h].append(v.strip())
-    if not cols[header[0]]:
+    if not next(iter(cols.values())):
         raise DataFileError(f"{path} has a header but no rows")
     return cols
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Python's cyclic garbage collector off for a bulk read: the millions of row lists it makes (none
+    in a cycle) would each trigger passes over all the others (``benchmarks/results/tables.md``)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _read_csv(path: str, reader, block: int = 65536) -> dict[str, list]:
+    """The columns of a CSV ``reader``'s rows, values stripped of surrounding blanks; blank lines are
+    skipped. Rows are turned into columns a block at a time, in C (``zip``, ``map``), so that the rows of
+    the whole file are never held at once (``benchmarks/results/tables.md``)."""
+    header = next(reader, None)
+    if not header:
+        raise DataFileError(f"{path} is empty (expected a header row of column names)")
+    header = [h.strip() for h in header]
+    if len(set(header)) != len(header):
+        raise DataFileError(f"{path}: column names repeat in the header")
+    columns: list[list] = [[] for _ in header]
+    width, rows = len(header), []
+
+    def flush():
+        for column, values in zip(columns, zip(*rows)):
+            column.extend(map(str.strip, values))
+        rows.clear()
+
+    for row in reader:
+        if len(row) != width:
+            if not row:
+                continue
+            raise DataFileError(f"{path}: line {reader.line_num} has {len(row)} fields, the header {width}")
+        rows.append(row)
+        if len(rows) == block:
+            flush()
+    flush()
+    return dict(zip(header, columns))
 
 
 #: Values that mean "missing" in a table cell (case-insensitive), besides Parquet's nulls.
@@ -82,11 +116,18 @@ def _missing_name(v) -> bool:
 
 
 def _numeric(path: str, name: str, values) -> np.ndarray:
-    out = np.empty(len(values), dtype=np.float64)
+    """A column as float64, every value finite; the first value that is not names its row."""
+    try:
+        out = np.array(values, dtype=np.float64)       # Python's float() of each value, in C
+        if out.shape == (len(values),) and np.isfinite(out).all():
+            return out
+    except (TypeError, ValueError, OverflowError):
+        pass
+    out = np.empty(len(values), dtype=np.float64)      # find the value at fault
     for i, v in enumerate(values):
         try:
             out[i] = math.nan if _missing(v) else float(v)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise LLPInputError(f"{path}: column {name!r} is not numeric (row {i + 1}: {v!r})") from None
         if not math.isfinite(out[i]):
             raise LLPInputError(f"{path}: column {name!r} has a missing or non-finite value at row {i + 1}")
@@ -110,6 +151,8 @@ def _is_numeric(values) -> bool:
 
 def _labels(path: str, name: str, values, what: str) -> list[str]:
     """A column of names (bag ids, class labels) as strings; a missing one is an error."""
+    if set(map(type, values)) <= {str} and "" not in values and not any(map(str.isspace, values)):
+        return list(values)                     # (a CSV's column: checked in C)
     for i, v in enumerate(values):
         if _missing_name(v):
             raise LLPInputError(f"{path}: the {what} column {name!r} has no value at row {i + 1}")

@@ -1,0 +1,127 @@
+"""Reading a large table: the seconds and memory of ``--dataset table:FILE`` and of ``plotllp predict``.
+
+Writes a CSV of ``--rows`` rows (a bag id, ``--features`` numeric columns written with 5 decimals, a
+yes/no label; bags of about ``--bag-size`` rows), then, each in a fresh Python process, times
+
+- ``load``: ``plotllp.data.tables.load_table(FILE, bag_column="bag", label_column="label")``, what
+  ``plotllp train --dataset table:FILE --bag-column bag --label-column label`` does before training;
+- ``predict-read``: ``read_table`` and ``feature_matrix``, what ``plotllp predict`` reads,
+
+and records the process's peak resident memory (``VmHWM``, Linux) beside its memory once plotllp was
+imported. ``--against REV`` measures the code of another commit the same way (a ``git worktree`` of
+it in a temporary folder), the two taking turns.
+
+Run: ``python benchmarks/tables.py [--rows 1000000] [--features 20] [--against REV]``; writes
+``benchmarks/results/tables.md`` (or into ``--out-dir``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import RESULTS, commit, header, table_head, write  # noqa: E402
+
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+
+CHILD = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import plotllp.data.tables as t
+def peak_mb():   # this process's high-water mark (ru_maxrss would start at the parent's, kept across exec)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+base = peak_mb()
+path, what = sys.argv[2], sys.argv[3]
+t0 = time.perf_counter()
+if what == "load":
+    ds = t.load_table(path, bag_column="bag", label_column="label")
+    shape = list(ds.x_train.shape) + [int(ds.bags.num_bags)]
+else:
+    cols = t.read_table(path)
+    x = t.feature_matrix(path, cols, [c for c in cols if c.startswith("f")])
+    shape = list(x.shape)
+seconds = time.perf_counter() - t0
+print(json.dumps({"seconds": seconds, "peak_mb": peak_mb(), "import_mb": base, "file": t.__file__,
+                  "shape": shape}))
+"""
+
+
+def write_table(path: str, rows: int, features: int, bag_size: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(rows, features))
+    bag = rng.integers(0, max(1, rows // bag_size), rows)
+    label = np.where(x[:, 0] + rng.normal(size=rows) > 0, "yes", "no")
+    with open(path, "w") as f:
+        f.write("bag," + ",".join(f"f{j}" for j in range(features)) + ",label\n")
+        for i in range(0, rows, 100_000):            # numpy formats the numbers, a block at a time
+            block = x[i:i + 100_000]
+            text = np.char.mod("%.5f", block)
+            for b, r, y in zip(bag[i:i + 100_000], text, label[i:i + 100_000]):
+                f.write(f"b{b}," + ",".join(r) + f",{y}\n")
+
+
+def measure(src: str, path: str, what: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, src, path, what], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"the {what} run with {src} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--features", type=int, default=20)
+    ap.add_argument("--bag-size", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=2, help="runs of each kind (the fastest is reported)")
+    ap.add_argument("--against", default=None, help="another commit to measure the same way (a git worktree)")
+    ap.add_argument("--out-dir", default=RESULTS, help="folder of the result file (default: benchmarks/results)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "table.csv")
+        write_table(path, args.rows, args.features, args.bag_size)
+        size_mb = os.path.getsize(path) / 2 ** 20
+        print(f"wrote a table of {args.rows:,} rows and {args.features} features, {size_mb:.0f} MB", flush=True)
+        codes = [(commit(), SRC)]
+        if args.against:
+            tree = os.path.join(tmp, "against")
+            subprocess.run(["git", "worktree", "add", "--detach", "-q", tree, args.against], check=True)
+            rev = subprocess.run(["git", "rev-parse", "--short", args.against], capture_output=True, text=True,
+                                 check=True).stdout.strip()
+            codes.insert(0, (rev, os.path.join(tree, "src")))
+        try:
+            results = {(rev, what): [] for rev, _ in codes for what in ("load", "predict-read")}
+            for _ in range(args.repeats):
+                for what in ("load", "predict-read"):
+                    for rev, src in codes:                  # the codes take turns
+                        r = measure(src, path, what)
+                        results[rev, what].append(r)
+                        print(f"{rev} {what}: {r['seconds']:.2f} s, peak {r['peak_mb']:.0f} MB "
+                              f"({r['import_mb']:.0f} MB after import)", flush=True)
+        finally:
+            if args.against:
+                subprocess.run(["git", "worktree", "remove", "--force", tree], check=False)
+    text = header("Reading a large table") + "\n"
+    text += (f"A CSV of {args.rows:,} rows ({size_mb:.0f} MB): a bag id (bags of about {args.bag_size} rows), "
+             f"{args.features} numeric columns written with 5 decimals, a yes/no label. Each run in a fresh "
+             "process; the fastest of "
+             f"{args.repeats} runs, and the largest peak memory. `load`: `load_table` (what `plotllp train "
+             "--dataset table:FILE --label-column label` does before training); `predict-read`: `read_table` "
+             "and `feature_matrix` (what `plotllp predict` reads). Peak memory is the process's "
+             "(`VmHWM`), the memory after importing plotllp beside it.\n\n")
+    text += table_head("code", "what", "seconds", "peak memory MB", "after import MB")
+    for (rev, what), runs in results.items():
+        text += (f"| {rev} | {what} | {min(r['seconds'] for r in runs):.2f} | "
+                 f"{max(r['peak_mb'] for r in runs):.0f} | {max(r['import_mb'] for r in runs):.0f} |\n")
+    write("tables.md", text, args.out_dir)
+
+
+if __name__ == "__main__":
+    main()
