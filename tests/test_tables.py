@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sklearn.datasets import load_wine
 
@@ -401,3 +401,71 @@ def test_a_missing_name_is_an_error_that_names_its_row(values, row):
         _labels("t.csv", "b", values, "bag")
     assert _labels("t.csv", "b", ["NA", "none", "x"], "bag") == ["NA", "none", "x"]
     assert _labels("t.csv", "b", [1, 2.5, "x"], "bag") == ["1", "2.5", "x"]
+
+
+ODD_CELLS = ["1", "-2.5", "3e2", " 4 ", "", "NA", "nan", "inf", "x", " y ", "007", "1_0"]
+
+
+@settings(max_examples=100, deadline=None)
+@example(case=([(0, "x"), (1, "NA"), (3, "1")], 260, 200), block=7)
+@example(case=([(0, " y "), (2, "inf"), (0, " 4 ")], 180, 150), block=64)
+@given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from(ODD_CELLS)),
+                min_size=3, max_size=3).flatmap(
+           lambda kinds: st.tuples(st.just(kinds), st.sampled_from([5, 99, 100, 101, 180, 260]),
+                                   st.integers(0, 259))),
+       st.sampled_from([1, 7, 64, 100, 65536]))
+def test_columns_parsed_as_they_are_read_are_those_parsed_afterwards(tmp_path_factory, case, block):
+    """read_table(text=...) decides each column's kind and parses it a block at a time; every column then
+    gives load_table what the whole column read as text gives: the same kind (_is_numeric), the same numbers,
+    or the same error naming the same row. Columns: numbers with one odd cell at a random row, after a run
+    of blank rows of random length (the kind is then read from further down)."""
+    from plotllp.data import tables as t
+
+    kinds, n, at = case
+    cells = ["1.5", "2", "-3e-1", "4"]
+    columns = {}
+    for j, (blank_rows, odd) in enumerate(kinds):
+        col = [cells[i % 4] for i in range(n)]
+        lead = min(n, [0, 50, 100, 150][blank_rows])
+        col[:lead] = [""] * lead
+        col[at % n] = odd
+        columns[f"c{j}"] = col
+    columns["bag"] = ["007" if i % 2 else "7" for i in range(n)]
+    path = tmp_path_factory.mktemp("csv") / "t.csv"
+    write_csv(path, list(columns), list(zip(*columns.values())))
+    whole = t.read_table(str(path))
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        parsed = t._read_csv(str(path), csv.reader(f), block=block, text=["bag"])
+    assert parsed["bag"] == whole["bag"] == [c.strip() for c in columns["bag"]]
+    for name in columns:
+        if name == "bag":
+            continue
+        assert t._is_numeric(parsed[name]) == t._is_numeric(whole[name]), name
+        if not t._is_numeric(whole[name]):
+            assert parsed[name] == whole[name]
+            continue
+        try:
+            expected = t._numeric(str(path), name, whole[name])
+        except LLPInputError as e:
+            with pytest.raises(LLPInputError, match=f"^{re.escape(str(e))}$"):
+                t._numeric(str(path), name, parsed[name])
+        else:
+            assert t._numeric(str(path), name, parsed[name]).tolist() == expected.tolist()
+
+
+def test_numeric_bag_ids_keep_their_spelling_through_train_and_predict(tmp_path):
+    """Bag ids and labels that look like numbers stay text while the features are parsed as they are read:
+    bags '7' and '007' are two bags, and predict writes each row's id as the table spells it."""
+    rng = np.random.default_rng(0)
+    ids = [b for b in ("7", "007", "8", "008") for _ in range(30)]
+    x = rng.normal(size=(len(ids), 2)).round(4)
+    write_csv(tmp_path / "t.csv", ["bag", "x1", "x2", "label"], [[b, *r, "2" if r[0] > 0 else "1"] for b, r in zip(ids, x)])
+    ds = load_table(str(tmp_path / "t.csv"), bag_column="bag", label_column="label", test_fraction=0.0)
+    assert ds.bags.num_bags == 4 and ds.class_names == ["1", "2"]           # (not '1.0': the labels stay text)
+    assert ds.feature_names == ["x1", "x2"] and ds.x_train.dtype == np.float32
+    r = cli("train", "--dataset", "table:t.csv", "--bag-column", "bag", "--label-column", "label", "--epochs1", "1",
+            "--epochs2", "0", "--device", "cpu", "--out", "run", "--quiet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = cli("predict", "--model", "run", "--input", "t.csv", "--output", "p.csv", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert [row["bag"] for row in csv.DictReader(open(tmp_path / "p.csv"))] == ids

@@ -188,7 +188,7 @@ def cmd_predict(args) -> int:
     names = meta.get("feature_names")
     if not names:
         raise LLPInputError(f"{args.model} was not trained on a table (--dataset table:FILE); predict reads tables")
-    cols = read_table(args.input)
+    cols = read_table(args.input, text=[c.strip() for c in (cfg.bag_column or "").split(",")])
     x = feature_matrix(args.input, cols, names)
     probs = predict_proba(first if args.first_stage else model, torch.from_numpy(x)).numpy()
     if not np.isfinite(probs).all():

@@ -33,8 +33,16 @@ from ..errors import DataFileError, LLPInputError
 from .dataset import Dataset
 
 
-def read_table(path: str) -> dict[str, list]:
-    """Columns of a CSV or Parquet file as ``{name: list of values}`` (CSV values are strings)."""
+def read_table(path: str, *, text=None) -> dict:
+    """Columns of a CSV or Parquet file as ``{name: values}``.
+
+    ``text``: None (default), every CSV column as a list of strings. Otherwise the names of the columns
+    to keep as text (bag ids, labels): every other CSV column that :func:`_is_numeric` finds numeric
+    is parsed as it is read, a block of rows at a time, and comes back as a float64 array, or, where
+    one of its values is not a finite number, as an :class:`UnparsedColumn` holding the error that
+    :func:`_numeric` raises for it. The millions of values of a large table then never stand as
+    Python strings all at once (``benchmarks/results/tables.md``). Parquet columns come back as lists
+    of pyarrow's Python values."""
     if not os.path.isfile(path):
         raise DataFileError(f"table {path} does not exist")
     if path.lower().endswith((".parquet", ".pq")):
@@ -48,14 +56,11 @@ def read_table(path: str) -> dict[str, list]:
             raise DataFileError(f"{path} is not a readable Parquet file ({type(e).__name__})") from None
     try:
         with open(path, newline="", encoding="utf-8-sig") as f, _gc_paused():   # (a byte-order mark is not a name)
-            cols = _read_csv(path, csv.reader(f))
+            return _read_csv(path, csv.reader(f), text=text)
     except DataFileError:
         raise
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataFileError(f"{path} is not a readable CSV file ({type(e).__name__})") from None
-    if not next(iter(cols.values())):
-        raise DataFileError(f"{path} has a header but no rows")
-    return cols
 
 
 @contextlib.contextmanager
@@ -71,22 +76,88 @@ def _gc_paused():
             gc.enable()
 
 
-def _read_csv(path: str, reader, block: int = 65536) -> dict[str, list]:
-    """The columns of a CSV ``reader``'s rows, values stripped of surrounding blanks; blank lines are
-    skipped. Rows are turned into columns a block at a time, in C (``zip``, ``map``), so that the rows of
-    the whole file are never held at once (``benchmarks/results/tables.md``)."""
+class UnparsedColumn:
+    """A numeric column (:func:`_is_numeric`) of a table with a value that is not a finite number:
+    :func:`_numeric` raises ``error`` for it, as it would have for its values."""
+
+    def __init__(self, error: LLPInputError, rows: int):
+        self.error, self.rows = error, rows
+
+    def __len__(self) -> int:
+        return self.rows
+
+
+class _ColumnReader:
+    """One CSV column, read a block at a time: text while its kind is open, parsed block by block once
+    :func:`_is_numeric` of the values so far can no longer change, kept as text otherwise."""
+
+    def __init__(self, path: str, name: str, keep_text: bool):
+        self.path, self.name = path, name
+        self.kind = "text" if keep_text else "open"
+        self.strings: list = []
+        self.blocks: list = []
+        self.rows, self.error = 0, None
+
+    def add(self, values: tuple) -> None:
+        """The next block of the column's values, as the CSV reader gave them (blanks around them kept:
+        ``float`` and :func:`_missing` ignore them; text is stripped here)."""
+        if self.kind == "numeric":
+            self._parse(values)
+            return
+        self.strings.extend(map(str.strip, values))
+        if self.kind == "open" and self._settled():
+            self._decide()
+
+    def _settled(self) -> bool:
+        """Whether more rows cannot change :func:`_is_numeric`: it reads the present values among the first
+        100 rows, or, where there are none, the first 100 present values."""
+        s = self.strings
+        if len(s) < 100:
+            return False
+        return not all(map(_missing, s[:100])) or sum(1 for v in s if not _missing(v)) >= 100
+
+    def _decide(self) -> None:
+        if _is_numeric(self.strings):
+            self.kind, strings, self.strings = "numeric", self.strings, []
+            self._parse(strings)
+        else:
+            self.kind = "text"
+
+    def _parse(self, values: list) -> None:
+        if self.error is None:
+            try:
+                self.blocks.append(_numeric(self.path, self.name, values, first_row=self.rows))
+            except LLPInputError as e:
+                self.error, self.blocks = e, []
+        self.rows += len(values)
+
+    def finish(self):
+        if self.kind == "open":
+            self._decide()
+        if self.kind == "text":
+            return self.strings
+        if self.error is not None:
+            return UnparsedColumn(self.error, self.rows)
+        return np.concatenate(self.blocks) if self.blocks else np.empty(0)
+
+
+def _read_csv(path: str, reader, block: int = 65536, text=None) -> dict:
+    """The columns of a CSV ``reader``'s rows (:func:`read_table`), values stripped of surrounding blanks;
+    blank lines are skipped. Rows are turned into columns a block at a time, in C (``zip``, ``map``), so
+    that the rows of the whole file are never held at once."""
     header = next(reader, None)
     if not header:
         raise DataFileError(f"{path} is empty (expected a header row of column names)")
     header = [h.strip() for h in header]
     if len(set(header)) != len(header):
         raise DataFileError(f"{path}: column names repeat in the header")
-    columns: list[list] = [[] for _ in header]
-    width, rows = len(header), []
+    keep = None if text is None else set(text)
+    columns = [_ColumnReader(path, h, keep is None or h in keep) for h in header]
+    width, rows, count = len(header), [], 0
 
     def flush():
         for column, values in zip(columns, zip(*rows)):
-            column.extend(map(str.strip, values))
+            column.add(values)
         rows.clear()
 
     for row in reader:
@@ -95,10 +166,13 @@ def _read_csv(path: str, reader, block: int = 65536) -> dict[str, list]:
                 continue
             raise DataFileError(f"{path}: line {reader.line_num} has {len(row)} fields, the header {width}")
         rows.append(row)
+        count += 1
         if len(rows) == block:
             flush()
     flush()
-    return dict(zip(header, columns))
+    if not count:
+        raise DataFileError(f"{path} has a header but no rows")
+    return {h: c.finish() for h, c in zip(header, columns)}
 
 
 #: Values that mean "missing" in a table cell (case-insensitive), besides Parquet's nulls.
@@ -115,8 +189,11 @@ def _missing_name(v) -> bool:
     return is_missing(v) or (isinstance(v, str) and not v.strip())
 
 
-def _numeric(path: str, name: str, values) -> np.ndarray:
-    """A column as float64, every value finite; the first value that is not names its row."""
+def _numeric(path: str, name: str, values, first_row: int = 0) -> np.ndarray:
+    """A column as float64, every value finite; the first value that is not names its row (``values``
+    starting at row ``first_row`` of the table, from 0)."""
+    if isinstance(values, UnparsedColumn):
+        raise values.error
     try:
         out = np.array(values, dtype=np.float64)       # Python's float() of each value, in C
         if out.shape == (len(values),) and np.isfinite(out).all():
@@ -128,9 +205,10 @@ def _numeric(path: str, name: str, values) -> np.ndarray:
         try:
             out[i] = math.nan if _missing(v) else float(v)
         except (TypeError, ValueError, OverflowError):
-            raise LLPInputError(f"{path}: column {name!r} is not numeric (row {i + 1}: {v!r})") from None
+            shown = v.strip() if isinstance(v, str) else v
+            raise LLPInputError(f"{path}: column {name!r} is not numeric (row {first_row + i + 1}: {shown!r})") from None
         if not math.isfinite(out[i]):
-            raise LLPInputError(f"{path}: column {name!r} has a missing or non-finite value at row {i + 1}")
+            raise LLPInputError(f"{path}: column {name!r} has a missing or non-finite value at row {first_row + i + 1}")
     return out
 
 
@@ -138,6 +216,8 @@ def _is_numeric(values) -> bool:
     """Whether a column looks numeric: its first 100 values that are present parse as numbers (a column
     with missing values is then read, and its missing values reported, not silently left out). A column
     with no value at all is not numeric."""
+    if isinstance(values, (np.ndarray, UnparsedColumn)):     # found numeric as it was read (read_table)
+        return True
     present = [v for v in values[:100] if not _missing(v)]
     if not present:                         # blank at the top: look further down
         present = [v for v in values if not _missing(v)][:100]
@@ -208,8 +288,8 @@ def load_table(path: str, *, bag_column: str | None, features=None, label_column
         raise LLPInputError("a table needs --bag-column (the column that names each row's bag)")
     if (label_column is None) == (proportions is None):
         raise LLPInputError("a table needs exactly one of --proportions FILE or --label-column COL")
-    cols = read_table(path)
     bag_cols = [c.strip() for c in bag_column.split(",") if c.strip()]
+    cols = read_table(path, text=[*bag_cols, label_column])
     parts = [_labels(path, c, _column(path, cols, c, "bag"), "bag") for c in bag_cols]
     bag_vals = np.asarray(["|".join(vals) for vals in zip(*parts)])     # feature bags: equal values of the columns
     skip = {*bag_cols, label_column}
