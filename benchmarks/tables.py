@@ -5,13 +5,14 @@ yes/no label; bags of about ``--bag-size`` rows), then, each in a fresh Python p
 
 - ``load``: ``plotllp.data.tables.load_table(FILE, bag_column="bag", label_column="label")``, what
   ``plotllp train --dataset table:FILE --bag-column bag --label-column label`` does before training;
-- ``predict-read``: ``read_table`` and ``feature_matrix``, what ``plotllp predict`` reads,
+- ``predict-read``: ``read_table`` (the bag column kept as text) and ``feature_matrix``, what
+  ``plotllp predict`` reads,
 
 and records the process's peak resident memory (``VmHWM``, Linux) beside its memory once plotllp was
-imported. ``--against REV`` measures the code of another commit the same way (a ``git worktree`` of
-it in a temporary folder), the two taking turns.
+imported. ``--against REV [REV ...]`` measures the code of other commits the same way (each a ``git
+worktree`` in a temporary folder), the codes taking turns.
 
-Run: ``python benchmarks/tables.py [--rows 1000000] [--features 20] [--against REV]``; writes
+Run: ``python benchmarks/tables.py [--rows 1000000] [--features 20] [--against REV ...]``; writes
 ``benchmarks/results/tables.md`` (or into ``--out-dir``).
 """
 
@@ -45,7 +46,8 @@ if what == "load":
     ds = t.load_table(path, bag_column="bag", label_column="label")
     shape = list(ds.x_train.shape) + [int(ds.bags.num_bags)]
 else:
-    cols = t.read_table(path)
+    import inspect   # (an older read_table has no text=)
+    cols = t.read_table(path, **({"text": ["bag"]} if "text" in inspect.signature(t.read_table).parameters else {}))
     x = t.feature_matrix(path, cols, [c for c in cols if c.startswith("f")])
     shape = list(x.shape)
 seconds = time.perf_counter() - t0
@@ -81,7 +83,8 @@ def main():
     ap.add_argument("--features", type=int, default=20)
     ap.add_argument("--bag-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2, help="runs of each kind (the fastest is reported)")
-    ap.add_argument("--against", default=None, help="another commit to measure the same way (a git worktree)")
+    ap.add_argument("--against", nargs="+", default=[], metavar="REV",
+                    help="other commits to measure the same way (each a git worktree)")
     ap.add_argument("--out-dir", default=RESULTS, help="folder of the result file (default: benchmarks/results)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,13 +92,15 @@ def main():
         write_table(path, args.rows, args.features, args.bag_size)
         size_mb = os.path.getsize(path) / 2 ** 20
         print(f"wrote a table of {args.rows:,} rows and {args.features} features, {size_mb:.0f} MB", flush=True)
-        codes = [(commit(), SRC)]
-        if args.against:
-            tree = os.path.join(tmp, "against")
-            subprocess.run(["git", "worktree", "add", "--detach", "-q", tree, args.against], check=True)
-            rev = subprocess.run(["git", "rev-parse", "--short", args.against], capture_output=True, text=True,
+        codes, trees = [], []
+        for i, against in enumerate(args.against):
+            tree = os.path.join(tmp, f"against{i}")
+            subprocess.run(["git", "worktree", "add", "--detach", "-q", tree, against], check=True)
+            trees.append(tree)
+            rev = subprocess.run(["git", "rev-parse", "--short", against], capture_output=True, text=True,
                                  check=True).stdout.strip()
-            codes.insert(0, (rev, os.path.join(tree, "src")))
+            codes.append((rev, os.path.join(tree, "src")))
+        codes.append((commit(), SRC))
         try:
             results = {(rev, what): [] for rev, _ in codes for what in ("load", "predict-read")}
             for _ in range(args.repeats):
@@ -106,7 +111,7 @@ def main():
                         print(f"{rev} {what}: {r['seconds']:.2f} s, peak {r['peak_mb']:.0f} MB "
                               f"({r['import_mb']:.0f} MB after import)", flush=True)
         finally:
-            if args.against:
+            for tree in trees:
                 subprocess.run(["git", "worktree", "remove", "--force", tree], check=False)
     text = header("Reading a large table") + "\n"
     text += (f"A CSV of {args.rows:,} rows ({size_mb:.0f} MB): a bag id (bags of about {args.bag_size} rows), "
