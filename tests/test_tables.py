@@ -469,3 +469,12 @@ def test_numeric_bag_ids_keep_their_spelling_through_train_and_predict(tmp_path)
     r = cli("predict", "--model", "run", "--input", "t.csv", "--output", "p.csv", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert [row["bag"] for row in csv.DictReader(open(tmp_path / "p.csv"))] == ids
+
+
+def test_a_bag_named_twice_in_the_proportions_file_is_an_error_that_names_it(tmp_path):
+    """The first id seen again is named (a search that counted every id's copies took quadratic time)."""
+    write_csv(tmp_path / "rows.csv", ["bag", "x1"], [[f"b{i % 4}", i] for i in range(12)])
+    write_csv(tmp_path / "counts.csv", ["bag", "no", "yes"], [["b0", 1, 2], ["b3", 1, 2], ["b1", 2, 1], ["b3", 0, 3],
+                                                              ["b0", 3, 0], ["b2", 1, 2]])
+    with pytest.raises(LLPInputError, match="counts.csv: bag 'b3' appears twice$"):
+        load_table(str(tmp_path / "rows.csv"), bag_column="bag", proportions=str(tmp_path / "counts.csv"))

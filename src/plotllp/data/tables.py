@@ -353,7 +353,8 @@ def _proportions_table(path, bag_column, bag_names, bag_index):
         raise LLPInputError(f"{path}: expected a bag id column and one column per class (at least 2)")
     ids = [str(v) for v in cols[id_col]]
     if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
+        seen: set = set()
+        dup = next(i for i in ids if i in seen or seen.add(i))      # the first id seen again
         raise LLPInputError(f"{path}: bag {dup!r} appears twice")
     table = np.stack([_numeric(path, c, cols[c]) for c in class_cols], axis=1)
     pos = {b: i for i, b in enumerate(ids)}
