@@ -478,3 +478,21 @@ def test_a_bag_named_twice_in_the_proportions_file_is_an_error_that_names_it(tmp
                                                               ["b0", 3, 0], ["b2", 1, 2]])
     with pytest.raises(LLPInputError, match="counts.csv: bag 'b3' appears twice$"):
         load_table(str(tmp_path / "rows.csv"), bag_column="bag", proportions=str(tmp_path / "counts.csv"))
+
+
+def test_a_large_table_is_announced_before_it_is_read(tables, tmp_path, monkeypatch):
+    """A table file of ANNOUNCE_TABLE_BYTES or more gets a line before the seconds of reading it; a smaller
+    one does not."""
+    from plotllp import pipeline
+    from plotllp.config import make_config
+
+    d, _ = tables
+    size = (d / "rows.csv").stat().st_size
+    for threshold, announced in ((size + 1, False), (size, True)):
+        monkeypatch.setattr(pipeline, "ANNOUNCE_TABLE_BYTES", threshold)
+        lines = []
+        cfg = make_config({"dataset": f"table:{d / 'rows.csv'}", "bag_column": "clinic", "label_column": "label",
+                           "epochs1": 1, "epochs2": 0, "device": "cpu", "out": str(tmp_path / str(threshold))})
+        pipeline.train(cfg, log=lines.append)
+        assert (lines[0] == f"plotllp: reading {d / 'rows.csv'} (0 MB)") == announced, lines[:2]
+        assert lines[int(announced)].startswith(f"plotllp: table:{d / 'rows.csv'}: ")

@@ -129,6 +129,9 @@ CHECKPOINT_FORMAT = "plotllp-checkpoint-1"
 LOOP_KEYS = ("epoch", "elapsed", "history", "optimizer", "scheduler", "numpy_rng", "torch_rng", "stage")
 #: settings that may differ between a run and its resumption
 RESUMABLE_CHANGES = RUN_SETTINGS      # where and how the run executes: the data folder may move, the device change
+#: a table file at least this large is announced before it is read (a million rows take seconds:
+#: benchmarks/results/tables.md)
+ANNOUNCE_TABLE_BYTES = 32 * 2 ** 20
 
 
 def torch_load(path: str):
@@ -437,6 +440,9 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist, overwrite: bo
     fetcher = cfg.download and (dist is None or dist.local_rank == 0)
     if cfg.download and not fetcher:
         dist.barrier()
+    table = cfg.dataset.split(":", 1)[1] if cfg.dataset.startswith("table:") else None
+    if table and os.path.isfile(table) and os.path.getsize(table) >= ANNOUNCE_TABLE_BYTES:
+        say(f"plotllp: reading {table} ({os.path.getsize(table) / 2 ** 20:.0f} MB)")
     data = load_dataset(cfg.dataset, data_dir=cfg.data_dir, seed=cfg.data_seed, noise=cfg.noise,
                         train_size=cfg.train_size, download=fetcher, table_options=table_options(cfg))
     if fetcher and dist is not None:
