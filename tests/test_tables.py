@@ -409,6 +409,7 @@ ODD_CELLS = ["1", "-2.5", "3e2", " 4 ", "", "NA", "nan", "inf", "x", " y ", "007
 @settings(max_examples=100, deadline=None)
 @example(case=([(0, "x"), (1, "NA"), (3, "1")], 260, 200), block=7)
 @example(case=([(0, " y "), (2, "inf"), (0, " 4 ")], 180, 150), block=64)
+@example(case=([(2, "x"), (3, "1"), (0, "1")], 260, 150), block=7)    # text: "x" is among the first 100 present
 @given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from(ODD_CELLS)),
                 min_size=3, max_size=3).flatmap(
            lambda kinds: st.tuples(st.just(kinds), st.sampled_from([5, 99, 100, 101, 180, 260]),

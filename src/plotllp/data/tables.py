@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import gc
+import itertools
 import math
 import os
 import re
@@ -97,6 +98,7 @@ class _ColumnReader:
         self.strings: list = []
         self.blocks: list = []
         self.rows, self.error = 0, None
+        self.present = self.counted = 0         # present values among the first `counted` strings
 
     def add(self, values: tuple) -> None:
         """The next block of the column's values, as the CSV reader gave them (blanks around them kept:
@@ -110,11 +112,16 @@ class _ColumnReader:
 
     def _settled(self) -> bool:
         """Whether more rows cannot change :func:`_is_numeric`: it reads the present values among the first
-        100 rows, or, where there are none, the first 100 present values."""
+        100 rows, or, where there are none, the first 100 present values (counted once each: a column left
+        blank at the top is counted as it grows, not again at every block)."""
         s = self.strings
         if len(s) < 100:
             return False
-        return not all(map(_missing, s[:100])) or sum(1 for v in s if not _missing(v)) >= 100
+        if not all(map(_missing, s[:100])):
+            return True
+        self.present += sum(1 for v in itertools.islice(s, self.counted, None) if not _missing(v))
+        self.counted = len(s)
+        return self.present >= 100
 
     def _decide(self) -> None:
         if _is_numeric(self.strings):
