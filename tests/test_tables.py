@@ -308,7 +308,8 @@ def test_a_counts_file_may_hold_a_bag_of_one_row(tmp_path):
 
 def _reference_columns(path):
     """A CSV's columns as read_table returned them before it read in blocks: every row kept, split in Python."""
-    rows = list(csv.reader(open(path, newline="", encoding="utf-8-sig")))
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.reader(f))
     header = [h.strip() for h in rows[0]]
     return {h: [r[j].strip() for r in rows[1:] if r] for j, h in enumerate(header)}
 
@@ -469,7 +470,8 @@ def test_numeric_bag_ids_keep_their_spelling_through_train_and_predict(tmp_path)
     assert r.returncode == 0, r.stderr
     r = cli("predict", "--model", "run", "--input", "t.csv", "--output", "p.csv", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert [row["bag"] for row in csv.DictReader(open(tmp_path / "p.csv"))] == ids
+    with open(tmp_path / "p.csv", newline="") as f:
+        assert [row["bag"] for row in csv.DictReader(f)] == ids
 
 
 def test_a_bag_named_twice_in_the_proportions_file_is_an_error_that_names_it(tmp_path):
