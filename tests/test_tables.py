@@ -4,6 +4,7 @@ label column, `plotllp predict`, and one-line errors for bad tables."""
 import csv
 import gc
 import json
+import os
 import re
 import subprocess
 import sys
@@ -159,18 +160,82 @@ def test_proportions_file_in_proportions_form(tables, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
-def test_parquet_table(tables, tmp_path):
+def test_parquet_table_trains_and_predicts_as_its_csv(tables, tmp_path):
+    """A Parquet file of the CSV's rows (float features, the bag ids as text) trains, and `plotllp predict`
+    of it writes the same file as `plotllp predict` of the CSV."""
     pa = pytest.importorskip("pyarrow")
     import pyarrow.parquet as pq
     d, _ = tables
-    cols = {k: [r[k] for r in csv.DictReader(open(d / "rows.csv"))] for k in ["clinic", *NAMES]}
-    table = pa.table({"clinic": cols["clinic"], **{n: [float(v) for v in cols[n]] for n in NAMES}})
+    with open(d / "rows.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    table = pa.table({"clinic": [r["clinic"] for r in rows], **{n: [float(r[n]) for r in rows] for n in NAMES}})
     pq.write_table(table, tmp_path / "rows.parquet")
     r = cli("train", "--dataset", f"table:{tmp_path / 'rows.parquet'}", "--bag-column", "clinic", "--proportions",
             str(d / "counts.csv"), "--epochs1", "2", "--epochs2", "1", "--device", "cpu", "--out", str(tmp_path / "q"))
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "q" / "results.json").read_text())
     assert res["data"]["bags"] == 20 and res["data"]["train_instances"] == 178
+    for name in ("rows.parquet", str(d / "rows.csv")):
+        r = cli("predict", "--model", "q", "--input", name, "--output", f"{os.path.basename(name)}.out.csv", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+    assert (tmp_path / "rows.parquet.out.csv").read_text() == (tmp_path / "rows.csv.out.csv").read_text()
+
+
+PARQUET_TYPES = ["int64", "int8", "uint64", "float64", "float32", "bool", "string"]
+
+
+@settings(max_examples=80, deadline=None)
+@example(case=("int64", [2 ** 53 + 1, None, 3]))              # an integer float64 rounds; a null
+@example(case=("float64", [None, float("nan")]))              # nothing present: not a feature
+@example(case=("float64", [1.0, float("-inf"), None]))
+@example(case=("string", ["1", "2.5"]))                     # numbers as text: parsed by Python
+@given(st.sampled_from(PARQUET_TYPES).flatmap(lambda kind: st.tuples(st.just(kind), st.lists(st.one_of(
+    st.none(),
+    {"int64": st.integers(-2 ** 63, 2 ** 63 - 1), "int8": st.integers(-128, 127), "uint64": st.integers(0, 2 ** 64 - 1),
+     "float64": st.floats(width=64), "float32": st.floats(width=32), "bool": st.booleans(),
+     "string": st.sampled_from(["1", "-2.5", "x", "", "NA", "inf"])}[kind]), min_size=1, max_size=40))))
+def test_parquet_columns_converted_by_pyarrow_are_those_parsed_from_their_python_values(tmp_path_factory, case):
+    """read_table(text=...) converts a Parquet number column with pyarrow; load_table then sees what the
+    column's Python values give (read_table's text=None): the same kind (_is_numeric), the same numbers
+    (integers rounded as Python's float does), or the same error naming the same row."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+    from plotllp.data import tables as t
+
+    kind, cells = case
+    path = tmp_path_factory.mktemp("pq") / "t.parquet"
+    pq.write_table(pa.table({"bag": pa.array([7] * len(cells)), "c": pa.array(cells, type=pa.type_for_alias(kind))}), path)
+    whole = t.read_table(str(path))
+    parsed = t.read_table(str(path), text=["bag"])
+    assert parsed["bag"] == whole["bag"] == [7] * len(cells)             # kept as pyarrow's Python values
+    assert t._is_numeric(parsed["c"]) == t._is_numeric(whole["c"])
+    if not t._is_numeric(whole["c"]):
+        assert [repr(v) for v in parsed["c"]] == [repr(v) for v in whole["c"]]
+        return
+    try:
+        expected = t._numeric(str(path), "c", whole["c"])
+    except LLPInputError as e:
+        with pytest.raises(LLPInputError, match=f"^{re.escape(str(e))}$"):
+            t._numeric(str(path), "c", parsed["c"])
+    else:
+        got = t._numeric(str(path), "c", parsed["c"])
+        assert got.dtype == np.float64 and got.tolist() == expected.tolist()
+
+
+def test_bad_parquet_files_are_one_line_errors(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+    from plotllp.data.tables import read_table
+    from plotllp.errors import DataFileError
+
+    pq.write_table(pa.table([pa.array([1, 2]), pa.array([3, 4])], names=["a", "a"]), tmp_path / "twice.parquet")
+    pq.write_table(pa.table({"a": pa.array([], type=pa.int64())}), tmp_path / "empty.parquet")
+    (tmp_path / "text.parquet").write_text("a,b\n1,2\n")
+    for name, msg in (("twice", "column names repeat"), ("empty", "has columns but no rows"),
+                      ("text", "is not a readable Parquet file")):
+        with pytest.raises(DataFileError, match=msg):
+            read_table(str(tmp_path / f"{name}.parquet"), text=["b"])
+        assert gc.isenabled()
 
 
 def test_label_column_tables_report_the_error_of_the_held_out_bags(tables):

@@ -42,8 +42,10 @@ def read_table(path: str, *, text=None) -> dict:
     is parsed as it is read, a block of rows at a time, and comes back as a float64 array, or, where
     one of its values is not a finite number, as an :class:`UnparsedColumn` holding the error that
     :func:`_numeric` raises for it. The millions of values of a large table then never stand as
-    Python strings all at once (``benchmarks/results/tables.md``). Parquet columns come back as lists
-    of pyarrow's Python values."""
+    Python strings all at once (``benchmarks/results/tables.md``). A Parquet file's columns likewise:
+    with ``text`` given, an integer, floating or boolean column not named in it comes back as a float64
+    array (or :class:`UnparsedColumn`), converted by pyarrow; every other column as a list of pyarrow's
+    Python values (:func:`_parquet_column`)."""
     if not os.path.isfile(path):
         raise DataFileError(f"table {path} does not exist")
     if path.lower().endswith((".parquet", ".pq")):
@@ -52,9 +54,17 @@ def read_table(path: str, *, text=None) -> dict:
         except ImportError:
             raise LLPInputError(f"reading {path} needs pyarrow (pip install pyarrow), or give a CSV file") from None
         try:
-            return {k: list(v) for k, v in pq.read_table(path).to_pydict().items()}
+            with pq.ParquetFile(path) as f:         # (read_table refuses a repeated name; it is said below)
+                table = f.read()
         except Exception as e:  # noqa: BLE001  (pyarrow raises its own kinds)
             raise DataFileError(f"{path} is not a readable Parquet file ({type(e).__name__})") from None
+        names = table.column_names
+        if len(set(names)) != len(names):
+            raise DataFileError(f"{path}: column names repeat")
+        if not table.num_rows:
+            raise DataFileError(f"{path} has columns but no rows")
+        with _gc_paused():
+            return {n: _parquet_column(path, n, table.column(n), keep_text=text is None or n in text) for n in names}
     try:
         with open(path, newline="", encoding="utf-8-sig") as f, _gc_paused():   # (a byte-order mark is not a name)
             return _read_csv(path, csv.reader(f), text=text)
@@ -75,6 +85,34 @@ def _gc_paused():
     finally:
         if was:
             gc.enable()
+
+
+def _parquet_column(path: str, name: str, column, keep_text: bool):
+    """A Parquet column (a pyarrow ``ChunkedArray``) as :func:`read_table` gives it: a number column as
+    float64 (nulls as NaN; integers rounded to the nearest float64, as Python's ``float`` does), finite,
+    or an :class:`UnparsedColumn` holding the error :func:`_numeric` raises at its first missing or
+    non-finite value; a column of only nulls and NaNs, which :func:`_is_numeric` does not find numeric,
+    a column kept as text, and columns of other types as lists of pyarrow's Python values."""
+    import pyarrow as pa
+
+    kind = column.type
+    if keep_text or not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
+        return column.to_pylist()
+    try:
+        values = np.asarray(column.cast(pa.float64(), safe=False).to_numpy(), dtype=np.float64)
+    except pa.ArrowException:                   # a cast this pyarrow lacks: its Python values then
+        return column.to_pylist()
+    finite = np.isfinite(values)
+    if finite.all():
+        return values
+    if np.isnan(values).all():
+        return column.to_pylist()
+    first = int(np.argmin(finite))
+    try:
+        _numeric(path, name, values[:first + 1])   # raises for the value at `first`, naming its row
+    except LLPInputError as e:
+        return UnparsedColumn(e, len(values))
+    raise AssertionError("unreachable: a value that is not finite passed _numeric")
 
 
 class UnparsedColumn:
