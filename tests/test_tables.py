@@ -238,6 +238,20 @@ def test_bad_parquet_files_are_one_line_errors(tmp_path):
         assert gc.isenabled()
 
 
+def test_the_first_value_too_large_for_float32_is_named_by_row_then_column():
+    from plotllp.data.tables import feature_matrix
+
+    cols = {"a": np.array([1.0, 2.0, 3.0, -4e31]), "b": np.array([1.0, 5e30, 7e35, 0.0]), "c": np.arange(4.0)}
+    with pytest.raises(LLPInputError, match=re.escape("column 'b' has a value too large to train on at row 2 (5e+30)")):
+        feature_matrix("t.csv", cols, ["a", "b", "c"])
+    with pytest.raises(LLPInputError, match=re.escape("column 'a' has a value too large to train on at row 4 (-4e+31)")):
+        feature_matrix("t.csv", cols, ["c", "a"])
+    d = np.array([0.1, -2.5, 1e30, 3.0])                 # 1e30 itself is allowed
+    x = feature_matrix("t.csv", {"c": cols["c"], "d": d}, ["d", "c"])
+    assert x.dtype == np.float32 and x.flags.c_contiguous
+    assert x.tolist() == np.stack([d, np.arange(4.0)], axis=1).astype(np.float32).tolist()
+
+
 def test_label_column_tables_report_the_error_of_the_held_out_bags(tables):
     """With --label-column, the test bags whose proportion error is reported are the held-out bags
     themselves (SPEC section 1: built the same way as the training bags), not random groups of rows."""

@@ -316,14 +316,22 @@ def _column(path, cols, name, what):
 
 
 def feature_matrix(path: str, cols: dict, names) -> np.ndarray:
-    """The (rows, features) float32 matrix of columns ``names``; every value finite in float32."""
-    x = np.stack([_numeric(path, n, _column(path, cols, n, "feature")) for n in names], axis=1)
-    big = np.abs(x) > 1e30          # float32 holds up to 3.4e38 (the statistics are computed in float64)
-    if big.any():
-        i, j = (int(v[0]) for v in np.nonzero(big))
+    """The (rows, features) float32 matrix of columns ``names``; every value finite in float32. Filled a
+    column at a time: no float64 copy of the whole matrix (``benchmarks/results/tables.md``)."""
+    x, first_big = None, None               # (row, feature) of the first value too large, row-major
+    for j, n in enumerate(names):
+        column = _numeric(path, n, _column(path, cols, n, "feature"))
+        if x is None:
+            x = np.empty((len(column), len(names)), dtype=np.float32)
+        big = np.flatnonzero(np.abs(column) > 1e30)   # float32 holds up to 3.4e38 (statistics: float64)
+        if big.size and (first_big is None or big[0] < first_big[0]):
+            first_big = (int(big[0]), j, column[big[0]])
+        x[:, j] = column
+    if first_big is not None:
+        i, j, value = first_big
         raise LLPInputError(f"{path}: column {names[j]!r} has a value too large to train on at row {i + 1} "
-                            f"({x[i, j]:.3g}); rescale it")
-    return x.astype(np.float32)
+                            f"({value:.3g}); rescale it")
+    return x
 
 
 def load_table(path: str, *, bag_column: str | None, features=None, label_column: str | None = None,
