@@ -1,7 +1,8 @@
 """Reading a large table: the seconds and memory of ``--dataset table:FILE`` and of ``plotllp predict``.
 
-Writes a CSV of ``--rows`` rows (a bag id, ``--features`` numeric columns written with 5 decimals, a
-yes/no label; bags of about ``--bag-size`` rows), then, each in a fresh Python process, times
+Writes a CSV (or, with ``--format parquet``, a Parquet file: pyarrow) of ``--rows`` rows (a bag id,
+``--features`` numeric columns of 5 decimals, a yes/no label; bags of about ``--bag-size`` rows), then,
+each in a fresh Python process, times
 
 - ``load``: ``plotllp.data.tables.load_table(FILE, bag_column="bag", label_column="label")``, what
   ``plotllp train --dataset table:FILE --bag-column bag --label-column label`` does before training;
@@ -12,8 +13,8 @@ and records the process's peak resident memory (``VmHWM``, Linux) beside its mem
 imported. ``--against REV [REV ...]`` measures the code of other commits the same way (each a ``git
 worktree`` in a temporary folder), the codes taking turns.
 
-Run: ``python benchmarks/tables.py [--rows 1000000] [--features 20] [--against REV ...]``; writes
-``benchmarks/results/tables.md`` (or into ``--out-dir``).
+Run: ``python benchmarks/tables.py [--rows 1000000] [--features 20] [--format csv|parquet] [--against REV
+...]``; writes ``benchmarks/results/tables.md`` (``tables_parquet.md`` for Parquet; or into ``--out-dir``).
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ def write_table(path: str, rows: int, features: int, bag_size: int, seed: int = 
     x = rng.normal(size=(rows, features))
     bag = rng.integers(0, max(1, rows // bag_size), rows)
     label = np.where(x[:, 0] + rng.normal(size=rows) > 0, "yes", "no")
+    if path.endswith(".parquet"):                    # the same table, its numbers as float64 columns
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"bag": np.char.add("b", bag.astype(str)),
+                                 **{f"f{j}": np.round(x[:, j], 5) for j in range(features)}, "label": label}), path)
+        return
     with open(path, "w") as f:
         f.write("bag," + ",".join(f"f{j}" for j in range(features)) + ",label\n")
         for i in range(0, rows, 100_000):            # numpy formats the numbers, a block at a time
@@ -82,13 +90,14 @@ def main():
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--features", type=int, default=20)
     ap.add_argument("--bag-size", type=int, default=64)
+    ap.add_argument("--format", choices=["csv", "parquet"], default="csv", help="the table file's format")
     ap.add_argument("--repeats", type=int, default=2, help="runs of each kind (the fastest is reported)")
     ap.add_argument("--against", nargs="+", default=[], metavar="REV",
                     help="other commits to measure the same way (each a git worktree)")
     ap.add_argument("--out-dir", default=RESULTS, help="folder of the result file (default: benchmarks/results)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "table.csv")
+        path = os.path.join(tmp, f"table.{args.format}")
         write_table(path, args.rows, args.features, args.bag_size)
         size_mb = os.path.getsize(path) / 2 ** 20
         print(f"wrote a table of {args.rows:,} rows and {args.features} features, {size_mb:.0f} MB", flush=True)
@@ -114,7 +123,8 @@ def main():
             for tree in trees:
                 subprocess.run(["git", "worktree", "remove", "--force", tree], check=False)
     text = header("Reading a large table") + "\n"
-    text += (f"A CSV of {args.rows:,} rows ({size_mb:.0f} MB): a bag id (bags of about {args.bag_size} rows), "
+    kind = "CSV" if args.format == "csv" else "Parquet file"
+    text += (f"A {kind} of {args.rows:,} rows ({size_mb:.0f} MB): a bag id (bags of about {args.bag_size} rows), "
              f"{args.features} numeric columns written with 5 decimals, a yes/no label. Each run in a fresh "
              "process; the fastest of "
              f"{args.repeats} runs, and the largest peak memory. `load`: `load_table` (what `plotllp train "
@@ -125,7 +135,7 @@ def main():
     for (rev, what), runs in results.items():
         text += (f"| {rev} | {what} | {min(r['seconds'] for r in runs):.2f} | "
                  f"{max(r['peak_mb'] for r in runs):.0f} | {max(r['import_mb'] for r in runs):.0f} |\n")
-    write("tables.md", text, args.out_dir)
+    write("tables.md" if args.format == "csv" else "tables_parquet.md", text, args.out_dir)
 
 
 if __name__ == "__main__":
