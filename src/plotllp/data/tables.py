@@ -49,22 +49,7 @@ def read_table(path: str, *, text=None) -> dict:
     if not os.path.isfile(path):
         raise DataFileError(f"table {path} does not exist")
     if path.lower().endswith((".parquet", ".pq")):
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise LLPInputError(f"reading {path} needs pyarrow (pip install pyarrow), or give a CSV file") from None
-        try:
-            with pq.ParquetFile(path) as f:         # (read_table refuses a repeated name; it is said below)
-                table = f.read()
-        except Exception as e:  # noqa: BLE001  (pyarrow raises its own kinds)
-            raise DataFileError(f"{path} is not a readable Parquet file ({type(e).__name__})") from None
-        names = table.column_names
-        if len(set(names)) != len(names):
-            raise DataFileError(f"{path}: column names repeat")
-        if not table.num_rows:
-            raise DataFileError(f"{path} has columns but no rows")
-        with _gc_paused():
-            return {n: _parquet_column(path, n, table.column(n), keep_text=text is None or n in text) for n in names}
+        return _read_parquet(path, text)
     try:
         with open(path, newline="", encoding="utf-8-sig") as f, _gc_paused():   # (a byte-order mark is not a name)
             return _read_csv(path, csv.reader(f), text=text)
@@ -85,6 +70,37 @@ def _gc_paused():
     finally:
         if was:
             gc.enable()
+
+
+def _read_parquet(path: str, text) -> dict:
+    """The columns of a Parquet file (:func:`read_table`), read one at a time: pyarrow's buffers of only
+    one column are held besides the columns already converted (``benchmarks/results/tables_parquet.md``)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise LLPInputError(f"reading {path} needs pyarrow (pip install pyarrow), or give a CSV file") from None
+
+    def unreadable(e):
+        return DataFileError(f"{path} is not a readable Parquet file ({type(e).__name__})")
+
+    try:
+        f = pq.ParquetFile(path)
+        names, rows = f.schema_arrow.names, f.metadata.num_rows
+    except Exception as e:  # noqa: BLE001  (pyarrow raises its own kinds)
+        raise unreadable(e) from None
+    with f, _gc_paused():
+        if len(set(names)) != len(names):
+            raise DataFileError(f"{path}: column names repeat")
+        if not rows:
+            raise DataFileError(f"{path} has columns but no rows")
+        columns = {}
+        for name in names:
+            try:
+                column = f.read(columns=[name]).column(0)
+            except Exception as e:  # noqa: BLE001
+                raise unreadable(e) from None
+            columns[name] = _parquet_column(path, name, column, keep_text=text is None or name in text)
+        return columns
 
 
 def _parquet_column(path: str, name: str, column, keep_text: bool):
