@@ -366,6 +366,21 @@ def test_features_are_standardised_with_the_training_rows_only(tmp_path):
     np.testing.assert_allclose(ds.normalization["std"], ds.x_train.std(0, dtype=np.float64))
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 4), st.sampled_from([1, 7, 64, 65536]), st.integers(0, 2 ** 32 - 1))
+def test_feature_statistics_by_blocks_are_numpys(rows, features, block, seed):
+    """The features' mean and std taken a block of rows at a time equal numpy's over the whole float32 matrix
+    (to 1e-9, relative; columns far from 0 and constant ones included)."""
+    from plotllp.data.tables import feature_statistics
+
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(rows, features)) * rng.choice([0.0, 1e-3, 1.0, 1e3], features)
+         + rng.choice([0.0, 1e4, -3e6], features)).astype(np.float32)
+    mean, std = feature_statistics(x, block=block)
+    np.testing.assert_allclose(mean, x.mean(0, dtype=np.float64), rtol=1e-9, atol=0)
+    np.testing.assert_allclose(std, x.std(0, dtype=np.float64), rtol=1e-9, atol=1e-12 * np.abs(mean).max())
+
+
 def test_the_proportions_file_may_name_its_bag_column_anywhere(tmp_path):
     """A proportions file with a column named like --bag-column takes its ids from there, even when it is not
     the first column."""

@@ -408,9 +408,28 @@ def load_table(path: str, *, bag_column: str | None, features=None, label_column
         ds.bag_names = bag_names
     ds.bags = bags
     ds.feature_names = names
-    mean, std = ds.x_train.mean(0, dtype=np.float64), ds.x_train.std(0, dtype=np.float64)
+    mean, std = feature_statistics(ds.x_train)
     ds.normalization = {"mean": mean.tolist(), "std": np.where(std > 0, std, 1.0).tolist()}
     return ds
+
+
+def feature_statistics(x: np.ndarray, block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
+    """Each column's mean and (population) standard deviation, in float64, as ``x.mean(0, dtype=float64)``
+    and ``x.std(0, dtype=float64)`` give them (two passes: the mean, then the mean squared deviation from
+    it), taken a block of rows at a time: numpy's ``std`` makes a float64 copy of the whole matrix, 1.6
+    times the float32 features themselves (``benchmarks/results/tables.md``)."""
+    n = len(x)
+    if not n:
+        raise LLPInputError("no training rows to standardise the features with")
+    total = np.zeros(x.shape[1])
+    for i in range(0, n, block):
+        total += x[i:i + block].sum(0, dtype=np.float64)
+    mean = total / n
+    squares = np.zeros(x.shape[1])
+    for i in range(0, n, block):
+        d = x[i:i + block] - mean                   # float64 (mean is)
+        squares += np.einsum("ij,ij->j", d, d)
+    return mean, np.sqrt(squares / n)
 
 
 def _proportions_table(path, bag_column, bag_names, bag_index):
