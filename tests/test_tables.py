@@ -593,3 +593,17 @@ def test_a_large_table_is_announced_before_it_is_read(tables, tmp_path, monkeypa
         pipeline.train(cfg, log=lines.append)
         assert (lines[0] == f"plotllp: reading {d / 'rows.csv'} (0 MB)") == announced, lines[:2]
         assert lines[int(announced)].startswith(f"plotllp: table:{d / 'rows.csv'}: ")
+
+
+def test_predictions_csv_writes_each_row_its_probabilities_and_most_probable_class():
+    """Row numbers from 1, the bag ids as given (CSV-quoted where they hold commas or quotes), 6 decimals,
+    the first class of the largest probability on ties; without a bag column, no bag field."""
+    from plotllp.cli import predictions_csv
+
+    probs = np.array([[0.1, 0.9], [0.5, 0.5], [0.6666666, 0.3333334]], dtype=np.float32)
+    text = predictions_csv(probs, ["no", "yes"], "site", ["a,b", 'say "hi"', "7"])
+    assert text.splitlines()[0] == "row,site,p_no,p_yes,predicted"
+    rows = list(csv.reader(text.splitlines()[1:]))
+    assert rows == [["1", "a,b", "0.100000", "0.900000", "yes"], ["2", 'say "hi"', "0.500000", "0.500000", "no"],
+                    ["3", "7", "0.666667", "0.333333", "no"]]
+    assert predictions_csv(probs[:1], ["no", "yes"]) == "row,p_no,p_yes,predicted\n1,0.100000,0.900000,yes\n"
