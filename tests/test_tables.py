@@ -246,6 +246,8 @@ def test_the_first_value_too_large_for_float32_is_named_by_row_then_column():
         feature_matrix("t.csv", cols, ["a", "b", "c"])
     with pytest.raises(LLPInputError, match=re.escape("column 'a' has a value too large to train on at row 4 (-4e+31)")):
         feature_matrix("t.csv", cols, ["c", "a"])
+    with pytest.raises(LLPInputError, match="no feature columns given"):
+        feature_matrix("t.csv", cols, [])
     d = np.array([0.1, -2.5, 1e30, 3.0])                 # 1e30 itself is allowed
     x = feature_matrix("t.csv", {"c": cols["c"], "d": d}, ["d", "c"])
     assert x.dtype == np.float32 and x.flags.c_contiguous

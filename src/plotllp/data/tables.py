@@ -334,6 +334,8 @@ def _column(path, cols, name, what):
 def feature_matrix(path: str, cols: dict, names) -> np.ndarray:
     """The (rows, features) float32 matrix of columns ``names``; every value finite in float32. Filled a
     column at a time: no float64 copy of the whole matrix (``benchmarks/results/tables.md``)."""
+    if not names:
+        raise LLPInputError(f"{path}: no feature columns given")
     x, first_big = None, None               # (row, feature) of the first value too large, row-major
     for j, n in enumerate(names):
         column = _numeric(path, n, _column(path, cols, n, "feature"))
@@ -416,8 +418,8 @@ def load_table(path: str, *, bag_column: str | None, features=None, label_column
 def feature_statistics(x: np.ndarray, block: int = 65536) -> tuple[np.ndarray, np.ndarray]:
     """Each column's mean and (population) standard deviation, in float64, as ``x.mean(0, dtype=float64)``
     and ``x.std(0, dtype=float64)`` give them (two passes: the mean, then the mean squared deviation from
-    it), taken a block of rows at a time: numpy's ``std`` makes a float64 copy of the whole matrix, 1.6
-    times the float32 features themselves (``benchmarks/results/tables.md``)."""
+    it), taken a block of rows at a time: numpy's ``std`` makes a float64 copy of the whole matrix, twice
+    the size of the float32 features themselves (``benchmarks/results/tables.md``)."""
     n = len(x)
     if not n:
         raise LLPInputError("no training rows to standardise the features with")
