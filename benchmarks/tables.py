@@ -13,8 +13,10 @@ and records the process's peak resident memory (``VmHWM``, Linux) beside its mem
 imported. ``--against REV [REV ...]`` measures the code of other commits the same way (each a ``git
 worktree`` in a temporary folder), the codes taking turns.
 
+``--block-sizes N ...`` also times this commit's ``predict-read`` with the CSV reader's block of N rows.
+
 Run: ``python benchmarks/tables.py [--rows 1000000] [--features 20] [--format csv|parquet] [--against REV
-...]``; writes ``benchmarks/results/tables.md`` (``tables_parquet.md`` for Parquet; or into ``--out-dir``).
+...] [--block-sizes N ...]``; writes ``benchmarks/results/tables.md`` (``tables_parquet.md`` for Parquet; or into ``--out-dir``).
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ def peak_mb():   # this process's high-water mark (ru_maxrss would start at the 
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
 base = peak_mb()
 path, what = sys.argv[2], sys.argv[3]
+if len(sys.argv) > 4:   # a CSV block size of the reader's (--block-sizes)
+    import functools
+    t._read_csv = functools.partial(t._read_csv, block=int(sys.argv[4]))
 t0 = time.perf_counter()
 if what == "load":
     ds = t.load_table(path, bag_column="bag", label_column="label")
@@ -78,8 +83,9 @@ def write_table(path: str, rows: int, features: int, bag_size: int, seed: int = 
                 f.write(f"b{b}," + ",".join(r) + f",{y}\n")
 
 
-def measure(src: str, path: str, what: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, src, path, what], capture_output=True, text=True)
+def measure(src: str, path: str, what: str, block: int | None = None) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, src, path, what, *([str(block)] if block else [])],
+                         capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"the {what} run with {src} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -94,6 +100,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=2, help="runs of each kind (the fastest is reported)")
     ap.add_argument("--against", nargs="+", default=[], metavar="REV",
                     help="other commits to measure the same way (each a git worktree)")
+    ap.add_argument("--block-sizes", nargs="+", type=int, default=[], metavar="ROWS",
+                    help="also time this commit's predict-read of the CSV with each of these reader block sizes")
     ap.add_argument("--out-dir", default=RESULTS, help="folder of the result file (default: benchmarks/results)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,15 +118,18 @@ def main():
                                  check=True).stdout.strip()
             codes.append((rev, os.path.join(tree, "src")))
         codes.append((commit(), SRC))
+        if args.block_sizes and args.format != "csv":
+            raise SystemExit("--block-sizes are the CSV reader's; leave out --format parquet")
+        runs = [(rev, src, what, None) for what in ("load", "predict-read") for rev, src in codes]
+        runs += [(f"{codes[-1][0]}, block {b}", SRC, "predict-read", b) for b in args.block_sizes]
         try:
-            results = {(rev, what): [] for rev, _ in codes for what in ("load", "predict-read")}
+            results = {(label, what): [] for label, _, what, _ in runs}
             for _ in range(args.repeats):
-                for what in ("load", "predict-read"):
-                    for rev, src in codes:                  # the codes take turns
-                        r = measure(src, path, what)
-                        results[rev, what].append(r)
-                        print(f"{rev} {what}: {r['seconds']:.2f} s, peak {r['peak_mb']:.0f} MB "
-                              f"({r['import_mb']:.0f} MB after import)", flush=True)
+                for label, src, what, block in runs:        # the codes take turns
+                    r = measure(src, path, what, block)
+                    results[label, what].append(r)
+                    print(f"{label} {what}: {r['seconds']:.2f} s, peak {r['peak_mb']:.0f} MB "
+                          f"({r['import_mb']:.0f} MB after import)", flush=True)
         finally:
             for tree in trees:
                 subprocess.run(["git", "worktree", "remove", "--force", tree], check=False)
@@ -130,7 +141,8 @@ def main():
              f"{args.repeats} runs, and the largest peak memory. `load`: `load_table` (what `plotllp train "
              "--dataset table:FILE --label-column label` does before training); `predict-read`: `read_table` "
              "and `feature_matrix` (what `plotllp predict` reads). Peak memory is the process's "
-             "(`VmHWM`), the memory after importing plotllp beside it.\n\n")
+             "(`VmHWM`), the memory after importing plotllp beside it."
+             + (" `block N`: the CSV reader's block of N rows (`_read_csv`)." if args.block_sizes else "") + "\n\n")
     text += table_head("code", "what", "seconds", "peak memory MB", "after import MB")
     for (rev, what), runs in results.items():
         text += (f"| {rev} | {what} | {min(r['seconds'] for r in runs):.2f} | "
