@@ -179,6 +179,29 @@ def test_parquet_table_trains_and_predicts_as_its_csv(tables, tmp_path):
         r = cli("predict", "--model", "q", "--input", name, "--output", f"{os.path.basename(name)}.out.csv", cwd=tmp_path)
         assert r.returncode == 0, r.stderr
     assert (tmp_path / "rows.parquet.out.csv").read_text() == (tmp_path / "rows.csv.out.csv").read_text()
+    r = cli("predict", "--model", "q", "--input", "rows.parquet", "--output", "out.parquet", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    written = pq.read_table(tmp_path / "out.parquet")
+    with open(tmp_path / "rows.csv.out.csv", newline="") as f:
+        expected = list(csv.DictReader(f))
+    assert written.column_names == list(expected[0])
+    assert str(written.schema.field("p_barolo").type) == "float" and str(written.schema.field("row").type) == "int64"
+    for got, want in zip(written.to_pylist(), expected, strict=True):          # unrounded: within 5e-7
+        assert got["row"] == int(want["row"]) and got["clinic"] == want["clinic"]
+        assert got["predicted"] == want["predicted"]
+        assert all(abs(got[f"p_{c}"] - float(want[f"p_{c}"])) <= 5e-7 for c in CLASSES)
+
+
+def test_predictions_table_refuses_a_bag_column_named_like_an_output_column():
+    pytest.importorskip("pyarrow")
+    from plotllp.cli import predictions_table
+
+    probs = np.array([[0.25, 0.75]], dtype=np.float32)
+    table = predictions_table("p.parquet", probs, ["no", "yes"], "site", ["s1"])
+    assert table.to_pylist() == [{"row": 1, "site": "s1", "p_no": 0.25, "p_yes": 0.75, "predicted": "yes"}]
+    for name in ("row", "p_yes", "predicted"):
+        with pytest.raises(LLPInputError, match=f"the bag column '{name}' is named like an output column"):
+            predictions_table("p.parquet", probs, ["no", "yes"], name, ["s1"])
 
 
 PARQUET_TYPES = ["int64", "int8", "uint64", "float64", "float32", "bool", "string"]

@@ -144,12 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--out", required=True, help="output file stem; writes STEM.png and STEM.svg")
     pr = sub.add_parser("predict", help="per-row class probabilities of a trained model on a table",
                         description="Apply the final model of a finished `plotllp train --dataset table:FILE` run "
-                        "to the rows of a CSV or Parquet file (same feature columns) and write a CSV: the row "
+                        "to the rows of a CSV or Parquet file (same feature columns) and write a CSV of the row "
                         "number, the bag column if present, one probability column per class, and the "
-                        "predicted class.")
+                        "predicted class (or the same columns as a Parquet file).")
     pr.add_argument("--model", required=True, metavar="RUN_DIR", help="the --out folder of the training run")
     pr.add_argument("--input", required=True, metavar="FILE", help="CSV or Parquet table of rows to predict")
-    pr.add_argument("--output", required=True, metavar="FILE", help="CSV file to write")
+    pr.add_argument("--output", required=True, metavar="FILE",
+                    help="file to write: CSV, or Parquet when its name ends in .parquet or .pq (needs pyarrow; "
+                    "the probabilities then as float32, unrounded)")
     pr.add_argument("--first-stage", action="store_true", help="use the first-stage model instead of the final one")
     return parser
 
@@ -175,7 +177,7 @@ def cmd_predict(args) -> int:
 
     from .data.tables import feature_matrix, read_table
     from .engine import predict_proba
-    from .pipeline import atomic_write, read_run
+    from .pipeline import atomic_write, atomic_write_with, read_run
 
     out = os.path.realpath(args.output)
     if out == os.path.realpath(args.input):
@@ -193,7 +195,13 @@ def cmd_predict(args) -> int:
                            "diverged; train it again with a lower learning rate")
     classes = list(meta["class_names"]) or [str(i) for i in range(probs.shape[1])]
     bag = cfg.bag_column if cfg.bag_column in cols else None
-    atomic_write(args.output, predictions_csv(probs, classes, bag, cols[bag] if bag else None))
+    bag_ids = cols[bag] if bag else None
+    if args.output.lower().endswith((".parquet", ".pq")):
+        table = predictions_table(args.output, probs, classes, bag, bag_ids)
+        import pyarrow.parquet as pq
+        atomic_write_with(args.output, lambda fh: pq.write_table(table, fh))
+    else:
+        atomic_write(args.output, predictions_csv(probs, classes, bag, bag_ids))
     print(f"wrote {args.output}: {len(probs)} rows, {len(classes)} classes")
     return 0
 
@@ -212,6 +220,25 @@ def predictions_csv(probs, classes, bag_column=None, bag_ids=None) -> str:
     predicted = [classes[i] for i in probs.argmax(1).tolist()]
     w.writerows(zip(range(1, len(probs) + 1), *([bag_ids] if bag_column else []), *probabilities, predicted))
     return buf.getvalue()
+
+
+def predictions_table(path: str, probs, classes, bag_column=None, bag_ids=None):
+    """:func:`predictions_csv`'s columns as a pyarrow table (for a Parquet ``path``): the row number as int64,
+    the bag ids as the input gave them, each class's probability as float32 (unrounded), the class of the
+    largest as text."""
+    try:
+        import pyarrow as pa
+    except ImportError:
+        raise LLPInputError(f"writing {path} needs pyarrow (pip install pyarrow), or give a .csv output") from None
+    columns = {"row": pa.array(range(1, len(probs) + 1), type=pa.int64())}
+    if bag_column:
+        columns[bag_column] = pa.array(bag_ids)
+    columns.update({f"p_{c}": pa.array(probs[:, j], type=pa.float32()) for j, c in enumerate(classes)})
+    columns["predicted"] = pa.array([str(c) for c in classes], type=pa.string()).take(probs.argmax(1))
+    if len(columns) < 2 + bool(bag_column) + len(classes):
+        raise LLPInputError(f"cannot write {path}: the bag column {bag_column!r} is named like an output column "
+                            "(row, p_CLASS, predicted); write a .csv, or rename the column")
+    return pa.table(columns)
 
 
 def _parse_sets(items) -> dict:

@@ -120,6 +120,11 @@ def atomic_write(path: str, text: str) -> None:
     _atomic(path, lambda fh: fh.write(text.encode()))
 
 
+def atomic_write_with(path: str, write) -> None:
+    """``write(fh)`` into ``path`` through a temporary file, as :func:`atomic_write` (a binary file handle)."""
+    _atomic(path, write)
+
+
 def atomic_torch_save(obj, path: str) -> None:
     _atomic(path, lambda fh: torch.save(obj, fh))
 
