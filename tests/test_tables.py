@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -192,16 +193,29 @@ def test_parquet_table_trains_and_predicts_as_its_csv(tables, tmp_path):
         assert all(abs(got[f"p_{c}"] - float(want[f"p_{c}"])) <= 5e-7 for c in CLASSES)
 
 
-def test_predictions_table_refuses_a_bag_column_named_like_an_output_column():
+def test_predictions_refuse_a_bag_column_named_like_an_output_column():
+    """In either format: a CSV with two `row` columns could not be read back (plotllp refuses repeated names),
+    a Parquet table of a dict of columns would lose one."""
     pytest.importorskip("pyarrow")
-    from plotllp.cli import predictions_table
+    from plotllp.cli import predictions_csv, predictions_table
 
     probs = np.array([[0.25, 0.75]], dtype=np.float32)
-    table = predictions_table("p.parquet", probs, ["no", "yes"], "site", ["s1"])
+    table = predictions_table("p.parquet", probs, ["no", "yes"], {"site": ["s1"]})
     assert table.to_pylist() == [{"row": 1, "site": "s1", "p_no": 0.25, "p_yes": 0.75, "predicted": "yes"}]
     for name in ("row", "p_yes", "predicted"):
-        with pytest.raises(LLPInputError, match=f"the bag column '{name}' is named like an output column"):
-            predictions_table("p.parquet", probs, ["no", "yes"], name, ["s1"])
+        for write in (predictions_table, lambda *a: predictions_csv(*a[1:])):
+            with pytest.raises(LLPInputError, match=f"the bag column '{name}' is named like an output column"):
+                write("p.parquet", probs, ["no", "yes"], {name: ["s1"]})
+
+
+def test_predictions_table_writes_bag_ids_pyarrow_cannot_rebuild_as_text():
+    pa = pytest.importorskip("pyarrow")
+    from plotllp.cli import predictions_table
+
+    probs = np.array([[0.25, 0.75], [0.5, 0.5]], dtype=np.float32)
+    ids = pa.array([[("k", 1)], [("k", 2)]], pa.map_(pa.string(), pa.int64())).to_pylist()   # a map column's values
+    table = predictions_table("p.parquet", probs, ["no", "yes"], {"bag": ids})
+    assert table.column("bag").to_pylist() == [str(ids[0]), str(ids[1])]
 
 
 PARQUET_TYPES = ["int64", "int8", "uint64", "float64", "float32", "bool", "string"]
@@ -254,7 +268,10 @@ def test_bad_parquet_files_are_one_line_errors(tmp_path):
     pq.write_table(pa.table([pa.array([1, 2]), pa.array([3, 4])], names=["a", "a"]), tmp_path / "twice.parquet")
     pq.write_table(pa.table({"a": pa.array([], type=pa.int64())}), tmp_path / "empty.parquet")
     (tmp_path / "text.parquet").write_text("a,b\n1,2\n")
-    for name, msg in (("twice", "column names repeat"), ("empty", "has columns but no rows"),
+    pq.write_table(pa.table({}), tmp_path / "nocols.parquet")
+    (tmp_path / "folder.parquet").mkdir()
+    for name, msg in (("twice", "column 'a' appears twice"), ("empty", "has columns but no rows"),
+                      ("nocols", "has no columns"), ("folder", "is a folder; give one CSV or Parquet file"),
                       ("text", "is not a readable Parquet file")):
         with pytest.raises(DataFileError, match=msg):
             read_table(str(tmp_path / f"{name}.parquet"), text=["b"])
@@ -265,10 +282,14 @@ def test_the_first_value_too_large_for_float32_is_named_by_row_then_column():
     from plotllp.data.tables import feature_matrix
 
     cols = {"a": np.array([1.0, 2.0, 3.0, -4e31]), "b": np.array([1.0, 5e30, 7e35, 0.0]), "c": np.arange(4.0)}
-    with pytest.raises(LLPInputError, match=re.escape("column 'b' has a value too large to train on at row 2 (5e+30)")):
-        feature_matrix("t.csv", cols, ["a", "b", "c"])
-    with pytest.raises(LLPInputError, match=re.escape("column 'a' has a value too large to train on at row 4 (-4e+31)")):
-        feature_matrix("t.csv", cols, ["c", "a"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # one line on stderr: no numpy warning of the cast before it
+        with pytest.raises(LLPInputError, match=re.escape("column 'b' has a value beyond +-1e30 at row 2 (5e+30); "
+                                                          "rescale it")):
+            feature_matrix("t.csv", cols, ["a", "b", "c"])
+        with pytest.raises(LLPInputError, match=re.escape("column 'a' has a value beyond +-1e30 at row 4 (-4e+31); "
+                                                          "the model was trained on smaller values")):
+            feature_matrix("t.csv", {**cols, "b": np.array([1e39, 0, 0, 0])}, ["c", "a"], predicting=True)
     with pytest.raises(LLPInputError, match="no feature columns given"):
         feature_matrix("t.csv", cols, [])
     d = np.array([0.1, -2.5, 1e30, 3.0])                 # 1e30 itself is allowed
@@ -466,7 +487,7 @@ def test_read_table_reads_every_row_in_blocks_as_the_whole_file(tmp_path_factory
     ("\na,b\n1,2\n", "is empty (expected a header row"),
     ("a,b\n", "has a header but no rows"),
     ("a,b\n\n\n", "has a header but no rows"),
-    ("a,a\n1,2\n", "column names repeat in the header"),
+    ("a,a\n1,2\n", "column 'a' appears twice in the header"),
 ])
 def test_malformed_csv_files_are_one_line_errors_that_name_the_line(tmp_path, text, msg):
     from plotllp.data.tables import read_table
@@ -626,9 +647,132 @@ def test_predictions_csv_writes_each_row_its_probabilities_and_most_probable_cla
     from plotllp.cli import predictions_csv
 
     probs = np.array([[0.1, 0.9], [0.5, 0.5], [0.6666666, 0.3333334]], dtype=np.float32)
-    text = predictions_csv(probs, ["no", "yes"], "site", ["a,b", 'say "hi"', "7"])
+    text = predictions_csv(probs, ["no", "yes"], {"site": ["a,b", 'say "hi"', "7"]})
     assert text.splitlines()[0] == "row,site,p_no,p_yes,predicted"
     rows = list(csv.reader(text.splitlines()[1:]))
     assert rows == [["1", "a,b", "0.100000", "0.900000", "yes"], ["2", 'say "hi"', "0.500000", "0.500000", "no"],
                     ["3", "7", "0.666667", "0.333333", "no"]]
     assert predictions_csv(probs[:1], ["no", "yes"]) == "row,p_no,p_yes,predicted\n1,0.100000,0.900000,yes\n"
+
+
+def _rows(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 2)).round(4)
+    return [[f"b{i % 6}", *r, "yes" if r[0] > 0 else "no"] for i, r in enumerate(x)]
+
+
+def test_a_parquet_file_and_its_csv_give_the_same_bags_classes_and_features(tmp_path):
+    """Blanks around text values are stripped in both formats (" yes" is the class "yes" in each); a pandas
+    index (an unnamed CSV column, Parquet's __index_level_0__) is never a feature."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    rows = _rows()
+    frame = pd.DataFrame(rows, columns=["bag", "x1", "x2", "label"])
+    frame.loc[::7, "label"] = " " + frame.loc[::7, "label"]
+    frame.loc[::5, "bag"] = frame.loc[::5, "bag"] + " "
+    frame = frame.sample(frac=1, random_state=0)              # a shuffled index: pandas writes it to Parquet
+    frame.to_csv(tmp_path / "t.csv")                          # ... and to a CSV, as a column with no name
+    frame.to_parquet(tmp_path / "t.parquet")
+    loaded = [load_table(str(tmp_path / f"t.{e}"), bag_column="bag", label_column="label", test_fraction=0.0)
+              for e in ("csv", "parquet")]
+    for ds in loaded:
+        assert ds.feature_names == ["x1", "x2"] and ds.class_names == ["no", "yes"]
+        assert ds.bag_names.tolist() == [f"b{i}" for i in range(6)]
+    assert np.array_equal(loaded[0].x_train, loaded[1].x_train) and np.array_equal(loaded[0].y_train, loaded[1].y_train)
+
+
+@pytest.mark.parametrize("options, msg", [
+    ({"label_column": "label", "features": "x1,label"}, "--features names the label column 'label'"),
+    ({"label_column": "label", "features": "bag,x1"}, "--features names the bag column 'bag'"),
+    ({"label_column": "bag"}, "--label-column 'bag' is also the bag column"),
+    ({"label_column": "label", "bag_column": ","}, "--bag-column ',' names no columns"),
+    ({"label_column": "label", "bag_column": "bag,bag"}, "--bag-column names a column twice"),
+    ({"label_column": "label", "bag_column": "bag,code"}, "the bag column 'code' has a value with '|' at row 3 ('x|y')"),
+])
+def test_columns_that_cannot_play_their_part_are_one_line_errors(tmp_path, options, msg):
+    rows = [[*r, "x|y" if i == 2 else f"c{i % 2}"] for i, r in enumerate(_rows())]
+    write_csv(tmp_path / "t.csv", ["bag", "x1", "x2", "label", "code"], rows)
+    with pytest.raises(LLPInputError, match=re.escape(msg)):
+        load_table(str(tmp_path / "t.csv"), **{"bag_column": "bag", **options})
+
+
+def test_a_bag_column_given_with_blanks_works_in_train_proportions_and_predict(tmp_path):
+    """`--bag-column " bag,"` is the column bag everywhere: a proportions file's id column found by that name
+    (not its first column), and predict's output has the bag column."""
+    rows = _rows()
+    write_csv(tmp_path / "t.csv", ["bag", "x1", "x2", "label"], rows)
+    counts = {b: [sum(r[0] == b and r[3] == c for r in rows) for c in ("no", "yes")] for b in sorted({r[0] for r in rows})}
+    write_csv(tmp_path / "counts.csv", ["no", "yes", "bag"], [[*v, b] for b, v in counts.items()])
+    r = cli("train", "--dataset", "table:t.csv", "--bag-column", " bag,", "--proportions", "counts.csv", "--epochs1",
+            "1", "--epochs2", "0", "--device", "cpu", "--out", "run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "plotllp: features: x1, x2" in r.stdout                   # chosen by plotllp: said, and recorded
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["data"]["features"] == ["x1", "x2"]
+    r = cli("predict", "--model", "run", "--input", "t.csv", "--output", "p.csv", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "p.csv").read_text().splitlines()[0] == "row,bag,p_no,p_yes,predicted"
+
+
+def test_predict_writes_every_bag_column_of_feature_bags(tmp_path):
+    rows = [[*r, f"s{i % 2}"] for i, r in enumerate(_rows())]
+    write_csv(tmp_path / "t.csv", ["bag", "x1", "x2", "label", "shift"], rows)
+    r = cli("train", "--dataset", "table:t.csv", "--bag-column", "bag,shift", "--label-column", "label",
+            "--features", "x1,x2", "--epochs1", "1", "--epochs2", "0", "--device", "cpu", "--out", "run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "plotllp: features:" not in r.stdout                       # given with --features: not repeated
+    r = cli("predict", "--model", "run", "--input", "t.csv", "--output", "p.csv", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    with open(tmp_path / "p.csv", newline="") as f:
+        got = list(csv.DictReader(f))
+    assert [(g["bag"], g["shift"]) for g in got] == [(r[0], r[4]) for r in rows]
+
+
+def test_read_errors_say_what_is_wrong(tmp_path, monkeypatch):
+    from plotllp.data import tables
+    from plotllp.data.tables import read_table
+    from plotllp.errors import DataFileError
+
+    (tmp_path / "long.csv").write_text("bag,note\nb1," + "x" * 200_000 + "\n")
+    limit = csv.field_size_limit()
+    assert read_table(str(tmp_path / "long.csv"))["note"] == ["x" * 200_000]      # csv's 131,072 limit lifted
+    assert csv.field_size_limit() == limit                                        # ... and restored
+
+    def broken(f):
+        raise csv.Error("the reader's own words")
+    monkeypatch.setattr(tables.csv, "reader", broken)
+    with pytest.raises(DataFileError, match=r"long.csv is not a readable CSV file \(Error: the reader's own words\)$"):
+        read_table(str(tmp_path / "long.csv"))
+    monkeypatch.undo()
+    (tmp_path / "latin.csv").write_bytes("a,b\nm\u00fcnchen,2\n".encode("latin-1"))
+    with pytest.raises(DataFileError, match="not UTF-8 text; save it as UTF-8"):
+        read_table(str(tmp_path / "latin.csv"))
+    with pytest.raises(LLPInputError, match=r"^no table file named \(give table:FILE\)$"):
+        read_table("")
+
+
+def test_output_paths_that_name_a_folder_or_cannot_be_written_name_the_output(tmp_path):
+    from plotllp.pipeline import atomic_write
+
+    with pytest.raises(LLPInputError, match="it names a folder; give a file name"):
+        atomic_write(str(tmp_path / "newdir") + "/", "x")
+    assert not (tmp_path / "newdir").exists()
+    with pytest.raises(OSError) as e:
+        atomic_write("/proc/plotllp-test.csv", "x")              # no file can be made there, even by root
+    assert e.value.filename == "/proc/plotllp-test.csv"
+
+
+def test_a_proportions_file_that_misses_the_tables_bags_shows_some_of_them(tmp_path):
+    pytest.importorskip("pyarrow")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = _rows()
+    pq.write_table(pa.table({"bag": [float(r[0][1:]) for r in rows], "x1": [r[1] for r in rows]}), tmp_path / "f.parquet")
+    write_csv(tmp_path / "counts.csv", ["bag", "no", "yes"], [[i, 5, 5] for i in range(6)])
+    with pytest.raises(LLPInputError, match=re.escape("bag '0', which has no rows in the data table (its bags: '0.0', "
+                                                      "'1.0', '2.0', ...)")):
+        load_table(str(tmp_path / "f.parquet"), bag_column="bag", proportions=str(tmp_path / "counts.csv"))
+    pq.write_table(pa.table({"bag": [r[0].encode() for r in rows], "x1": [r[1] for r in rows]}), tmp_path / "b.parquet")
+    write_csv(tmp_path / "names.csv", ["bag", "no", "yes"], [[f"b{i}", 5, 5] for i in range(6)])
+    ds = load_table(str(tmp_path / "b.parquet"), bag_column="bag", proportions=str(tmp_path / "names.csv"))
+    assert ds.bag_names.tolist() == [f"b{i}" for i in range(6)]                 # binary ids decoded, not b'b0'

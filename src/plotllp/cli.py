@@ -175,7 +175,7 @@ def cmd_predict(args) -> int:
     import numpy as np
     import torch
 
-    from .data.tables import feature_matrix, read_table
+    from .data.tables import bag_columns, feature_matrix, read_table
     from .engine import predict_proba
     from .pipeline import atomic_write, atomic_write_with, read_run
 
@@ -187,57 +187,77 @@ def cmd_predict(args) -> int:
     names = meta.get("feature_names")
     if not names:
         raise LLPInputError(f"{args.model} was not trained on a table (--dataset table:FILE); predict reads tables")
-    cols = read_table(args.input, text=[c.strip() for c in (cfg.bag_column or "").split(",")])
-    x = feature_matrix(args.input, cols, names)
+    given = bag_columns(cfg.bag_column)
+    cols = read_table(args.input, text=given)
+    x = feature_matrix(args.input, cols, names, predicting=True)
     probs = predict_proba(first if args.first_stage else model, torch.from_numpy(x)).numpy()
     if not np.isfinite(probs).all():
         raise PlotLLPError(f"the model in {args.model} predicts NaN or infinity for some rows: its training "
                            "diverged; train it again with a lower learning rate")
     classes = list(meta["class_names"]) or [str(i) for i in range(probs.shape[1])]
-    bag = cfg.bag_column if cfg.bag_column in cols else None
-    bag_ids = cols[bag] if bag else None
+    bags = {c: cols[c] for c in given if c in cols}
+    prediction_columns(args.output, classes, bags)
     if args.output.lower().endswith((".parquet", ".pq")):
-        table = predictions_table(args.output, probs, classes, bag, bag_ids)
+        table = predictions_table(args.output, probs, classes, bags)
         import pyarrow.parquet as pq
         atomic_write_with(args.output, lambda fh: pq.write_table(table, fh))
     else:
-        atomic_write(args.output, predictions_csv(probs, classes, bag, bag_ids))
+        atomic_write(args.output, predictions_csv(probs, classes, bags))
     print(f"wrote {args.output}: {len(probs)} rows, {len(classes)} classes")
     return 0
 
 
-def predictions_csv(probs, classes, bag_column=None, bag_ids=None) -> str:
-    """`plotllp predict`'s CSV: a row number from 1, the bag id (when the input has the bag column), each
-    class's probability with 6 decimals, and the class of the largest (the first on ties). Written by
-    columns (``csv.writer.writerows``; a Python loop per row took 2.5 times as long on a million rows)."""
+def prediction_columns(path: str, classes, bags: dict | None = None) -> list[str]:
+    """The columns `plotllp predict` writes: ``row``, the input's bag columns, ``p_CLASS`` for each class,
+    ``predicted``; a bag column named like another is an error (the file could not be read back)."""
+    header = ["row", *(bags or {}), *(f"p_{c}" for c in classes), "predicted"]
+    clash = next((c for c in (bags or {}) if header.count(c) > 1), None)
+    if clash is not None:
+        raise LLPInputError(f"cannot write {path}: the bag column {clash!r} is named like an output column (row, "
+                            "p_CLASS, predicted); rename it in the input table")
+    return header
+
+
+def predictions_csv(probs, classes, bags: dict | None = None) -> str:
+    """`plotllp predict`'s CSV (:func:`prediction_columns`): a row number from 1, the bag ids (the columns
+    ``bags`` maps to their values), each class's probability with 6 decimals, and the class of the largest
+    (the first on ties). Written by columns (``csv.writer.writerows``; a Python loop per row took 2.5 times
+    as long on a million rows)."""
     import csv
     import io
 
+    from .data.tables import _name
+
+    bags = bags or {}
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["row"] + ([bag_column] if bag_column else []) + [f"p_{c}" for c in classes] + ["predicted"])
+    w.writerow(prediction_columns("the predictions", classes, bags))
+    ids = [[v if type(v) is str else _name(v) for v in values] for values in bags.values()]
     probabilities = [[f"{v:.6f}" for v in column] for column in probs.T.tolist()]
     predicted = [classes[i] for i in probs.argmax(1).tolist()]
-    w.writerows(zip(range(1, len(probs) + 1), *([bag_ids] if bag_column else []), *probabilities, predicted))
+    w.writerows(zip(range(1, len(probs) + 1), *ids, *probabilities, predicted))
     return buf.getvalue()
 
 
-def predictions_table(path: str, probs, classes, bag_column=None, bag_ids=None):
+def predictions_table(path: str, probs, classes, bags: dict | None = None):
     """:func:`predictions_csv`'s columns as a pyarrow table (for a Parquet ``path``): the row number as int64,
-    the bag ids as the input gave them, each class's probability as float32 (unrounded), the class of the
-    largest as text."""
+    the bag ids as pyarrow makes them from the values read (their text where it cannot: a map column's),
+    each class's probability as float32 (unrounded), the class of the largest as text."""
     try:
         import pyarrow as pa
     except ImportError:
         raise LLPInputError(f"writing {path} needs pyarrow (pip install pyarrow), or give a .csv output") from None
+    from .data.tables import _name
+
+    prediction_columns(path, classes, bags)
     columns = {"row": pa.array(range(1, len(probs) + 1), type=pa.int64())}
-    if bag_column:
-        columns[bag_column] = pa.array(bag_ids)
+    for name, values in (bags or {}).items():
+        try:
+            columns[name] = pa.array(values)
+        except (pa.ArrowException, TypeError, ValueError):
+            columns[name] = pa.array([_name(v) for v in values], type=pa.string())
     columns.update({f"p_{c}": pa.array(probs[:, j], type=pa.float32()) for j, c in enumerate(classes)})
     columns["predicted"] = pa.array([str(c) for c in classes], type=pa.string()).take(probs.argmax(1))
-    if len(columns) < 2 + bool(bag_column) + len(classes):
-        raise LLPInputError(f"cannot write {path}: the bag column {bag_column!r} is named like an output column "
-                            "(row, p_CLASS, predicted); write a .csv, or rename the column")
     return pa.table(columns)
 
 

@@ -58,14 +58,17 @@ def _atomic(path: str, write) -> None:
     a reader (or a crash) sees the old file or the new one, never half of one."""
     if not path:
         raise LLPInputError("the output path is empty")
-    if os.path.isdir(path):
-        raise LLPInputError(f"cannot write {path}: it is a folder")
+    if os.path.isdir(path) or path.endswith((os.sep, "/")):
+        raise LLPInputError(f"cannot write {path}: it names a folder; give a file name")
     d = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(d, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         raise LLPInputError(f"cannot write {path}: {os.path.dirname(path) or d} is a file, not a folder") from None
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
+    except OSError as e:                   # an unwritable folder: say the file asked for, not the temporary one
+        raise OSError(e.errno, e.strerror, path) from None
     fh = None
     try:
         with os.fdopen(fd, "wb") as raw:
@@ -80,8 +83,8 @@ def _atomic(path: str, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         error = fh.error if fh is not None and fh.error is not None else e
-        if isinstance(error, OSError) and error.filename is None:      # a full disk: say which file
-            error.filename = path
+        if isinstance(error, OSError) and error.filename in (None, tmp):   # a full disk: say which file
+            error.filename, error.filename2 = path, None
         if error is not e:
             raise error from None
         raise
@@ -476,6 +479,10 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist, overwrite: bo
         f"{cfg.bag_size if getattr(data, 'bags', None) is None else 'various sizes'}, "
         f"{0 if data.y_test is None else len(data.y_test)} test instances, {k} classes; device {device}"
         + (f" x {dist.world} processes ({batch_bags} bags / {batch_size} instances per step each)" if dist else ""))
+    feature_names = getattr(data, "feature_names", None)
+    if feature_names and not cfg.features:           # a table's numeric columns, chosen by plotllp: say which
+        shown = feature_names if len(feature_names) <= 30 else [*feature_names[:30], f"... ({len(feature_names)})"]
+        say(f"plotllp: features: {', '.join(shown)}")
     if dist is not None and train_data.epoch_members > 1.1 * fewest:      # whole bags of unequal sizes
         say(f"plotllp: the bags' sizes leave the ranks' shards uneven ({fewest} to {train_data.epoch_members} "
             f"instances): every rank takes the largest shard's steps, so PLOT draws the instances of the smallest "
@@ -565,7 +572,8 @@ def _train(cfg: TrainConfig, log, write: bool, resume: bool, dist, overwrite: bo
                "history": history,
                "data": {"train_instances": int(bags.indices.size), "bags": int(bags.num_bags),
                         "test_instances": 0 if data.y_test is None else int(len(data.y_test)), "num_classes": int(k),
-                        "validation_bags": int(val.num_bags) if val is not None else 0},
+                        "validation_bags": int(val.num_bags) if val is not None else 0,
+                        **({"features": list(data.feature_names)} if getattr(data, "feature_names", None) else {})},
                "warnings": warnings, "device": str(device), "processes": dist.world if dist else 1, **arithmetic(),
                "plotllp_version": _version()}
     if dist is not None:

@@ -7,8 +7,6 @@ Built in: ``moons``, ``digits``. From the official files in ``--data-dir``: ``mn
 
 from __future__ import annotations
 
-import os
-
 from ..errors import DataFileError, LLPInputError, PlotLLPError
 from .dataset import Dataset
 from .images import channel_stats, load_cifar, load_idx_dataset, load_svhn, locate
@@ -43,9 +41,9 @@ def check_files(name: str, data_dir: str | None = None) -> None:
     if name in IMAGE_DATASETS:
         locate(name, data_dir or "data")
     elif name.startswith("table:"):
-        path = name[len("table:"):]
-        if not os.path.isfile(path):
-            raise DataFileError(f"table {path} does not exist")
+        from .tables import check_table_file
+
+        check_table_file(name[len("table:"):])
     elif name not in DATASETS:
         raise _unknown_dataset(name)
 

@@ -46,17 +46,39 @@ def read_table(path: str, *, text=None) -> dict:
     with ``text`` given, an integer, floating or boolean column not named in it comes back as a float64
     array (or :class:`UnparsedColumn`), converted by pyarrow; every other column as a list of pyarrow's
     Python values (:func:`_parquet_column`)."""
-    if not os.path.isfile(path):
-        raise DataFileError(f"table {path} does not exist")
+    check_table_file(path)
     if path.lower().endswith((".parquet", ".pq")):
         return _read_parquet(path, text)
+    limit = csv.field_size_limit()
     try:
+        csv.field_size_limit(2 ** 31 - 1)           # a long free-text cell is read (not "field larger than ...")
         with open(path, newline="", encoding="utf-8-sig") as f, _gc_paused():   # (a byte-order mark is not a name)
             return _read_csv(path, csv.reader(f), text=text)
     except DataFileError:
         raise
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DataFileError(f"{path} is not a readable CSV file ({type(e).__name__})") from None
+    except UnicodeDecodeError:
+        raise DataFileError(f"{path} is not a readable CSV file (UnicodeDecodeError: not UTF-8 text; save it as "
+                            "UTF-8)") from None
+    except (OSError, csv.Error) as e:
+        raise DataFileError(f"{path} is not a readable CSV file ({type(e).__name__}: {e})") from None
+    finally:
+        csv.field_size_limit(limit)
+
+
+def check_table_file(path: str) -> None:
+    """The one-line error for a table file that cannot be read: none named, a folder, missing."""
+    if not path:
+        raise LLPInputError("no table file named (give table:FILE)")
+    if os.path.isdir(path):
+        raise DataFileError(f"table {path} is a folder; give one CSV or Parquet file (of a Parquet data set "
+                            "folder, one of its files)")
+    if not os.path.isfile(path):
+        raise DataFileError(f"table {path} does not exist")
+
+
+def _repeated(names: list) -> str:
+    seen: set = set()
+    return next(n for n in names if n in seen or seen.add(n))
 
 
 @contextlib.contextmanager
@@ -89,8 +111,10 @@ def _read_parquet(path: str, text) -> dict:
     except Exception as e:  # noqa: BLE001  (pyarrow raises its own kinds)
         raise unreadable(e) from None
     with f, _gc_paused():
+        if not names:
+            raise DataFileError(f"{path} has no columns")
         if len(set(names)) != len(names):
-            raise DataFileError(f"{path}: column names repeat")
+            raise DataFileError(f"{path}: column {_repeated(names)!r} appears twice")
         if not rows:
             raise DataFileError(f"{path} has columns but no rows")
         columns = {}
@@ -108,12 +132,16 @@ def _parquet_column(path: str, name: str, column, keep_text: bool):
     float64 (nulls as NaN; integers rounded to the nearest float64, as Python's ``float`` does), finite,
     or an :class:`UnparsedColumn` holding the error :func:`_numeric` raises at its first missing or
     non-finite value; a column of only nulls and NaNs, which :func:`_is_numeric` does not find numeric,
-    a column kept as text, and columns of other types as lists of pyarrow's Python values."""
+    a column kept as text, and columns of other types as lists of pyarrow's Python values (text stripped of
+    surrounding blanks, as in a CSV file)."""
     import pyarrow as pa
 
     kind = column.type
     if keep_text or not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
-        return column.to_pylist()
+        values = column.to_pylist()
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_dictionary(kind):
+            values = [v.strip() if type(v) is str else v for v in values]   # as a CSV's values are
+        return values
     try:
         values = np.asarray(column.cast(pa.float64(), safe=False).to_numpy(), dtype=np.float64)
     except pa.ArrowException:                   # a cast this pyarrow lacks: its Python values then
@@ -214,7 +242,7 @@ def _read_csv(path: str, reader, block: int = 4096, text=None) -> dict:
         raise DataFileError(f"{path} is empty (expected a header row of column names)")
     header = [h.strip() for h in header]
     if len(set(header)) != len(header):
-        raise DataFileError(f"{path}: column names repeat in the header")
+        raise DataFileError(f"{path}: column {_repeated(header)!r} appears twice in the header")
     keep = None if text is None else set(text)
     columns = [_ColumnReader(path, h, keep is None or h in keep) for h in header]
     width, rows, count = len(header), [], 0
@@ -300,7 +328,17 @@ def _labels(path: str, name: str, values, what: str) -> list[str]:
     for i, v in enumerate(values):
         if _missing_name(v):
             raise LLPInputError(f"{path}: the {what} column {name!r} has no value at row {i + 1}")
-    return [str(v) for v in values]
+    return [_name(v) for v in values]
+
+
+def _name(v) -> str:
+    """A bag id or label as text: a Parquet binary value decoded as UTF-8 where it is (``b0``, not ``b'b0'``)."""
+    if isinstance(v, bytes):
+        try:
+            return v.decode()
+        except UnicodeDecodeError:
+            pass
+    return str(v)
 
 
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -334,7 +372,7 @@ def _column(path, cols, name, what):
     return cols[name]
 
 
-def feature_matrix(path: str, cols: dict, names) -> np.ndarray:
+def feature_matrix(path: str, cols: dict, names, *, predicting: bool = False) -> np.ndarray:
     """The (rows, features) float32 matrix of columns ``names``; every value finite in float32. Filled a
     column at a time: no float64 copy of the whole matrix (``benchmarks/results/tables.md``)."""
     if not names:
@@ -345,26 +383,51 @@ def feature_matrix(path: str, cols: dict, names) -> np.ndarray:
         if x is None:
             x = np.empty((len(column), len(names)), dtype=np.float32)
         big = np.flatnonzero(np.abs(column) > 1e30)   # float32 holds up to 3.4e38 (statistics: float64)
-        if big.size and (first_big is None or big[0] < first_big[0]):
-            first_big = (int(big[0]), j, column[big[0]])
+        if big.size:
+            if first_big is None or big[0] < first_big[0]:
+                first_big = (int(big[0]), j, column[big[0]])
+            continue                                    # (not cast: an error follows)
         x[:, j] = column
     if first_big is not None:
         i, j, value = first_big
-        raise LLPInputError(f"{path}: column {names[j]!r} has a value too large to train on at row {i + 1} "
-                            f"({value:.3g}); rescale it")
+        raise LLPInputError(f"{path}: column {names[j]!r} has a value beyond +-1e30 at row {i + 1} ({value:.3g}); "
+                            + ("the model was trained on smaller values: scale the column as its training table was"
+                               if predicting else "rescale it (float32 features)"))
     return x
+
+
+def bag_columns(bag_column: str | None) -> list[str]:
+    """The column names of ``--bag-column a,b`` (blanks around a name ignored); none is an error."""
+    if not bag_column:
+        raise LLPInputError("a table needs --bag-column (the column that names each row's bag)")
+    names = [c.strip() for c in bag_column.split(",") if c.strip()]
+    if not names:
+        raise LLPInputError(f"--bag-column {bag_column!r} names no columns; give a column name (or several, "
+                            "comma-separated)")
+    if len(set(names)) != len(names):
+        raise LLPInputError(f"--bag-column names a column twice: {bag_column!r}")
+    return names
+
+
+#: pandas writes an unnamed index into a Parquet file as columns named so (not data: never a feature)
+_PANDAS_INDEX = re.compile(r"__index_level_\d+__")
 
 
 def load_table(path: str, *, bag_column: str | None, features=None, label_column: str | None = None,
                proportions: str | None = None, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     """A :class:`Dataset` from a table (module docstring); its ``bags`` are the training bags."""
-    if not bag_column:
-        raise LLPInputError("a table needs --bag-column (the column that names each row's bag)")
+    bag_cols = bag_columns(bag_column)
     if (label_column is None) == (proportions is None):
         raise LLPInputError("a table needs exactly one of --proportions FILE or --label-column COL")
-    bag_cols = [c.strip() for c in bag_column.split(",") if c.strip()]
+    if label_column is not None:
+        label_column = label_column.strip()
+        if label_column in bag_cols:
+            raise LLPInputError(f"--label-column {label_column!r} is also the bag column; the labels and the bags "
+                                "are two columns")
     cols = read_table(path, text=[*bag_cols, label_column])
     parts = [_labels(path, c, _column(path, cols, c, "bag"), "bag") for c in bag_cols]
+    if len(parts) > 1:
+        _no_separator(path, bag_cols, parts)
     bag_vals = np.asarray(["|".join(vals) for vals in zip(*parts)])     # feature bags: equal values of the columns
     skip = {*bag_cols, label_column}
     if features:
@@ -373,8 +436,13 @@ def load_table(path: str, *, bag_column: str | None, features=None, label_column
             raise LLPInputError(f"--features {features!r} names no columns; give comma-separated column names")
         if len(set(names)) != len(names):
             raise LLPInputError(f"--features names a column twice: {features!r}")
+        taken = next((n for n in names if n in skip), None)
+        if taken is not None:
+            what = "label" if taken == label_column else "bag"
+            raise LLPInputError(f"--features names the {what} column {taken!r}; a feature is neither the bag nor "
+                                "the label column")
     else:
-        names = [c for c in cols if c not in skip and _is_numeric(cols[c])]
+        names = [c for c in cols if c not in skip and c and not _PANDAS_INDEX.fullmatch(c) and _is_numeric(cols[c])]
         if not names:
             raise LLPInputError(f"{path} has no numeric feature columns besides {', '.join(sorted(s for s in skip if s))}")
     x = feature_matrix(path, cols, names)
@@ -437,24 +505,36 @@ def feature_statistics(x: np.ndarray, block: int = 65536) -> tuple[np.ndarray, n
     return mean, np.sqrt(squares / n)
 
 
+def _no_separator(path: str, columns: list, parts: list) -> None:
+    """Several bag columns' values are joined by ``|`` into one bag id: a value holding ``|`` would make two
+    bags one (``x|y`` + ``z`` and ``x`` + ``y|z``)."""
+    for name, values in zip(columns, parts):
+        row = next((i for i, v in enumerate(values) if "|" in v), None)
+        if row is not None:
+            raise LLPInputError(f"{path}: the bag column {name!r} has a value with '|' at row {row + 1} "
+                                f"({values[row]!r}); the values of several bag columns are joined by '|' into "
+                                "one bag id, so they may not hold it")
+
+
 def _proportions_table(path, bag_column, bag_names, bag_index):
     cols = read_table(path)
     names = list(cols)
-    id_col = bag_column if bag_column in cols else names[0]
+    given = bag_columns(bag_column)
+    id_col = next((c for c in (",".join(given), "|".join(given)) if c in cols), names[0])
     class_cols = [c for c in names if c != id_col]
     if len(class_cols) < 2:
         raise LLPInputError(f"{path}: expected a bag id column and one column per class (at least 2)")
     ids = [str(v) for v in cols[id_col]]
     if len(set(ids)) != len(ids):
-        seen: set = set()
-        dup = next(i for i in ids if i in seen or seen.add(i))      # the first id seen again
-        raise LLPInputError(f"{path}: bag {dup!r} appears twice")
+        raise LLPInputError(f"{path}: bag {_repeated(ids)!r} appears twice")     # the first id seen again
     table = np.stack([_numeric(path, c, cols[c]) for c in class_cols], axis=1)
     pos = {b: i for i, b in enumerate(ids)}
     known = set(bag_names.tolist())
     extra = [b for b in ids if b not in known]
     if extra:
-        raise LLPInputError(f"{path} gives proportions for bag {extra[0]!r}, which has no rows in the data table")
+        shown = ", ".join(repr(b) for b in bag_names[:3].tolist()) + (", ..." if len(bag_names) > 3 else "")
+        raise LLPInputError(f"{path} gives proportions for bag {extra[0]!r}, which has no rows in the data table "
+                            f"(its bags: {shown})")
     missing = [b for b in bag_names.tolist() if b not in pos]
     if missing:
         raise LLPInputError(f"bag {missing[0]!r} has rows but no proportions in {path}")
