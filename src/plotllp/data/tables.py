@@ -524,7 +524,7 @@ def _proportions_table(path, bag_column, bag_names, bag_index):
     class_cols = [c for c in names if c != id_col]
     if len(class_cols) < 2:
         raise LLPInputError(f"{path}: expected a bag id column and one column per class (at least 2)")
-    ids = [str(v) for v in cols[id_col]]
+    ids = [_name(v) for v in cols[id_col]]           # (as the data table's ids are: _labels)
     if len(set(ids)) != len(ids):
         raise LLPInputError(f"{path}: bag {_repeated(ids)!r} appears twice")     # the first id seen again
     table = np.stack([_numeric(path, c, cols[c]) for c in class_cols], axis=1)
