@@ -104,6 +104,8 @@ def main():
                     help="also time this commit's predict-read of the CSV with each of these reader block sizes")
     ap.add_argument("--out-dir", default=RESULTS, help="folder of the result file (default: benchmarks/results)")
     args = ap.parse_args()
+    if args.block_sizes and args.format != "csv":
+        raise SystemExit("--block-sizes are the CSV reader's; leave out --format parquet")
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, f"table.{args.format}")
         write_table(path, args.rows, args.features, args.bag_size)
@@ -118,8 +120,6 @@ def main():
                                  check=True).stdout.strip()
             codes.append((rev, os.path.join(tree, "src")))
         codes.append((commit(), SRC))
-        if args.block_sizes and args.format != "csv":
-            raise SystemExit("--block-sizes are the CSV reader's; leave out --format parquet")
         runs = [(rev, src, what, None) for what in ("load", "predict-read") for rev, src in codes]
         runs += [(f"{codes[-1][0]}, block {b}", SRC, "predict-read", b) for b in args.block_sizes]
         try:
