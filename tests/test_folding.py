@@ -147,3 +147,16 @@ def test_predict_proba_folds_by_default_on_a_cpu_only(monkeypatch):
 
     predict_proba(model, x.as_subclass(CudaLooking))
     assert asked == [model]                # not asked again: no folding on CUDA by default
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 7, 10, 64])
+def test_predict_proba_in_batches_is_the_softmax_of_the_whole(batch_size):
+    """Batches that divide the rows or not, one row a batch or all at once: every row's probabilities are
+    the network's softmax of that row (written into one output, batch by batch)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    x = torch.randn(10, 5)
+    got = predict_proba(net, x, batch_size=batch_size)
+    assert got.shape == (10, 3) and got.dtype == torch.float32
+    torch.testing.assert_close(got, torch.softmax(net(x), dim=1).detach())
+    assert predict_proba(net, x[:0]).numel() == 0
