@@ -219,9 +219,11 @@ def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int | Non
     was_training = model.training
     model.eval()
     net = inference_network(model).eval() if fold else model
-    out = None                  # written into, batch by batch: a list of small outputs kept between the
-    with autocast(x.device):    # batches' freed activations grew the C heap by ~0.9 MB a batch (0.26 GB for
-        for i in range(0, x.shape[0], batch_size):          # a million rows of a table read from Parquet)
+    # One output written batch by batch: a list of small outputs, each kept between the batches' freed
+    # activations, grew the C heap by ~0.9 MB a batch (0.26 GB for a million rows read from Parquet).
+    out = None
+    with autocast(x.device):
+        for i in range(0, x.shape[0], batch_size):
             p = torch.softmax(net(x[i:i + batch_size]).float(), dim=1)
             if out is None:
                 out = torch.empty((x.shape[0], *p.shape[1:]), device=p.device)
