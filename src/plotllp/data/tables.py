@@ -399,15 +399,20 @@ def feature_matrix(path: str, cols: dict, names, *, predicting: bool = False) ->
 
 
 def bag_columns(bag_column: str | None) -> list[str]:
-    """The column names of ``--bag-column a,b`` (blanks around a name ignored); none is an error."""
+    """The column names of ``--bag-column a,b`` (:func:`column_names`); none given is an error."""
     if not bag_column:
         raise LLPInputError("a table needs --bag-column (the column that names each row's bag)")
-    names = [c.strip() for c in bag_column.split(",") if c.strip()]
+    return column_names("--bag-column", bag_column)
+
+
+def column_names(option: str, value) -> list[str]:
+    """The column names an option gives, comma-separated (or a list), blanks around a name ignored; none, or
+    a name twice, is an error."""
+    names = [c.strip() for c in (value.split(",") if isinstance(value, str) else value) if c.strip()]
     if not names:
-        raise LLPInputError(f"--bag-column {bag_column!r} names no columns; give a column name (or several, "
-                            "comma-separated)")
+        raise LLPInputError(f"{option} {value!r} names no columns; give comma-separated column names")
     if len(set(names)) != len(names):
-        raise LLPInputError(f"--bag-column names a column twice: {bag_column!r}")
+        raise LLPInputError(f"{option} names a column twice: {value!r}")
     return names
 
 
@@ -433,11 +438,7 @@ def load_table(path: str, *, bag_column: str | None, features=None, label_column
     bag_vals = np.asarray(["|".join(vals) for vals in zip(*parts)])     # feature bags: equal values of the columns
     skip = {*bag_cols, label_column}
     if features:
-        names = [f.strip() for f in (features.split(",") if isinstance(features, str) else features) if f.strip()]
-        if not names:
-            raise LLPInputError(f"--features {features!r} names no columns; give comma-separated column names")
-        if len(set(names)) != len(names):
-            raise LLPInputError(f"--features names a column twice: {features!r}")
+        names = column_names("--features", features)
         taken = next((n for n in names if n in skip), None)
         if taken is not None:
             what = "label" if taken == label_column else "bag"
@@ -480,7 +481,7 @@ def load_table(path: str, *, bag_column: str | None, features=None, label_column
             np.add.at(test_counts, (test_local, y[te]), 1)
             ds.test_bags = bags_from_ids(test_local, counts=test_counts)
     else:
-        bags, class_names, used = _proportions_table(proportions, bag_column, bag_names, bag_index)
+        bags, class_names, used = _proportions_table(proportions, bag_cols, bag_names, bag_index)
         ds = Dataset(f"table:{os.path.basename(path)}", x, None, x[:0], None, class_names)
         ds.bag_names = bag_names
     ds.bags = bags
@@ -520,11 +521,10 @@ def _no_separator(path: str, columns: list, parts: list) -> None:
                                 "one bag id, so they may not hold it")
 
 
-def _proportions_table(path, bag_column, bag_names, bag_index):
+def _proportions_table(path, bag_cols, bag_names, bag_index):
     cols = read_table(path)
     names = list(cols)
-    given = bag_columns(bag_column)
-    id_col = next((c for c in (",".join(given), "|".join(given)) if c in cols), names[0])
+    id_col = next((c for c in (",".join(bag_cols), "|".join(bag_cols)) if c in cols), names[0])
     class_cols = [c for c in names if c != id_col]
     if len(class_cols) < 2:
         raise LLPInputError(f"{path}: expected a bag id column and one column per class (at least 2)")
