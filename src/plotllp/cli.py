@@ -196,13 +196,12 @@ def cmd_predict(args) -> int:
                            "diverged; train it again with a lower learning rate")
     classes = list(meta["class_names"]) or [str(i) for i in range(probs.shape[1])]
     bags = {c: cols[c] for c in given if c in cols}
-    prediction_columns(args.output, classes, bags)
     if args.output.lower().endswith((".parquet", ".pq")):
         table = predictions_table(args.output, probs, classes, bags)
         import pyarrow.parquet as pq
         atomic_write_with(args.output, lambda fh: pq.write_table(table, fh))
     else:
-        atomic_write(args.output, predictions_csv(probs, classes, bags))
+        atomic_write(args.output, predictions_csv(probs, classes, bags, path=args.output))
     print(f"wrote {args.output}: {len(probs)} rows, {len(classes)} classes")
     return 0
 
@@ -218,7 +217,7 @@ def prediction_columns(path: str, classes, bags: dict | None = None) -> list[str
     return header
 
 
-def predictions_csv(probs, classes, bags: dict | None = None) -> str:
+def predictions_csv(probs, classes, bags: dict | None = None, path: str = "the predictions") -> str:
     """`plotllp predict`'s CSV (:func:`prediction_columns`): a row number from 1, the bag ids (the columns
     ``bags`` maps to their values), each class's probability with 6 decimals, and the class of the largest
     (the first on ties). Written by columns (``csv.writer.writerows``; a Python loop per row took 2.5 times
@@ -231,7 +230,7 @@ def predictions_csv(probs, classes, bags: dict | None = None) -> str:
     bags = bags or {}
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(prediction_columns("the predictions", classes, bags))
+    w.writerow(prediction_columns(path, classes, bags))            # (its error names ``path``)
     ids = [[v if type(v) is str else _name(v) for v in values] for values in bags.values()]
     probabilities = [[f"{v:.6f}" for v in column] for column in probs.T.tolist()]
     predicted = [classes[i] for i in probs.argmax(1).tolist()]
