@@ -4,6 +4,8 @@
 #      LLP-GAN, `torchrun` (NCCL, one rank), and hard labels for 10 PLOT epochs;
 #   2. benchmarks/prediction.py: the prediction pass over 50,000 images with and without BatchNorm folded;
 #      benchmarks/step_profile.py: WRN-28-2's supervised and PLOT training steps under torch.profiler;
+#      benchmarks/relabel_overlap.py: how much of the prediction pass a second CUDA stream hides behind
+#      conv-large's training steps (whether a pipelined PLOT could pay);
 #      then benchmarks/gpu.py --synthetic, one network and compile setting per invocation, each under its
 #      own time limit (compile off first: those rows matter most);
 #   3. real CIFAR-10 (the subset written by benchmarks/cifar_subset.py into .gpudata/, since the official
@@ -17,12 +19,12 @@
 #   7. (step tests, not run unless named) the test suite on that machine, where `--device auto` (the
 #      default of most tests) means CUDA; pytest-xdist's workers if it is installed there; each test's
 #      outcome is written as it ends (-v), so a run stopped by its limit still names its failures.
-# Results go to $OUT (prediction_cuda.md, step_profile_wrn-28-2_cuda.md, gpu.md, gpu.json,
+# Results go to $OUT (prediction_cuda.md, step_profile_wrn-28-2_cuda.md, relabel_overlap_cuda.md, gpu.md, gpu.json,
 # cifar_results.json, ot_threads.md, pytest.log, session.log). Without a git checkout there, pass the commit in
 # PLOTLLP_COMMIT. Usage (in the repository root):
 #   OUT=/tmp/gpu_out PLOTLLP_COMMIT=abc1234 bash benchmarks/gpu_session.sh
 # GPU_SESSION_SECONDS (default 540) is the whole script's budget; GPU_SESSION_STEPS (default
-# "smoke prediction profile gpu-off cifar ot-threads gpu-on") the steps to run (always in that order);
+# "smoke prediction profile overlap gpu-off cifar ot-threads gpu-on") the steps to run (always in that order);
 # GPU_SESSION_GPU_EPOCHS (default 2) gpu.py's timed epochs; GPU_SESSION_EPOCHS1, GPU_SESSION_EPOCHS2 and
 # GPU_SESSION_CIFAR_TRAIN (defaults 40, 20, 15000) the cifar step's epochs and training images;
 # GPU_SESSION_TEST_WORKERS (default 14) the tests step's pytest-xdist workers; PYTHON (default python3) the
@@ -37,7 +39,7 @@ DEADLINE=$(( $(date +%s) + ${GPU_SESSION_SECONDS:-540} ))
 PY=${PYTHON:-python3}
 exec > >(tee -a "$OUT/session.log") 2>&1
 
-STEPS=" ${GPU_SESSION_STEPS:-smoke prediction profile gpu-off cifar ot-threads gpu-on} "
+STEPS=" ${GPU_SESSION_STEPS:-smoke prediction profile overlap gpu-off cifar ot-threads gpu-on} "
 want() { [[ "$STEPS" == *" $1 "* ]]; }
 left() { echo $(( DEADLINE - $(date +%s) )); }
 # step NAME CAP MIN command...: run under min(CAP, seconds left); skip when fewer than MIN are left
@@ -81,6 +83,8 @@ want prediction && step "prediction pass, BatchNorm folded or not" 40 15 $PY ben
     --images "$TRAIN_SIZE" --repeats 3 --device "$DEVICE" --out-dir "$OUT"
 want profile && step "WRN-28-2 training steps profiled, supervised and PLOT" 60 20 $PY benchmarks/step_profile.py \
     --model wrn-28-2 --train-size $(( TRAIN_SIZE < 10240 ? TRAIN_SIZE : 10240 )) --device "$DEVICE" --out-dir "$OUT"
+want overlap && step "prediction pass on a side stream beside conv-large's training" 90 30 $PY benchmarks/relabel_overlap.py \
+    --synthetic --model conv-large --train-size "$TRAIN_SIZE" --device "$DEVICE" --out-dir "$OUT"
 if want gpu-off; then gpu conv-large off 100; gpu wrn-28-2 off 150; fi
 if want gpu-fused; then gpu conv-large off 100 --adam fused; gpu wrn-28-2 off 150 --adam fused; fi
 want cifar && step "cifar10 subset: conv-large DLLP + PLOT" 100 40 $PY -m plotllp train \
