@@ -2,6 +2,7 @@
 label column, `plotllp predict`, and one-line errors for bad tables."""
 
 import csv
+import datetime
 import gc
 import json
 import os
@@ -516,6 +517,7 @@ def test_a_csv_file_that_is_not_utf8_is_a_data_file_error(tmp_path):
     ([1.0, None], "missing or non-finite value at row 2"),          # Parquet's null
     ([1, 10 ** 400], "not numeric (row 2"),                        # a number float cannot hold
     ([1.0, [2.0]], "not numeric (row 2"),                          # a Parquet list cell
+    ([1.0, datetime.date(2020, 1, 31)], "not numeric (row 2: 2020-01-31 (date))"),   # a Parquet date, not its repr
 ])
 def test_a_numeric_column_names_its_first_bad_value(values, msg):
     from plotllp.data.tables import _numeric

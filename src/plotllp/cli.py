@@ -225,13 +225,13 @@ def predictions_csv(probs, classes, bags: dict | None = None, path: str = "the p
     import csv
     import io
 
-    from .data.tables import _name
+    from .data.tables import value_text
 
     bags = bags or {}
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(prediction_columns(path, classes, bags))            # (its error names ``path``)
-    ids = [[v if type(v) is str else _name(v) for v in values] for values in bags.values()]
+    ids = [[v if type(v) is str else value_text(v) for v in values] for values in bags.values()]
     probabilities = [[f"{v:.6f}" for v in column] for column in probs.T.tolist()]
     predicted = [classes[i] for i in probs.argmax(1).tolist()]
     w.writerows(zip(range(1, len(probs) + 1), *ids, *probabilities, predicted))
@@ -246,7 +246,7 @@ def predictions_table(path: str, probs, classes, bags: dict | None = None):
         import pyarrow as pa
     except ImportError:
         raise LLPInputError(f"writing {path} needs pyarrow (pip install pyarrow), or give a .csv output") from None
-    from .data.tables import _name
+    from .data.tables import value_text
 
     prediction_columns(path, classes, bags)
     columns = {"row": pa.array(range(1, len(probs) + 1), type=pa.int64())}
@@ -254,7 +254,7 @@ def predictions_table(path: str, probs, classes, bags: dict | None = None):
         try:
             columns[name] = pa.array(values)
         except (pa.ArrowException, TypeError, ValueError):
-            columns[name] = pa.array([_name(v) for v in values], type=pa.string())
+            columns[name] = pa.array([value_text(v) for v in values], type=pa.string())
     columns.update({f"p_{c}": pa.array(probs[:, j], type=pa.float32()) for j, c in enumerate(classes)})
     columns["predicted"] = pa.array([str(c) for c in classes], type=pa.string()).take(probs.argmax(1))
     return pa.table(columns)

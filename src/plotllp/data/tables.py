@@ -299,8 +299,8 @@ def _numeric(path: str, name: str, values, first_row: int = 0) -> np.ndarray:
         try:
             out[i] = math.nan if _missing(v) else float(v)
         except (TypeError, ValueError, OverflowError):
-            shown = v.strip() if isinstance(v, str) else v
-            raise LLPInputError(f"{path}: column {name!r} is not numeric (row {first_row + i + 1}: {shown!r})") from None
+            shown = repr(v.strip()) if isinstance(v, str) else f"{v} ({type(v).__name__})"   # a Parquet date, ...
+            raise LLPInputError(f"{path}: column {name!r} is not numeric (row {first_row + i + 1}: {shown})") from None
         if not math.isfinite(out[i]):
             raise LLPInputError(f"{path}: column {name!r} has a missing or non-finite value at row {first_row + i + 1}")
     return out
@@ -330,10 +330,10 @@ def _labels(path: str, name: str, values, what: str) -> list[str]:
     for i, v in enumerate(values):
         if _missing_name(v):
             raise LLPInputError(f"{path}: the {what} column {name!r} has no value at row {i + 1}")
-    return [_name(v) for v in values]
+    return [value_text(v) for v in values]
 
 
-def _name(v) -> str:
+def value_text(v) -> str:
     """A bag id or label as text: a Parquet binary value decoded as UTF-8 where it is (``b0``, not ``b'b0'``)."""
     if isinstance(v, bytes):
         try:
@@ -528,7 +528,7 @@ def _proportions_table(path, bag_cols, bag_names, bag_index):
     class_cols = [c for c in names if c != id_col]
     if len(class_cols) < 2:
         raise LLPInputError(f"{path}: expected a bag id column and one column per class (at least 2)")
-    ids = [_name(v) for v in cols[id_col]]           # (as the data table's ids are: _labels)
+    ids = [value_text(v) for v in cols[id_col]]           # (as the data table's ids are: _labels)
     if len(set(ids)) != len(ids):
         raise LLPInputError(f"{path}: bag {_repeated(ids)!r} appears twice")     # the first id seen again
     table = np.stack([_numeric(path, c, cols[c]) for c in class_cols], axis=1)
