@@ -27,7 +27,8 @@
 # "smoke prediction profile overlap gpu-off cifar ot-threads gpu-on") the steps to run (always in that order);
 # GPU_SESSION_GPU_EPOCHS (default 2) gpu.py's timed epochs; GPU_SESSION_EPOCHS1, GPU_SESSION_EPOCHS2 and
 # GPU_SESSION_CIFAR_TRAIN (defaults 40, 20, 15000) the cifar step's epochs and training images;
-# GPU_SESSION_TEST_WORKERS (default 14) the tests step's pytest-xdist workers; PYTHON (default python3) the
+# GPU_SESSION_TEST_WORKERS (default 14) the tests step's pytest-xdist workers; GPU_SESSION_TESTS (default tests) what
+# it runs (test files or node ids; e.g. "tests/test_distributed.py tests/test_resume.py tests/test_experiments.py"); PYTHON (default python3) the
 # interpreter; GPU_SESSION_DEVICE (default cuda) and GPU_SESSION_TRAIN_SIZE (default 50000) exist to check the script on a CPU.
 set -u
 OUT=${OUT:-gpu_session_out}
@@ -101,7 +102,7 @@ want ot-threads && step "OT against solver threads" 60 15 $PY benchmarks/ot_thre
 if want gpu-on; then gpu conv-large on 150; gpu wrn-28-2 on 600; fi
 want gpu-static && gpu wrn-28-2 static 600
 workers=$($PY -c "import xdist" 2>/dev/null && echo "-n ${GPU_SESSION_TEST_WORKERS:-14}")
-want tests && step "test suite (--device auto: CUDA)" 240 30 bash -c "$PY -m pytest tests -v -rfE -p no:cacheprovider $workers \
+want tests && step "test suite (--device auto: CUDA)" 240 30 bash -c "$PY -m pytest ${GPU_SESSION_TESTS:-tests} -v -rfE -p no:cacheprovider $workers \
     --maxfail 30 -o addopts='' > '$OUT/pytest.log' 2>&1; rc=\$?; tail -n 40 '$OUT/pytest.log'; exit \$rc"
 echo "== done $(date -u), $(left) s of the budget left"
 [ -f "$OUT/gpu.md" ] && cat "$OUT/gpu.md"
