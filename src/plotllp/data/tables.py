@@ -96,8 +96,10 @@ def _gc_paused():
 
 def _read_parquet(path: str, text) -> dict:
     """The columns of a Parquet file (:func:`read_table`), read one at a time: pyarrow's buffers of only
-    one column are held besides the columns already converted (``benchmarks/results/tables_parquet.md``)."""
+    one column are held besides the columns already converted, and its memory pool gives back what the
+    column it converted freed (``benchmarks/results/tables_parquet.md``)."""
     try:
+        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise LLPInputError(f"reading {path} needs pyarrow (pip install pyarrow), or give a CSV file") from None
@@ -124,6 +126,8 @@ def _read_parquet(path: str, text) -> dict:
             except Exception as e:  # noqa: BLE001
                 raise unreadable(e) from None
             columns[name] = _parquet_column(path, name, column, keep_text=text is None or name in text)
+            del column
+            pa.default_memory_pool().release_unused()   # else kept by the pool, not reused by numpy (606 -> 555 MB)
         return columns
 
 
