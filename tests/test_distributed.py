@@ -38,7 +38,9 @@ def torchrun(nproc, *args):
 
 def run(cmd):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env())
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    # a failed torchrun job's stderr ends with its launcher's report; what the ranks said comes before it (a
+    # rank once ended in SIGABRT after its run had finished, under pytest-xdist, and its words were cut off)
+    assert r.returncode == 0, f"{r.stdout[-2000:]}\n--- stderr ---\n{r.stderr[:4000]}\n[...]\n{r.stderr[-1000:]}"
     return r
 
 
