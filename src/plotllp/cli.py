@@ -220,8 +220,8 @@ def prediction_columns(path: str, classes, bags: dict | None = None) -> list[str
 def predictions_csv(probs, classes, bags: dict | None = None, path: str = "the predictions") -> str:
     """`plotllp predict`'s CSV (:func:`prediction_columns`): a row number from 1, the bag ids (the columns
     ``bags`` maps to their values), each class's probability with 6 decimals, and the class of the largest
-    (the first on ties). Written by columns (``csv.writer.writerows``; a Python loop per row took 2.5 times
-    as long on a million rows)."""
+    (the first on ties). Written by columns (``csv.writer.writerows``; a Python loop per row took 2.98 s
+    against 1.18 s on a million rows of 2 classes, one run each: commit 3c0a5e4)."""
     import csv
     import io
 

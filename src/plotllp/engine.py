@@ -201,7 +201,7 @@ def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int | Non
     ``fold``: compute them by :func:`inference_network` (BatchNorm folded); ``None`` (default) folds
     on a CPU a network made of torch.nn's and plotllp's modules (:func:`folds_by_default`), never on CUDA.
     On an H100 (bf16, channels-last) folding made conv-large's prediction pass
-    slower, 0.284-0.286 s against 0.248-0.250 s for 50,000 images (WRN-28-2: 0.236-0.240 against
+    slower, 0.283-0.286 s against 0.247-0.250 s for 50,000 images (WRN-28-2: 0.236-0.240 against
     0.242-0.244 s), since a convolution's bias is added by a separate elementwise pass that took longer
     than cuDNN's BatchNorm (0.419 against 0.272 ms on a 1024 x 128 x 32 x 32 activation;
     ``benchmarks/prediction.py``, ``benchmarks/results/gpu.md``). Default batch: 4096 rows of
@@ -220,7 +220,8 @@ def predict_proba(model: torch.nn.Module, x: torch.Tensor, batch_size: int | Non
     model.eval()
     net = inference_network(model).eval() if fold else model
     # One output written batch by batch: a list of small outputs, each kept between the batches' freed
-    # activations, grew the C heap by ~0.9 MB a batch (0.26 GB for a million rows read from Parquet).
+    # activations, grew the C heap by ~0.9 MB a batch (predict of a million rows read from Parquet: peak
+    # 1.22 -> 1.01 GB, commit 0c618ab).
     out = None
     with autocast(x.device):
         for i in range(0, x.shape[0], batch_size):

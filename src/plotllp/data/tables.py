@@ -148,7 +148,7 @@ def _parquet_column(path: str, name: str, column, keep_text: bool):
         return values
     try:
         # a copy in numpy's memory, not a view of pyarrow's: freed once in the feature matrix, it is reused by
-        # what follows; pyarrow's allocator kept freed buffers (load_table's peak 744 -> 606 MB, tables_parquet.md)
+        # what follows; pyarrow's allocator kept freed buffers (load_table's peak 745 -> 606 MB, tables_parquet.md)
         values = np.array(column.cast(pa.float64(), safe=False).to_numpy(), dtype=np.float64)
     except pa.ArrowException:                   # a cast this pyarrow lacks: its Python values then
         return column.to_pylist()
