@@ -53,7 +53,8 @@ __all__ = ["pseudo_labels", "exact_labels", "improve_assignment", "entropic_labe
 DEFAULT_REG = 1.0 / 25.0
 #: A bag of n instances and K classes is solved as an assignment problem (SciPy, O(n^3)) when
 #: n <= max(ASSIGNMENT_MIN_BAG, ASSIGNMENT_PER_CLASS * K), else by network simplex on the n x K plan
-#: (POT). Crossover measured on 2 CPU cores: K = 10 near n = 100, K = 100 beyond n = 256.
+#: (POT). The two take the same time near n = 96 for K = 10 and n = 256 for K = 100 (2 CPU cores, one bag
+#: at a time: ``benchmarks/results/exact_crossover.md``).
 ASSIGNMENT_MIN_BAG = 96
 ASSIGNMENT_PER_CLASS = 5
 #: Exact OT over at least this many rows runs in parallel threads (one per torch thread).
