@@ -33,10 +33,8 @@ SIZES = {10: (32, 64, 96, 128, 192, 256), 100: (128, 256, 384, 512, 768)}
 def by_assignment(cost: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Class of each row by SciPy's assignment on the class-slot matrix."""
     slots = np.repeat(np.arange(counts.size), counts)
-    _, cols = linear_sum_assignment(cost[:, slots])
-    out = np.empty(cost.shape[0], dtype=np.int64)
-    out[np.arange(cost.shape[0])] = slots[cols]
-    return out
+    _, cols = linear_sum_assignment(cost[:, slots])        # rows come back in order: row i gets slot cols[i]
+    return slots[cols]
 
 
 def main():

@@ -159,6 +159,18 @@ def test_gpu_benchmark_script_runs_on_cpu(tmp_path):
     assert "| small-cnn | off |" in report and "| small-cnn | off, fused Adam |" in report
 
 
+def test_relabel_overlap_probe_runs_on_cpu(tmp_path):
+    """benchmarks/relabel_overlap.py, prepared for a lent GPU, works end to end on a CPU (tiny synthetic data):
+    its side pass predicts what the pass alone does, and it writes its table."""
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "benchmarks" / "relabel_overlap.py"), "--device", "cpu",
+                          "--synthetic", "--train-size", "256", "--model", "small-cnn", "--rounds", "1",
+                          "--out-dir", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = (tmp_path / "relabel_overlap_cpu.md").read_text()
+    assert report.count("| 100.00% |") == 2         # both side-pass rows: the classes of the pass alone
+
+
 @pytest.mark.parametrize("bad", [{"chunk_rows": 0}, {"lookahead": 0}, {"chunk_rows": 1.5}, {"lookahead": "2"},
                                  {"lookahead": None}, {"chunk_rows": True}])
 def test_overlapped_exact_labels_refuse_empty_chunks_or_no_lookahead(bad):
