@@ -84,7 +84,7 @@ want prediction && step "prediction pass, BatchNorm folded or not" 40 15 $PY ben
     --images "$TRAIN_SIZE" --repeats 3 --device "$DEVICE" --out-dir "$OUT"
 want profile && step "WRN-28-2 training steps profiled, supervised and PLOT" 60 20 $PY benchmarks/step_profile.py \
     --model wrn-28-2 --train-size $(( TRAIN_SIZE < 10240 ? TRAIN_SIZE : 10240 )) --device "$DEVICE" --out-dir "$OUT"
-want overlap && step "prediction pass on a side stream beside conv-large's training" 90 30 $PY benchmarks/relabel_overlap.py \
+want overlap && step "prediction pass on a side stream beside conv-large's training" 120 30 $PY benchmarks/relabel_overlap.py \
     --synthetic --model conv-large --train-size "$TRAIN_SIZE" --device "$DEVICE" --out-dir "$OUT"
 if want gpu-off; then gpu conv-large off 100; gpu wrn-28-2 off 150; fi
 if want gpu-fused; then gpu conv-large off 100 --adam fused; gpu wrn-28-2 off 150 --adam fused; fi

@@ -12,17 +12,20 @@ CUDA stream hides behind training steps that do not fill the GPU (batches of 128
 On the same network, data and batch, the kinds taking turns round by round (after one warm-up round):
 
 - ``train``: a supervised epoch alone (cross-entropy on the true labels, augmented batches of 128);
-- ``predict``: the prediction pass over the training images alone, with a copy of the weights;
+- ``predict``: the prediction pass over the training images alone, with a copy of the weights, at each
+  ``--predict-batch`` (cuDNN picks each batch's kernels here, on an idle GPU, in the warm-up round);
 - ``train + side``: a supervised epoch while the same pass runs on a second CUDA stream, its batches
-  launched between the training steps, spread over the epoch (one every ``steps // batches`` steps);
+  launched between the training steps, spread evenly over the epoch;
   with ``--predict-batch`` 1,024 (``predict_proba``'s default on CUDA) and smaller batches, and (on CUDA)
   with the first batch size again, the training steps on a stream of high priority (CUDA's scheduler
   then prefers their blocks to the side pass's).
 
-``hidden`` is ``(train + predict - train_with_side) / predict``: 1 where the pass costs nothing beside the
-training, 0 where the two only take turns. The side pass's predictions are checked against the pass
-alone (same weights: the same classes). On a CPU there is no second stream: the side batches run
-between the steps (``hidden`` near 0), which checks the script only.
+``hidden`` is ``(train + predict - train_with_side) / predict`` (``predict`` at the side pass's batch): 1
+where the pass costs nothing beside the training, 0 where the two only take turns. The side pass's
+predictions are compared with the pass alone at the same batch (same weights: the same classes, and
+probabilities within bf16's rounding where another stream changes the kernels). The table is written after
+every round, so a run stopped by its time limit keeps the rounds it finished. On a CPU there is no second
+stream: the side batches run between the steps (``hidden`` near 0), which checks the script only.
 
 Run: ``python benchmarks/relabel_overlap.py [--model conv-large] [--synthetic]``; writes
 ``relabel_overlap_<device>.md``.
@@ -63,22 +66,25 @@ def side_pass(snapshot, x, batch_size, stream, out):
         yield
 
 
-def train_epoch(model, optimizer, x, onehot, augment, rng, batch_size=128, side=None, every=1, stream=None):
-    """One supervised epoch (on ``stream`` where given); with ``side`` (a :func:`side_pass`), one of its
-    batches launched every ``every`` steps and the rest after the last step."""
+def train_epoch(model, optimizer, x, onehot, augment, rng, batch_size=128, side=None, side_batches=0, stream=None):
+    """One supervised epoch (on ``stream`` where given); with ``side`` (a :func:`side_pass` of
+    ``side_batches`` batches), its batches launched evenly between the steps (after step ``s`` of ``S``,
+    until ``(s + 1) / S`` of them are out)."""
     if stream is not None:
         stream.wait_stream(torch.cuda.current_stream(x.device))
         with torch.cuda.stream(stream):
-            train_epoch(model, optimizer, x, onehot, augment, rng, batch_size, side, every)
+            train_epoch(model, optimizer, x, onehot, augment, rng, batch_size, side, side_batches)
         torch.cuda.current_stream(x.device).wait_stream(stream)
         return
     order = torch.from_numpy(rng.permutation(x.shape[0])).to(x.device)
+    steps, launched = -(-x.shape[0] // batch_size), 0
     for step, i in enumerate(range(0, x.shape[0], batch_size)):
         pos = order[i:i + batch_size]
         xb = augment(x[pos]) if augment is not None else x[pos]
         Stage.step(model, optimizer, xb, lambda logits, y=onehot[pos]: soft_cross_entropy(logits, y))
-        if side is not None and step % every == 0:
+        while side is not None and launched * steps < (step + 1) * side_batches:
             next(side, None)
+            launched += 1
     if side is not None:
         for _ in side:
             pass
@@ -116,9 +122,34 @@ def main():
     variants = {f"train + side {b}": (b, False) for b in args.predict_batch}
     if cuda:
         variants[f"train (high priority) + side {args.predict_batch[0]}"] = (args.predict_batch[0], True)
-    kinds = ["train", "predict", *variants]
+    kinds = ["train", *(f"predict {b}" for b in args.predict_batch), *variants]
     times = {k: [] for k in kinds}
-    agree = {k: [] for k in variants}
+    agree = {k: [] for k in variants}                # same classes as the pass alone at the same batch
+    gap = {k: [] for k in variants}                  # largest probability difference from it
+
+    def report(rounds):
+        """Write the table of the medians of ``rounds`` timed rounds; returns its text."""
+        med = {k: float(np.median(v)) for k, v in times.items()}
+        text = header(f"Prediction pass on a second CUDA stream beside training ({device.type})")
+        text += (f"\n{args.model}, {x.shape[0]} {'random images of CIFAR-10 shape' if args.synthetic else 'CIFAR-10 images'}"
+                 f", training batches of 128 ({steps} steps), {'bf16 autocast, channels-last, ' if cuda else ''}"
+                 f"median of {rounds} round(s) after a warm-up round, the kinds taking turns.\n\n"
+                 + table_head("epoch", "seconds", "prediction pass hidden", "same classes as the pass alone",
+                              "largest probability difference"))
+        text += f"| train alone | {med['train']:.3f} | - | - | - |\n"
+        for b in args.predict_batch:
+            text += f"| prediction pass alone, batches of {b} | {med[f'predict {b}']:.3f} | - | - | - |\n"
+        for k, (b, prioritised) in variants.items():
+            hidden = (med["train"] + med[f"predict {b}"] - med[k]) / med[f"predict {b}"]
+            text += (f"| train{' (high-priority stream)' if prioritised else ''} + prediction pass on a side stream, "
+                     f"batches of {b} | {med[k]:.3f} | {100 * hidden:.0f}% | {100 * min(agree[k]):.2f}% | "
+                     f"{max(gap[k]):.1e} |\n")
+        text += ("\nHidden: (train alone + prediction alone at the same batch - train with the side pass) / prediction "
+                 "alone. The side pass is compared with the pass alone at its batch (same weights; not bit-equal on "
+                 "CUDA, where kernels may differ with another stream active). "
+                 + ("" if cuda else "On a CPU the side batches run between the steps: this checks the script only.") + "\n")
+        write(f"relabel_overlap_{device.type}.md", text, args.out_dir)
+        return text
 
     def timed(fn):
         sync(device)
@@ -129,42 +160,29 @@ def main():
 
     for r in range(args.rounds + 1):
         snapshot = copy.deepcopy(model).eval()     # the weights an epoch ended with
-        seconds = {"train": timed(lambda: train_epoch(model, optimizer, x, onehot, augment, rng)),
-                   "predict": timed(lambda: predict_proba(snapshot, x, fold=False))}
-        alone = predict_proba(snapshot, x, fold=False)
+        seconds = {"train": timed(lambda: train_epoch(model, optimizer, x, onehot, augment, rng))}
+        alone = {}
+        for b in args.predict_batch:     # alone first: cuDNN picks each batch's kernels on an idle GPU in round 0
+            seconds[f"predict {b}"] = timed(lambda b=b: alone.__setitem__(b, predict_proba(snapshot, x, b, fold=False)))
         for k, (b, prioritised) in variants.items():
             out = torch.empty(x.shape[0], 10, device=device)
             if stream is not None:
                 stream.wait_stream(torch.cuda.current_stream(device))   # the snapshot's weights are there
             side = side_pass(snapshot, x, b, stream, out)
-            every = max(1, steps // -(-x.shape[0] // b))
             seconds[k] = timed(lambda: train_epoch(model, optimizer, x, onehot, augment, rng, side=side,
-                                                   every=every, stream=high if prioritised else None))
-            agree[k].append(float((out.argmax(1) == alone.argmax(1)).float().mean()))
+                                                   side_batches=-(-x.shape[0] // b),
+                                                   stream=high if prioritised else None))
             if not torch.isfinite(out).all():
                 raise SystemExit("the side pass gave non-finite predictions")
+            agree[k].append(float((out.argmax(1) == alone[b].argmax(1)).float().mean()))
+            gap[k].append(float((out - alone[b]).abs().max()))
         if r > 0:                                   # round 0 warms up (cuDNN's algorithm search)
             for k in kinds:
                 times[k].append(seconds[k])
+            report(r)                               # after every round: a run stopped by its limit keeps them
         print(f"round {r}{' (warm-up)' if r == 0 else ''}: "
               + ", ".join(f"{k} {v:.3f} s" for k, v in seconds.items()), flush=True)
-
-    med = {k: float(np.median(v)) for k, v in times.items()}
-    text = header(f"Prediction pass on a second CUDA stream beside training ({device.type})")
-    text += (f"\n{args.model}, {x.shape[0]} {'random images of CIFAR-10 shape' if args.synthetic else 'CIFAR-10 images'}"
-             f", training batches of 128 ({steps} steps), {'bf16 autocast, channels-last, ' if device.type == 'cuda' else ''}"
-             f"median of {args.rounds} rounds after a warm-up round, the kinds taking turns.\n\n"
-             + table_head("epoch", "seconds", "prediction pass hidden", "same classes as the pass alone"))
-    text += f"| train alone | {med['train']:.3f} | - | - |\n| prediction pass alone | {med['predict']:.3f} | - | - |\n"
-    for k, (b, prioritised) in variants.items():
-        hidden = (med["train"] + med["predict"] - med[k]) / med["predict"]
-        text += (f"| train{' (high-priority stream)' if prioritised else ''} + prediction pass on a side stream, "
-                 f"batches of {b} | {med[k]:.3f} | {100 * hidden:.0f}% | {100 * min(agree[k]):.2f}% |\n")
-    text += ("\nHidden: (train alone + prediction alone - train with the side pass) / prediction alone. "
-             + ("" if device.type == "cuda" else "On a CPU the side batches run between the steps: this checks the "
-                "script only.\n"))
-    print(text)
-    write(f"relabel_overlap_{device.type}.md", text, args.out_dir)
+    print(report(args.rounds))
 
 
 if __name__ == "__main__":
