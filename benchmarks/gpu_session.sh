@@ -27,6 +27,7 @@
 # "smoke prediction profile overlap gpu-off cifar ot-threads gpu-on") the steps to run (always in that order);
 # GPU_SESSION_GPU_EPOCHS (default 2) gpu.py's timed epochs; GPU_SESSION_EPOCHS1, GPU_SESSION_EPOCHS2 and
 # GPU_SESSION_CIFAR_TRAIN (defaults 40, 20, 15000) the cifar step's epochs and training images;
+# GPU_SESSION_MODELS (default "conv-large wrn-28-2") the networks of the gpu.py steps;
 # GPU_SESSION_TEST_WORKERS (default 14) the tests step's pytest-xdist workers; GPU_SESSION_TESTS (default tests) what
 # it runs (test files or node ids; e.g. "tests/test_distributed.py tests/test_resume.py tests/test_experiments.py"); PYTHON (default python3) the
 # interpreter; GPU_SESSION_DEVICE (default cuda) and GPU_SESSION_TRAIN_SIZE (default 50000) exist to check the script on a CPU.
@@ -86,8 +87,10 @@ want profile && step "WRN-28-2 training steps profiled, supervised and PLOT" 60 
     --model wrn-28-2 --train-size $(( TRAIN_SIZE < 10240 ? TRAIN_SIZE : 10240 )) --device "$DEVICE" --out-dir "$OUT"
 want overlap && step "prediction pass on a side stream beside conv-large's training" 120 30 $PY benchmarks/relabel_overlap.py \
     --synthetic --model conv-large --train-size "$TRAIN_SIZE" --device "$DEVICE" --out-dir "$OUT"
-if want gpu-off; then gpu conv-large off 100; gpu wrn-28-2 off 150; fi
-if want gpu-fused; then gpu conv-large off 100 --adam fused; gpu wrn-28-2 off 150 --adam fused; fi
+MODELS=" ${GPU_SESSION_MODELS:-conv-large wrn-28-2} "
+model() { [[ "$MODELS" == *" $1 "* ]]; }
+if want gpu-off; then model conv-large && gpu conv-large off 100; model wrn-28-2 && gpu wrn-28-2 off 150; fi
+if want gpu-fused; then model conv-large && gpu conv-large off 100 --adam fused; model wrn-28-2 && gpu wrn-28-2 off 150 --adam fused; fi
 want cifar && step "cifar10 subset: conv-large DLLP + PLOT" 100 40 $PY -m plotllp train \
     --config configs/paper/table1/cifar10_bag64_dllp_plot.yaml --data-dir .gpudata \
     --train-size "${GPU_SESSION_CIFAR_TRAIN:-15000}" --epochs1 "${GPU_SESSION_EPOCHS1:-40}" --epochs2 "${GPU_SESSION_EPOCHS2:-20}" --device "$DEVICE" --overwrite --out /tmp/cifar_run
@@ -99,7 +102,7 @@ for h in r['history']:
               'OT %.4f' % h.get('ot_seconds', 0), 'warm', h.get('warm_start'), 'test %.4f' % h.get('test_accuracy', 0))
 print('   first stage', r['first_stage'].get('test_accuracy'), 'final', r['final'].get('test_accuracy'))"
 want ot-threads && step "OT against solver threads" 60 15 $PY benchmarks/ot_threads.py --out-dir "$OUT"
-if want gpu-on; then gpu conv-large on 150; gpu wrn-28-2 on 600; fi
+if want gpu-on; then model conv-large && gpu conv-large on 150; model wrn-28-2 && gpu wrn-28-2 on 600; fi
 want gpu-static && gpu wrn-28-2 static 600
 workers=$($PY -c "import xdist" 2>/dev/null && echo "-n ${GPU_SESSION_TEST_WORKERS:-14}")
 want tests && step "test suite (--device auto: CUDA)" 240 30 bash -c "$PY -m pytest ${GPU_SESSION_TESTS:-tests} -v -rfE -p no:cacheprovider $workers \
