@@ -231,7 +231,7 @@ PARQUET_TYPES = ["int64", "int8", "uint64", "float64", "float32", "bool", "strin
     st.none(),
     {"int64": st.integers(-2 ** 63, 2 ** 63 - 1), "int8": st.integers(-128, 127), "uint64": st.integers(0, 2 ** 64 - 1),
      "float64": st.floats(width=64), "float32": st.floats(width=32), "bool": st.booleans(),
-     "string": st.sampled_from(["1", "-2.5", "x", "", "NA", "inf"])}[kind]), min_size=1, max_size=40))))
+     "string": st.sampled_from(["1", "-2.5", "x", "", "NA", "inf", "True", " false"])}[kind]), min_size=1, max_size=40))))
 def test_parquet_columns_converted_by_pyarrow_are_those_parsed_from_their_python_values(tmp_path_factory, case):
     """read_table(text=...) converts a Parquet number column with pyarrow; load_table then sees what the
     column's Python values give (read_table's text=None): the same kind (_is_numeric), the same numbers
@@ -681,6 +681,37 @@ def test_a_parquet_file_and_its_csv_give_the_same_bags_classes_and_features(tmp_
         assert ds.feature_names == ["x1", "x2"] and ds.class_names == ["no", "yes"]
         assert ds.bag_names.tolist() == [f"b{i}" for i in range(6)]
     assert np.array_equal(loaded[0].x_train, loaded[1].x_train) and np.array_equal(loaded[0].y_train, loaded[1].y_train)
+
+
+def test_a_boolean_column_is_a_feature_in_a_csv_as_in_parquet(tmp_path):
+    """pandas writes a boolean column to a CSV as True and False: a feature of 1 and 0, as the same column is
+    in Parquet (any case of the words; a missing or other value is a one-line error naming its row)."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    rows = _rows(n=300)                                       # over a block of 100 values decided as numeric
+    frame = pd.DataFrame(rows, columns=["bag", "x1", "x2", "label"])
+    frame["member"] = frame["x2"] > 0
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    frame.to_parquet(tmp_path / "t.parquet", index=False)
+    loaded = [load_table(str(tmp_path / f"t.{e}"), bag_column="bag", label_column="label", test_fraction=0.0)
+              for e in ("csv", "parquet")]
+    for ds in loaded:
+        assert ds.feature_names == ["x1", "x2", "member"]
+    assert np.array_equal(loaded[0].x_train, loaded[1].x_train)
+    text = (tmp_path / "t.csv").read_text().splitlines()
+    assert text[1].endswith((",True", ",False"))
+    mixed = [text[0]] + [line.replace("True", "TRUE") if i % 2 else line.replace("False", "false")
+                         for i, line in enumerate(text[1:])]
+    (tmp_path / "m.csv").write_text("\n".join(mixed) + "\n")
+    ds = load_table(str(tmp_path / "m.csv"), bag_column="bag", label_column="label", test_fraction=0.0)
+    assert np.array_equal(ds.x_train, loaded[0].x_train)
+    for bad, msg in (("maybe", "column 'member' is not numeric (row 250: 'maybe')"),
+                     ("", "column 'member' has a missing or non-finite value at row 250")):
+        lines = list(text)
+        lines[250] = lines[250].rsplit(",", 1)[0] + "," + bad
+        (tmp_path / "b.csv").write_text("\n".join(lines) + "\n")
+        with pytest.raises(LLPInputError, match=re.escape(msg)):
+            load_table(str(tmp_path / "b.csv"), bag_column="bag", label_column="label", features="x1,member")
 
 
 @pytest.mark.parametrize("options, msg", [

@@ -287,21 +287,39 @@ def _missing_name(v) -> bool:
     return is_missing(v) or (isinstance(v, str) and not v.strip())
 
 
+#: Words of a boolean column written as text (any case; pandas writes ``True`` and ``False``), as numbers:
+#: such a column is numeric, as a Parquet boolean column is.
+BOOLEAN_WORDS = {"true": 1.0, "false": 0.0}
+
+
+def _number(v) -> float:
+    """``float(v)``, or 1.0 and 0.0 for the words of :data:`BOOLEAN_WORDS`."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        word = v.strip().lower() if isinstance(v, str) else None
+        if word in BOOLEAN_WORDS:
+            return BOOLEAN_WORDS[word]
+        raise
+
+
 def _numeric(path: str, name: str, values, first_row: int = 0) -> np.ndarray:
-    """A column as float64, every value finite; the first value that is not names its row (``values``
-    starting at row ``first_row`` of the table, from 0)."""
+    """A column as float64, every value finite (:func:`_number`: a boolean word is 1 or 0); the first value
+    that is not names its row (``values`` starting at row ``first_row`` of the table, from 0)."""
     if isinstance(values, UnparsedColumn):
         raise values.error
-    try:
-        out = np.array(values, dtype=np.float64)       # Python's float() of each value, in C
-        if out.shape == (len(values),) and np.isfinite(out).all():
-            return out
-    except (TypeError, ValueError, OverflowError):
-        pass
+    for convert in (lambda: np.array(values, dtype=np.float64),            # Python's float() of each value, in C
+                    lambda: np.fromiter(map(_number, values), dtype=np.float64, count=len(values))):
+        try:
+            out = convert()
+            if out.shape == (len(values),) and np.isfinite(out).all():
+                return out
+        except (TypeError, ValueError, OverflowError):
+            pass
     out = np.empty(len(values), dtype=np.float64)      # find the value at fault
     for i, v in enumerate(values):
         try:
-            out[i] = math.nan if _missing(v) else float(v)
+            out[i] = math.nan if _missing(v) else _number(v)
         except (TypeError, ValueError, OverflowError):
             shown = repr(v.strip()) if isinstance(v, str) else f"{v} ({type(v).__name__})"   # a Parquet date, ...
             raise LLPInputError(f"{path}: column {name!r} is not numeric (row {first_row + i + 1}: {shown})") from None
@@ -311,9 +329,9 @@ def _numeric(path: str, name: str, values, first_row: int = 0) -> np.ndarray:
 
 
 def _is_numeric(values) -> bool:
-    """Whether a column looks numeric: its first 100 values that are present parse as numbers (a column
-    with missing values is then read, and its missing values reported, not silently left out). A column
-    with no value at all is not numeric."""
+    """Whether a column looks numeric: its first 100 values that are present parse as numbers or are boolean
+    words (:func:`_number`; a column with missing values is then read, and its missing values reported, not
+    silently left out). A column with no value at all is not numeric."""
     if isinstance(values, (np.ndarray, UnparsedColumn)):     # found numeric as it was read (read_table)
         return True
     present = [v for v in values[:100] if not _missing(v)]
@@ -321,7 +339,7 @@ def _is_numeric(values) -> bool:
         present = [v for v in values if not _missing(v)][:100]
     try:
         for v in present:
-            float(v)
+            _number(v)
         return bool(present)
     except (TypeError, ValueError):
         return False
