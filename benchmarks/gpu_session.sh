@@ -106,7 +106,7 @@ if want gpu-on; then model conv-large && gpu conv-large on 150; model wrn-28-2 &
 want gpu-static && gpu wrn-28-2 static 600
 workers=$($PY -c "import xdist" 2>/dev/null && echo "-n ${GPU_SESSION_TEST_WORKERS:-14}")
 # the plotllp processes that tests start take a thread per core each unless told: a share of the cores per worker
-# (runs 8 and 9 of gpu.md: five such tests, 18-56 s in CI, unfinished after 146-240 s beside 7-14 workers)
+# (runs 8 and 9 of gpu.md: five such tests, 18-56 s each on 2 cores, unfinished after 146-240 s beside 7-14 workers)
 threads=1; [ -n "$workers" ] && threads=$(( $(nproc) / ${GPU_SESSION_TEST_WORKERS:-14} )); (( threads < 1 )) && threads=1
 want tests && step "test suite (--device auto: CUDA)" 240 30 env OMP_NUM_THREADS=$threads bash -c "$PY -m pytest ${GPU_SESSION_TESTS:-tests} -v -rfE -p no:cacheprovider $workers \
     --maxfail 30 -o addopts='' > '$OUT/pytest.log' 2>&1; rc=\$?; tail -n 40 '$OUT/pytest.log'; exit \$rc"
