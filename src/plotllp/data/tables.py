@@ -356,16 +356,12 @@ def _labels(path: str, name: str, values, what: str) -> list[str]:
 
 
 def value_text(v) -> str:
-    """A bag id or label as text: a Parquet binary value decoded as UTF-8 where it is (``b0``, not ``b'b0'``);
-    a whole float as the integer it holds (``3``, not ``3.0``: a Parquet column of integer ids that pandas
-    made float, say by a missing value, names its bags as a CSV of the same ids does)."""
+    """A bag id or label as text: a Parquet binary value decoded as UTF-8 where it is (``b0``, not ``b'b0'``)."""
     if isinstance(v, bytes):
         try:
             return v.decode()
         except UnicodeDecodeError:
             pass
-    if isinstance(v, float) and v.is_integer() and abs(v) < 2 ** 53:
-        return str(int(v))
     return str(v)
 
 
