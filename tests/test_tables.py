@@ -705,13 +705,23 @@ def test_a_boolean_column_is_a_feature_in_a_csv_as_in_parquet(tmp_path):
     (tmp_path / "m.csv").write_text("\n".join(mixed) + "\n")
     ds = load_table(str(tmp_path / "m.csv"), bag_column="bag", label_column="label", test_fraction=0.0)
     assert np.array_equal(ds.x_train, loaded[0].x_train)
-    for bad, msg in (("maybe", "column 'member' is not numeric (row 250: 'maybe')"),
-                     ("", "column 'member' has a missing or non-finite value at row 250")):
+    # a column is numbers or words throughout: one of the other kind is an error naming its row, not 1 or 0
+    for column, bad, msg in ((-1, "maybe", "column 'member' holds true and false, and 'maybe' at row 250"),
+                             (-1, "5", "column 'member' holds true and false, and '5' at row 250"),
+                             (-1, "", "column 'member' has a missing or non-finite value at row 250"),
+                             (2, "TRUE", "column 'x2' is not numeric (row 250: 'TRUE')")):
         lines = list(text)
-        lines[250] = lines[250].rsplit(",", 1)[0] + "," + bad
+        cells = lines[250].split(",")
+        cells[column] = bad
+        lines[250] = ",".join(cells)
         (tmp_path / "b.csv").write_text("\n".join(lines) + "\n")
-        with pytest.raises(LLPInputError, match=re.escape(msg)):
-            load_table(str(tmp_path / "b.csv"), bag_column="bag", label_column="label", features="x1,member")
+        for features in ("x1,x2,member", None):
+            with pytest.raises(LLPInputError, match=re.escape(msg)):
+                load_table(str(tmp_path / "b.csv"), bag_column="bag", label_column="label", features=features)
+    # proportions are numbers: true and false there stay an error
+    write_csv(tmp_path / "p.csv", ["bag", "no", "yes"], [[f"b{i}", "false", "true"] for i in range(6)])
+    with pytest.raises(LLPInputError, match=re.escape("column 'no' is not numeric (row 1: 'false')")):
+        load_table(str(tmp_path / "t.csv"), bag_column="bag", proportions=str(tmp_path / "p.csv"))
 
 
 @pytest.mark.parametrize("options, msg", [
@@ -803,7 +813,8 @@ def test_a_proportions_file_that_misses_the_tables_bags_shows_some_of_them(tmp_p
     pq.write_table(pa.table({"bag": [float(r[0][1:]) for r in rows], "x1": [r[1] for r in rows]}), tmp_path / "f.parquet")
     write_csv(tmp_path / "counts.csv", ["bag", "no", "yes"], [[i, 5, 5] for i in range(6)])
     with pytest.raises(LLPInputError, match=re.escape("bag '0', which has no rows in the data table (its bags: '0.0', "
-                                                      "'1.0', '2.0', ...)")):
+                                                      "'1.0', '2.0', ...; bag ids are compared as text, and '0.0' is "
+                                                      "not '0': write them alike in both files)")):
         load_table(str(tmp_path / "f.parquet"), bag_column="bag", proportions=str(tmp_path / "counts.csv"))
     pq.write_table(pa.table({"bag": [r[0].encode() for r in rows], "x1": [r[1] for r in rows]}), tmp_path / "b.parquet")
     write_csv(tmp_path / "names.csv", ["bag", "no", "yes"], [[f"b{i}", 5, 5] for i in range(6)])

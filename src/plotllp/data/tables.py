@@ -39,9 +39,10 @@ def read_table(path: str, *, text=None) -> dict:
 
     ``text``: None (default), every CSV column as a list of strings. Otherwise the names of the columns
     to keep as text (bag ids, labels): every other CSV column that :func:`_is_numeric` finds numeric
-    is parsed as it is read, a block of rows at a time, and comes back as a float64 array, or, where
-    one of its values is not a finite number, as an :class:`UnparsedColumn` holding the error that
-    :func:`_numeric` raises for it. The millions of values of a large table then never stand as
+    (numbers, or the words true and false: 1 and 0) is parsed as it is read, a block of rows at a time,
+    and comes back as a float64 array, or, where one of its values is not a finite number (or not of the
+    column's kind), as an :class:`UnparsedColumn` holding the error that :func:`_numeric` raises for it.
+    The millions of values of a large table then never stand as
     Python strings all at once (``benchmarks/results/tables.md``). A Parquet file's columns likewise:
     with ``text`` given, an integer, floating or boolean column not named in it comes back as a float64
     array (or :class:`UnparsedColumn`), converted by pyarrow; every other column as a list of pyarrow's
@@ -178,7 +179,8 @@ class UnparsedColumn:
 
 class _ColumnReader:
     """One CSV column, read a block at a time: text while its kind is open, parsed block by block once
-    :func:`_is_numeric` of the values so far can no longer change, kept as text otherwise."""
+    :func:`_column_kind` of the values so far can no longer change (numbers or boolean words), kept as text
+    otherwise."""
 
     def __init__(self, path: str, name: str, keep_text: bool):
         self.path, self.name = path, name
@@ -191,7 +193,7 @@ class _ColumnReader:
     def add(self, values: tuple) -> None:
         """The next block of the column's values, as the CSV reader gave them (blanks around them kept:
         ``float`` and :func:`_missing` ignore them; text is stripped here)."""
-        if self.kind == "numeric":
+        if self.kind in ("number", "boolean"):
             self._parse(values)
             return
         self.strings.extend(map(str.strip, values))
@@ -199,7 +201,7 @@ class _ColumnReader:
             self._decide()
 
     def _settled(self) -> bool:
-        """Whether more rows cannot change :func:`_is_numeric`: it reads the present values among the first
+        """Whether more rows cannot change :func:`_column_kind`: it reads the present values among the first
         100 rows, or, where there are none, the first 100 present values (counted once each: a column left
         blank at the top is counted as it grows, not again at every block)."""
         s = self.strings
@@ -212,8 +214,9 @@ class _ColumnReader:
         return self.present >= 100
 
     def _decide(self) -> None:
-        if _is_numeric(self.strings):
-            self.kind, strings, self.strings = "numeric", self.strings, []
+        kind = _column_kind(self.strings)
+        if kind is not None:
+            self.kind, strings, self.strings = kind, self.strings, []
             self._parse(strings)
         else:
             self.kind = "text"
@@ -221,7 +224,7 @@ class _ColumnReader:
     def _parse(self, values: list) -> None:
         if self.error is None:
             try:
-                self.blocks.append(_numeric(self.path, self.name, values, first_row=self.rows))
+                self.blocks.append(_numeric(self.path, self.name, values, first_row=self.rows, kind=self.kind))
             except LLPInputError as e:
                 self.error, self.blocks = e, []
         self.rows += len(values)
@@ -288,61 +291,80 @@ def _missing_name(v) -> bool:
 
 
 #: Words of a boolean column written as text (any case; pandas writes ``True`` and ``False``), as numbers:
-#: such a column is numeric, as a Parquet boolean column is.
+#: a column of them is numeric, as a Parquet boolean column is (:func:`_column_kind`).
 BOOLEAN_WORDS = {"true": 1.0, "false": 0.0}
 
 
-def _number(v) -> float:
-    """``float(v)``, or 1.0 and 0.0 for the words of :data:`BOOLEAN_WORDS`."""
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        word = v.strip().lower() if isinstance(v, str) else None
-        if word in BOOLEAN_WORDS:
-            return BOOLEAN_WORDS[word]
-        raise
+def _boolean_word(v) -> bool:
+    return isinstance(v, str) and v.strip().lower() in BOOLEAN_WORDS
 
 
-def _numeric(path: str, name: str, values, first_row: int = 0) -> np.ndarray:
-    """A column as float64, every value finite (:func:`_number`: a boolean word is 1 or 0); the first value
-    that is not names its row (``values`` starting at row ``first_row`` of the table, from 0)."""
+def _column_kind(values) -> str | None:
+    """``"number"``, ``"boolean"`` or None (text): what a column holds, from its first 100 values that are
+    present (or, where none of its first 100 rows has one, its first 100 present values): all numbers, or
+    all words of :data:`BOOLEAN_WORDS`. A column that mixes the two, or has no value at all, is text.
+    A column with missing values is then read, and its missing values reported, not silently left out."""
+    present = [v for v in values[:100] if not _missing(v)]
+    if not present:                         # blank at the top: look further down
+        present = [v for v in values if not _missing(v)][:100]
+    if not present:
+        return None
+    if all(map(_boolean_word, present)):
+        return "boolean"
+    for v in present:
+        try:
+            float(v)
+        except OverflowError:               # a number, too large: _numeric names it
+            pass
+        except (TypeError, ValueError):
+            return None
+    return "number"
+
+
+def _numeric(path: str, name: str, values, first_row: int = 0, kind: str | None = None) -> np.ndarray:
+    """A column as float64, every value finite; the first value that is not names its row (``values``
+    starting at row ``first_row`` of the table, from 0). ``kind`` (:func:`_column_kind`, as decided for the
+    whole column; by default from ``values``): ``"boolean"`` reads the words of :data:`BOOLEAN_WORDS` as 1
+    and 0 and nothing else, ``"number"`` numbers only."""
     if isinstance(values, UnparsedColumn):
         raise values.error
-    for convert in (lambda: np.array(values, dtype=np.float64),            # Python's float() of each value, in C
-                    lambda: np.fromiter(map(_number, values), dtype=np.float64, count=len(values))):
-        try:
-            out = convert()
-            if out.shape == (len(values),) and np.isfinite(out).all():
-                return out
-        except (TypeError, ValueError, OverflowError):
-            pass
+    if kind is None:
+        kind = "boolean" if _column_kind(values) == "boolean" else "number"
+    try:
+        if kind == "boolean":
+            out = np.fromiter((BOOLEAN_WORDS[v.strip().lower()] for v in values), dtype=np.float64, count=len(values))
+        else:
+            out = np.array(values, dtype=np.float64)       # Python's float() of each value, in C
+        if out.shape == (len(values),) and np.isfinite(out).all():
+            return out
+    except (TypeError, ValueError, OverflowError, KeyError, AttributeError):
+        pass
     out = np.empty(len(values), dtype=np.float64)      # find the value at fault
     for i, v in enumerate(values):
-        try:
-            out[i] = math.nan if _missing(v) else _number(v)
-        except (TypeError, ValueError, OverflowError):
-            shown = repr(v.strip()) if isinstance(v, str) else f"{v} ({type(v).__name__})"   # a Parquet date, ...
-            raise LLPInputError(f"{path}: column {name!r} is not numeric (row {first_row + i + 1}: {shown})") from None
+        shown = repr(v.strip()) if isinstance(v, str) else f"{v} ({type(v).__name__})"   # a Parquet date, ...
+        if _missing(v):
+            out[i] = math.nan
+        elif kind == "boolean":
+            if not _boolean_word(v):
+                raise LLPInputError(f"{path}: column {name!r} holds true and false, and {shown} at row "
+                                    f"{first_row + i + 1}")
+            out[i] = BOOLEAN_WORDS[v.strip().lower()]
+        else:
+            try:
+                out[i] = float(v)
+            except (TypeError, ValueError, OverflowError):
+                raise LLPInputError(f"{path}: column {name!r} is not numeric (row {first_row + i + 1}: {shown})") from None
         if not math.isfinite(out[i]):
             raise LLPInputError(f"{path}: column {name!r} has a missing or non-finite value at row {first_row + i + 1}")
     return out
 
 
 def _is_numeric(values) -> bool:
-    """Whether a column looks numeric: its first 100 values that are present parse as numbers or are boolean
-    words (:func:`_number`; a column with missing values is then read, and its missing values reported, not
-    silently left out). A column with no value at all is not numeric."""
+    """Whether a column is numeric: read as numbers (:func:`read_table`), or :func:`_column_kind` finds
+    numbers or boolean words."""
     if isinstance(values, (np.ndarray, UnparsedColumn)):     # found numeric as it was read (read_table)
         return True
-    present = [v for v in values[:100] if not _missing(v)]
-    if not present:                         # blank at the top: look further down
-        present = [v for v in values if not _missing(v)][:100]
-    try:
-        for v in present:
-            _number(v)
-        return bool(present)
-    except (TypeError, ValueError):
-        return False
+    return _column_kind(values) is not None
 
 
 def _labels(path: str, name: str, values, what: str) -> list[str]:
@@ -543,6 +565,21 @@ def _no_separator(path: str, columns: list, parts: list) -> None:
                                 "one bag id, so they may not hold it")
 
 
+def _same_number(name: str, names: list) -> str | None:
+    """The first of ``names`` that is the same number as ``name`` written otherwise (``0.0`` for ``0``)."""
+    try:
+        value = float(name)
+    except ValueError:
+        return None
+    for other in names:
+        try:
+            if other != name and float(other) == value:
+                return other
+        except ValueError:
+            pass
+    return None
+
+
 def _proportions_table(path, bag_cols, bag_names, bag_index):
     cols = read_table(path)
     names = list(cols)
@@ -553,14 +590,16 @@ def _proportions_table(path, bag_cols, bag_names, bag_index):
     ids = [value_text(v) for v in cols[id_col]]           # (as the data table's ids are: _labels)
     if len(set(ids)) != len(ids):
         raise LLPInputError(f"{path}: bag {_repeated(ids)!r} appears twice")     # the first id seen again
-    table = np.stack([_numeric(path, c, cols[c]) for c in class_cols], axis=1)
+    table = np.stack([_numeric(path, c, cols[c], kind="number") for c in class_cols], axis=1)
     pos = {b: i for i, b in enumerate(ids)}
     known = set(bag_names.tolist())
     extra = [b for b in ids if b not in known]
     if extra:
         shown = ", ".join(repr(b) for b in bag_names[:3].tolist()) + (", ..." if len(bag_names) > 3 else "")
+        twin = _same_number(extra[0], bag_names.tolist())
         raise LLPInputError(f"{path} gives proportions for bag {extra[0]!r}, which has no rows in the data table "
-                            f"(its bags: {shown})")
+                            f"(its bags: {shown}" + (f"; bag ids are compared as text, and {twin!r} is not {extra[0]!r}: "
+                                                     "write them alike in both files" if twin else "") + ")")
     missing = [b for b in bag_names.tolist() if b not in pos]
     if missing:
         raise LLPInputError(f"bag {missing[0]!r} has rows but no proportions in {path}")
