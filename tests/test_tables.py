@@ -718,6 +718,18 @@ def test_a_boolean_column_is_a_feature_in_a_csv_as_in_parquet(tmp_path):
         for features in ("x1,x2,member", None):
             with pytest.raises(LLPInputError, match=re.escape(msg)):
                 load_table(str(tmp_path / "b.csv"), bag_column="bag", label_column="label", features=features)
+    # a column whose first rows mix the kinds is text, not a feature; named as one, the error names the odd one out
+    for column, row, bad, msg in ((-1, 4, "5", "column 'member' holds true and false, and '5' at row 4"),
+                                  (2, 1, "TRUE", "column 'x2' is not numeric (row 1: 'TRUE')")):
+        lines = list(text)
+        cells = lines[row].split(",")
+        cells[column] = bad
+        lines[row] = ",".join(cells)
+        (tmp_path / "b.csv").write_text("\n".join(lines) + "\n")
+        ds = load_table(str(tmp_path / "b.csv"), bag_column="bag", label_column="label", test_fraction=0.0)
+        assert len(ds.feature_names) == 2
+        with pytest.raises(LLPInputError, match=re.escape(msg)):
+            load_table(str(tmp_path / "b.csv"), bag_column="bag", label_column="label", features="x1,x2,member")
     # proportions are numbers: true and false there stay an error
     write_csv(tmp_path / "p.csv", ["bag", "no", "yes"], [[f"b{i}", "false", "true"] for i in range(6)])
     with pytest.raises(LLPInputError, match=re.escape("column 'no' is not numeric (row 1: 'false')")):

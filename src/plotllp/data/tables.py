@@ -299,14 +299,20 @@ def _boolean_word(v) -> bool:
     return isinstance(v, str) and v.strip().lower() in BOOLEAN_WORDS
 
 
-def _column_kind(values) -> str | None:
-    """``"number"``, ``"boolean"`` or None (text): what a column holds, from its first 100 values that are
-    present (or, where none of its first 100 rows has one, its first 100 present values): all numbers, or
-    all words of :data:`BOOLEAN_WORDS`. A column that mixes the two, or has no value at all, is text.
-    A column with missing values is then read, and its missing values reported, not silently left out."""
+def _leading_present(values) -> list:
+    """A column's first 100 values that are present (or, where none of its first 100 rows has one, its first
+    100 present values): what its kind is read from."""
     present = [v for v in values[:100] if not _missing(v)]
     if not present:                         # blank at the top: look further down
         present = [v for v in values if not _missing(v)][:100]
+    return present
+
+
+def _column_kind(values) -> str | None:
+    """``"number"``, ``"boolean"`` or None (text): what a column holds, from :func:`_leading_present`: all
+    numbers, or all words of :data:`BOOLEAN_WORDS`. A column that mixes the two, or has no value at all, is
+    text. A column with missing values is then read, and its missing values reported, not silently left out."""
+    present = _leading_present(values)
     if not present:
         return None
     if all(map(_boolean_word, present)):
@@ -324,12 +330,14 @@ def _column_kind(values) -> str | None:
 def _numeric(path: str, name: str, values, first_row: int = 0, kind: str | None = None) -> np.ndarray:
     """A column as float64, every value finite; the first value that is not names its row (``values``
     starting at row ``first_row`` of the table, from 0). ``kind`` (:func:`_column_kind`, as decided for the
-    whole column; by default from ``values``): ``"boolean"`` reads the words of :data:`BOOLEAN_WORDS` as 1
-    and 0 and nothing else, ``"number"`` numbers only."""
+    whole column; by default what most of :func:`_leading_present` are, so that the error names a value of
+    the other kind): ``"boolean"`` reads the words of :data:`BOOLEAN_WORDS` as 1 and 0 and nothing else,
+    ``"number"`` numbers only."""
     if isinstance(values, UnparsedColumn):
         raise values.error
     if kind is None:
-        kind = "boolean" if _column_kind(values) == "boolean" else "number"
+        present = _leading_present(values)
+        kind = "boolean" if 2 * sum(map(_boolean_word, present)) > len(present) else "number"
     try:
         if kind == "boolean":
             out = np.fromiter((BOOLEAN_WORDS[v.strip().lower()] for v in values), dtype=np.float64, count=len(values))
