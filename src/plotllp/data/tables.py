@@ -347,21 +347,24 @@ def _numeric(path: str, name: str, values, first_row: int = 0, kind: str | None 
             return out
     except (TypeError, ValueError, OverflowError, KeyError, AttributeError):
         pass
+    def shown(v):                                       # a Parquet date as its text and type, not its repr
+        return repr(v.strip()) if isinstance(v, str) else f"{v} ({type(v).__name__})"
+
     out = np.empty(len(values), dtype=np.float64)      # find the value at fault
     for i, v in enumerate(values):
-        shown = repr(v.strip()) if isinstance(v, str) else f"{v} ({type(v).__name__})"   # a Parquet date, ...
         if _missing(v):
             out[i] = math.nan
         elif kind == "boolean":
             if not _boolean_word(v):
-                raise LLPInputError(f"{path}: column {name!r} holds true and false, and {shown} at row "
+                raise LLPInputError(f"{path}: column {name!r} holds true and false, and {shown(v)} at row "
                                     f"{first_row + i + 1}")
             out[i] = BOOLEAN_WORDS[v.strip().lower()]
         else:
             try:
                 out[i] = float(v)
             except (TypeError, ValueError, OverflowError):
-                raise LLPInputError(f"{path}: column {name!r} is not numeric (row {first_row + i + 1}: {shown})") from None
+                raise LLPInputError(f"{path}: column {name!r} is not numeric (row {first_row + i + 1}: "
+                                    f"{shown(v)})") from None
         if not math.isfinite(out[i]):
             raise LLPInputError(f"{path}: column {name!r} has a missing or non-finite value at row {first_row + i + 1}")
     return out
