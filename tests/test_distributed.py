@@ -246,7 +246,7 @@ def test_download_fetches_once_per_machine(tmp_path):
         launcher = tmp_path / "launch.py"          # each rank points the cifar100 download at the local server
         launcher.write_text("import sys\nfrom plotllp.data import download\n"
                             f"download.SOURCES['cifar100'] = ('', [({url!r}, 'cifar-100-python.tar.gz', {md5!r})])\n"
-                            "from plotllp.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+                            "from plotllp.cli import entry\nentry()\n")           # exits as plotllp does
         cmd = torchrun(2, "train", "--dataset", "cifar100", "--data-dir", str(tmp_path / "data"), "--download",
                        "--model", "mlp", "--bag-size", "10", "--epochs1", "1", "--epochs2", "0", "--device", "cpu",
                        "--out", str(tmp_path / "run"))
