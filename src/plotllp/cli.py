@@ -627,8 +627,9 @@ def entry() -> None:
     A process of a ``torchrun`` job ends with ``os._exit`` once its output is flushed, without the
     interpreter's shutdown: PyTorch's Gloo worker threads outlive ``destroy_process_group``, and one that
     releases a tensor Python made while the interpreter shuts down ends the process in ``std::terminate``
-    (SIGABRT) after a finished run (seen about once in 20-50 jobs on a loaded machine; a rank's backtrace:
-    ``ProcessGroupGloo::runLoop`` -> ``~AsyncWork`` -> ``decref_pyobject`` -> ``PyThread_exit_thread``)."""
+    (SIGABRT) after a finished run (4 times in about 140 test jobs run beside another torchrun job on 2
+    cores; a rank's backtrace: ``ProcessGroupGloo::runLoop`` -> ``~AsyncWork`` -> ``decref_pyobject`` ->
+    ``PyThread_exit_thread``)."""
     code = main()
     with contextlib.suppress(ValueError, OSError):          # not the main thread: leave it as it is
         signal.signal(signal.SIGINT, signal.SIG_IGN)
